@@ -1,0 +1,1 @@
+"""pytest plugin (issue #4): off unless enabled; see handoffs.gate."""

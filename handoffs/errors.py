@@ -1,0 +1,21 @@
+"""The errors handoffs raises on purpose. The CLI turns each into one line on stderr."""
+
+from __future__ import annotations
+
+
+class HandoffsError(Exception):
+    """Base of every error meant for the user; its message says what to do."""
+
+    exit_code = 1
+
+
+class UsageError(HandoffsError):
+    """Bad input from the user: a wrong URL, a malformed file or policy. Exit code 2."""
+
+    exit_code = 2
+
+
+class StoreError(HandoffsError):
+    """The store cannot be reached or refused a statement. Exit code 2 at the CLI."""
+
+    exit_code = 2

@@ -1,0 +1,208 @@
+"""The two ways into ClickHouse behind one small interface: chDB in-process, or a server over HTTP.
+
+Both take ClickHouse's own parameter syntax (``{name:Type}``) so every query is parameterised
+the same way on both engines; results come back as Arrow tables.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from handoffs.errors import StoreError
+
+from .url import StoreURL
+
+Params = dict[str, Any]
+
+
+class Engine(Protocol):
+    """What the store needs from a ClickHouse engine."""
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table: ...
+    def command(self, sql: str, params: Params | None = None) -> None: ...
+    def insert_arrow(self, table: str, data: pa.Table) -> None: ...
+    def close(self) -> None: ...
+
+
+def _param_text(value: Any) -> str:
+    """A parameter value in the text form ClickHouse parses for ``{name:Type}``."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_quote(v) for v in value) + "]"
+    return str(value)
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return _param_text(value)
+
+
+class ChdbEngine:
+    """chDB, the ClickHouse engine in this process, persisting to a directory.
+
+    chDB admits one data directory per process and one process per directory; this class
+    enforces the first (a second path is a clear error) and ``store.sharing`` handles the second.
+    Statements are serialised by a lock: chDB's session is not documented as thread-safe, and
+    it releases the GIL while a query runs, so other Python threads keep working meanwhile.
+    """
+
+    _session: Any = None
+    _path: Path | None = None
+    _current_db = "default"
+    _class_lock = threading.Lock()
+    # One lock for the one session every engine instance in the process shares.
+    _session_lock = threading.RLock()
+
+    def __init__(self, path: Path, database: str = "default") -> None:
+        from chdb import session as chdb_session
+
+        path = path.resolve()
+        with ChdbEngine._class_lock:
+            if ChdbEngine._session is None:
+                path.mkdir(parents=True, exist_ok=True)
+                try:
+                    ChdbEngine._session = chdb_session.Session(str(path))
+                except Exception as exc:  # chDB raises bare RuntimeErrors here
+                    raise StoreError(
+                        f"cannot open the embedded store at {path}: {exc}. Another process may "
+                        "hold it; run the command again so it connects through that process."
+                    ) from exc
+                ChdbEngine._path = path
+            elif ChdbEngine._path != path:
+                raise StoreError(
+                    f"this process already opened the embedded store at {ChdbEngine._path}; "
+                    f"chDB cannot open a second one ({path}) in the same process"
+                )
+        self.path = path
+        self.database = database
+        self.lock = ChdbEngine._session_lock
+        if database != "default":
+            self._run(f"CREATE DATABASE IF NOT EXISTS `{database}`", None, "CSV", "default")
+
+    def _run(self, sql: str, params: Params | None, fmt: str, database: str | None = None) -> Any:
+        text_params = {k: _param_text(v) for k, v in (params or {}).items()}
+        with self.lock:
+            try:
+                self._use(database or self.database)
+                return ChdbEngine._session.query(sql, fmt, params=text_params or None)
+            except Exception as exc:
+                raise StoreError(f"query failed on the embedded store: {exc}") from exc
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        result = self._run(sql, params, "ArrowStream")
+        data = result.bytes()
+        if not data:
+            return pa.table({})
+        return pa.ipc.open_stream(data).read_all()
+
+    def _use(self, database: str) -> None:
+        # The session is shared by every caller in the process; each statement names its database.
+        if database != ChdbEngine._current_db:
+            ChdbEngine._session.query(f"USE `{database}`", "CSV")
+            ChdbEngine._current_db = database
+
+    def query_bytes(self, sql: str, params: Params | None, fmt: str,
+                    database: str | None = None) -> bytes:
+        """Raw output in any ClickHouse format (the HTTP endpoint passes it through)."""
+        return bytes(self._run(sql, params, fmt, database).bytes())
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        self._run(sql, params, "CSV")
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        cols = ", ".join(f"`{c}`" for c in data.column_names)
+        arrow_rows = data  # noqa: F841 - chDB's Python() table function finds it by name
+        self._run(f"INSERT INTO {table} ({cols}) SELECT * FROM Python(arrow_rows)", None, "CSV")
+
+    def insert_bytes(self, insert_sql: str, body: bytes, fmt: str, database: str | None = None) -> None:
+        """Stream already-encoded rows (Native, JSONEachRow, ...) into an INSERT statement."""
+        with self.lock:
+            try:
+                self._use(database or self.database)
+                inserter = ChdbEngine._session.send_insert(insert_sql, fmt)
+                inserter.append(body)
+                inserter.finish()
+            except Exception as exc:
+                raise StoreError(f"insert failed on the embedded store: {exc}") from exc
+
+    def close(self) -> None:
+        """Sessions live as long as the process: chDB cannot reopen a directory once closed."""
+
+    @classmethod
+    def shutdown(cls) -> None:
+        """Close the process's chDB session (at exit, after the endpoint stopped)."""
+        with cls._class_lock:
+            if cls._session is not None:
+                try:
+                    cls._session.close()
+                finally:
+                    cls._session = None
+                    cls._current_db = "default"
+
+
+class HttpEngine:
+    """A ClickHouse server (or our embedded-store endpoint) through clickhouse-connect."""
+
+    def __init__(self, url: StoreURL, connect_timeout: float = 5.0) -> None:
+        import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        self._error = ClickHouseError
+        try:
+            self.client = clickhouse_connect.get_client(
+                host=url.host,
+                port=url.port,
+                username=url.username,
+                password=url.password,
+                database=url.database,
+                secure=url.secure,
+                compress=url.options.get("compress", "0") not in ("0", "false", "no"),
+                connect_timeout=connect_timeout,
+                send_receive_timeout=float(url.options.get("timeout", 300)),
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot reach ClickHouse at {url.redacted()}: {_first_line(exc)}. "
+                "Check the host, port and credentials, and that the server is running."
+            ) from exc
+        self.url = url
+
+    def _wrap(self, exc: Exception) -> StoreError:
+        return StoreError(f"ClickHouse at {self.url.redacted()} failed: {_first_line(exc)}")
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        try:
+            return self.client.query_arrow(sql, parameters=params or None, use_strings=True)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        try:
+            self.client.command(sql, parameters=params or None)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        try:
+            self.client.insert_arrow(table, data)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,119 @@
+"""One embedded store, many processes: the owner opens chDB and serves it, the rest connect.
+
+The first process to open a data directory takes an exclusive ``flock`` on ``.handoffs.lock``
+inside it, opens chDB, and serves ClickHouse's HTTP interface on a loopback port, recorded in
+``.handoffs-endpoint.json`` (mode 0600, with a random password). Any other process finds the
+lock held, reads that file, and connects with clickhouse-connect. The lock dies with its
+process, so a crashed owner never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from handoffs.errors import StoreError
+
+from .endpoint import ClickHouseEndpoint
+from .engines import ChdbEngine, HttpEngine
+from .url import StoreURL
+
+LOCK_FILE = ".handoffs.lock"
+ENDPOINT_FILE = ".handoffs-endpoint.json"
+
+
+@dataclass
+class Ownership:
+    """What the owning process holds: the lock file and the endpoint it serves."""
+
+    lock: IO[str]
+    endpoint: ClickHouseEndpoint
+    info_path: Path
+
+    def release(self) -> None:
+        self.endpoint.stop()
+        try:
+            self.info_path.unlink()
+        except FileNotFoundError:
+            pass
+        self.lock.close()
+
+
+_owned: dict[Path, tuple[ChdbEngine, Ownership]] = {}
+
+
+@atexit.register
+def _release_all() -> None:
+    """Stop serving before the interpreter exits: chDB crashes at shutdown under a live server."""
+    for _engine, ownership in _owned.values():
+        ownership.release()
+    _owned.clear()
+    ChdbEngine.shutdown()
+
+
+def open_embedded(url: StoreURL, wait: float = 10.0) -> ChdbEngine | HttpEngine:
+    """Open the embedded store at ``url.path``: own it, or connect to its owner."""
+    assert url.path is not None
+    path = url.path.expanduser().resolve()
+    if path in _owned:
+        return _owned[path][0]
+    path.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    while True:
+        lock = open(path / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            info = _read_endpoint(path)
+            if info is not None:
+                try:
+                    return HttpEngine(StoreURL("clickhouse", host=info["host"], port=info["port"],
+                                               password=info["password"], database=url.database,
+                                               options={"compress": "0"}))
+                except StoreError:
+                    pass  # the owner is going away; try again to take the lock
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"the embedded store at {path} is held by another process that does not "
+                    f"serve it (pid in {path / LOCK_FILE}); stop that process or wait for it"
+                ) from None
+            time.sleep(0.1)
+            continue
+        break
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    engine = ChdbEngine(path, url.database)
+    endpoint = ClickHouseEndpoint(engine, password=secrets.token_urlsafe(24)).start()
+    info_path = path / ENDPOINT_FILE
+    tmp = info_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"pid": os.getpid(), "host": endpoint.host, "port": endpoint.port,
+                   "password": endpoint.password}, fh)
+    os.replace(tmp, info_path)
+    _owned[path] = (engine, Ownership(lock, endpoint, info_path))
+    return engine
+
+
+def _read_endpoint(path: Path) -> dict | None:
+    try:
+        info = json.loads((path / ENDPOINT_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return info if {"host", "port", "password"} <= info.keys() else None
+
+
+def owned_endpoint(path: Path) -> ClickHouseEndpoint | None:
+    """The endpoint this process serves for ``path``, if it owns it (tests and diagnostics)."""
+    entry = _owned.get(path.expanduser().resolve())
+    return entry[1].endpoint if entry else None

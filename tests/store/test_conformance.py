@@ -1,0 +1,75 @@
+"""The store's conformance suite: the same behaviour from every engine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from handoffs.errors import StoreError
+from handoffs.store import Event, Link, SpanBatch, Store, schema
+
+
+def _batch(trace_id: str = "a" * 32, n: int = 3) -> SpanBatch:
+    batch = SpanBatch()
+    start = time.time_ns()
+    batch.append(trace_id=trace_id, span_id="0" * 15 + "1", name="handoffs.run demo",
+                 start_ns=start, duration_ns=5_000,
+                 attributes={"handoff.span.type": "run", "handoff.run.id": "run-1",
+                             "handoff.run.tags": '["nightly","x"]', "handoff.run.branch": "main"},
+                 resource_attributes={"service.name": "team", "handoffs.project": "p1"},
+                 service_name="team", status_code="Ok",
+                 events=[Event(start + 10, "handoff.termination", {"handoff.termination.reason": "done"})])
+    for i in range(2, n + 1):
+        batch.append(trace_id=trace_id, span_id=f"{i:016x}", parent_span_id="0" * 15 + "1",
+                     name=f"execute_tool transfer_to_w{i}", start_ns=start + i, duration_ns=100 * i,
+                     attributes={"handoff.step": str(i), "gen_ai.agent.name": "sup"},
+                     links=[Link("b" * 32, "c" * 16, "", {"k": "v"})])
+    return batch
+
+
+def test_fresh_store_is_at_latest_schema(any_store: Store) -> None:
+    assert any_store.schema_version() == max(m.version for m in schema.migrations())
+    assert any_store.migrate() == []  # idempotent
+
+
+def test_spans_round_trip_with_ids_parents_attributes_events(any_store: Store) -> None:
+    assert any_store.insert_spans(_batch()) == 3
+    rows = any_store.query(
+        "SELECT SpanId, ParentSpanId, SpanName, SpanAttributes, Duration, `Events.Name` AS ev, "
+        "`Events.Attributes` AS eva, `Links.SpanId` AS ls FROM otel_traces "
+        "WHERE TraceId = {t:String} ORDER BY SpanId", {"t": "a" * 32})
+    assert [r["SpanId"] for r in rows] == ["0" * 15 + "1", f"{2:016x}", f"{3:016x}"]
+    assert rows[1]["ParentSpanId"] == "0" * 15 + "1"
+    assert dict(rows[2]["SpanAttributes"])["handoff.step"] == "3"
+    assert rows[2]["Duration"] == 300
+    assert rows[0]["ev"] == ["handoff.termination"]
+    assert dict(rows[0]["eva"][0]) == {"handoff.termination.reason": "done"}
+    assert rows[1]["ls"] == ["c" * 16]
+
+
+def test_run_spans_become_runs(any_store: Store) -> None:
+    any_store.insert_spans(_batch())
+    runs = any_store.query("SELECT run_id, project, branch, tags, service FROM handoffs_runs FINAL")
+    assert runs == [{"run_id": "run-1", "project": "p1", "branch": "main",
+                     "tags": ["nightly", "x"], "service": "team"}]
+
+
+def test_replayed_spans_are_stored_once(any_store: Store) -> None:
+    any_store.insert_spans(_batch())
+    any_store.insert_spans(_batch())
+    assert any_store.scalar("SELECT count() FROM otel_traces FINAL") == 3
+
+
+def test_parameters_are_bound_not_spliced(any_store: Store) -> None:
+    any_store.insert_spans(_batch())
+    hostile = "x' OR 1=1 --"
+    assert any_store.scalar("SELECT count() FROM otel_traces WHERE TraceId = {t:String}",
+                            {"t": hostile}) == 0
+    assert any_store.query("SELECT {a:Array(String)} AS a", {"a": ["q'uote", "b"]}) == [
+        {"a": ["q'uote", "b"]}]
+
+
+def test_bad_sql_is_a_store_error(any_store: Store) -> None:
+    with pytest.raises(StoreError, match="UNKNOWN_FUNCTION|Unknown function|does not exist"):
+        any_store.query("SELECT no_such_function()")

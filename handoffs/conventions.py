@@ -127,6 +127,9 @@ APPROVAL_DECISION: Final = "handoff.approval.decision"  # approved | denied
 MESSAGE_CONTENT: Final = "handoff.message.content"
 MESSAGE_ROLE: Final = "handoff.message.role"
 
+# The demo's ground truth on its run span: JSON list of {"code", "agent", "step"} injected.
+DEMO_INJECTED: Final = "handoff.demo.injected"
+
 # Set by ingest normalisation on spans of other instrumentations: where the fact came from.
 NORMALISED_FROM: Final = "handoff.normalised_from"
 

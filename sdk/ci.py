@@ -1,0 +1,60 @@
+"""CI metadata for runs: commit, branch, build id and URL from the CI system's environment.
+
+Read from GitHub Actions, GitLab CI and Jenkins; ``HANDOFFS_COMMIT``, ``HANDOFFS_BRANCH``,
+``HANDOFFS_BUILD_ID`` and ``HANDOFFS_BUILD_URL`` override whatever the CI system says, so a
+baseline can be "the last green run on main" wherever the suite runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from handoffs import conventions as c
+
+
+def _github(env: Mapping[str, str]) -> dict[str, str]:
+    if env.get("GITHUB_ACTIONS") != "true":
+        return {}
+    ref = env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME", "")
+    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    url = ""
+    if env.get("GITHUB_REPOSITORY") and env.get("GITHUB_RUN_ID"):
+        url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    return {c.RUN_COMMIT: env.get("GITHUB_SHA", ""), c.RUN_BRANCH: ref,
+            c.RUN_BUILD_ID: env.get("GITHUB_RUN_ID", ""), c.RUN_BUILD_URL: url}
+
+
+def _gitlab(env: Mapping[str, str]) -> dict[str, str]:
+    if env.get("GITLAB_CI") != "true":
+        return {}
+    branch = env.get("CI_COMMIT_BRANCH") or env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get(
+        "CI_COMMIT_REF_NAME", "")
+    return {c.RUN_COMMIT: env.get("CI_COMMIT_SHA", ""), c.RUN_BRANCH: branch,
+            c.RUN_BUILD_ID: env.get("CI_PIPELINE_ID", ""), c.RUN_BUILD_URL: env.get("CI_PIPELINE_URL", "")}
+
+
+def _jenkins(env: Mapping[str, str]) -> dict[str, str]:
+    if not env.get("JENKINS_URL"):
+        return {}
+    branch = env.get("BRANCH_NAME") or env.get("GIT_BRANCH", "")
+    return {c.RUN_COMMIT: env.get("GIT_COMMIT", ""), c.RUN_BRANCH: branch.removeprefix("origin/"),
+            c.RUN_BUILD_ID: env.get("BUILD_NUMBER", ""), c.RUN_BUILD_URL: env.get("BUILD_URL", "")}
+
+
+_OVERRIDES = {c.RUN_COMMIT: "HANDOFFS_COMMIT", c.RUN_BRANCH: "HANDOFFS_BRANCH",
+              c.RUN_BUILD_ID: "HANDOFFS_BUILD_ID", c.RUN_BUILD_URL: "HANDOFFS_BUILD_URL"}
+
+
+def ci_metadata(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Run attributes (``handoff.run.commit`` ...) for the CI system we run under; empty ones dropped."""
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+    for reader in (_github, _gitlab, _jenkins):
+        found = reader(env)
+        if found:
+            break
+    for key, var in _OVERRIDES.items():
+        if env.get(var):
+            found[key] = env[var]
+    return {k: v for k, v in found.items() if v}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from handoffs.store import open_store, schema as store_schema
+from handoffs.store import open_store
+from handoffs.store import schema as store_schema
 
 from .options import store_option
 

@@ -183,6 +183,12 @@ class DelegationStatus(str, Enum):
     FAILED = "failed"
 
 
+# Span name prefixes of the spans GenAI has no name for: "<prefix> <name>".
+RUN_SPAN_PREFIX: Final = "handoff.run"
+VERIFY_SPAN_PREFIX: Final = "handoff.verify"
+COMPENSATE_SPAN_PREFIX: Final = "handoff.compensate"
+
+
 def delegation_span_name(target: str) -> str:
     """The GenAI proposal's spelling of a hand-off span: ``execute_tool transfer_to_<agent>``."""
     return f"{Operation.EXECUTE_TOOL.value} transfer_to_{target}"

@@ -49,7 +49,7 @@ class ClickHouseEndpoint:
         self._thread = threading.Thread(target=self.server.serve_forever, name="handoffs-ch-endpoint",
                                         daemon=True)
 
-    def start(self) -> "ClickHouseEndpoint":
+    def start(self) -> ClickHouseEndpoint:
         self._thread.start()
         return self
 

@@ -5,11 +5,27 @@ The span table is column-compatible with the OpenTelemetry Collector's ClickHous
 unchanged. Its sort key differs from the exporter's: we read whole traces back, so rows are
 ordered by trace id. ReplacingMergeTree keyed on (TraceId, SpanId) makes storage exactly once
 under at-least-once delivery; reads that must not see pre-merge duplicates use ``LIMIT 1 BY``.
+
+On a cluster (``cluster=NAME``) the span table is sharded: ``otel_traces_local`` on every
+shard (ReplicatedReplacingMergeTree) under a Distributed ``otel_traces`` sharded by
+``cityHash64(TraceId)``, so every span of a trace sits on one shard and per-trace work (joins of
+spans to their parents, per-trace aggregation) runs shard-locally. Our own tables are small
+beside it (a run row per ~50 spans, a few findings per trace), so they are not sharded but
+replicated to every node under their own names: queries that join them to spans stay local on
+each shard, and every query the detectors and dashboard run works unchanged. On ClickHouse
+Cloud (``cloud=True``) storage is shared and there are no shards: every table is a
+SharedReplacingMergeTree under its own name.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from handoffs import conventions as conv
+from handoffs.errors import UsageError
 
 SPAN_TABLE = "otel_traces"
 RUNS_TABLE = "handoffs_runs"
@@ -18,13 +34,41 @@ METRICS_TABLE = "handoffs_metrics"
 DETECTED_TABLE = "handoffs_detected_traces"
 GATE_TABLE = "handoffs_gate_results"
 MIGRATIONS_TABLE = "handoffs_schema_migrations"
+RUNS_VIEW = "handoffs_runs_mv"
+LOCAL_SUFFIX = "_local"
 
 DEFAULT_TTL_DAYS = 90
+SHARDING_KEY = "cityHash64(TraceId)"
+
+# Cluster names are identifiers or a macro such as {cluster}; anything else is refused rather
+# than quoted, because the name is written into DDL.
+_CLUSTER_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_\-]*|\{[A-Za-z_][A-Za-z0-9_]*\})$")
+
+# The TTL expression as ClickHouse prints it back in SHOW CREATE TABLE / system.tables.
+_TTL_DAYS = re.compile(r"\bTTL toDateTime\(Timestamp\) \+ toIntervalDay\((\d+)\)")
+
+
+def check_cluster_name(cluster: str | None) -> str | None:
+    """Return ``cluster`` if it can be written into DDL, else raise UsageError."""
+    if cluster is None or _CLUSTER_NAME.match(cluster):
+        return cluster
+    raise UsageError(
+        f"cluster name {cluster!r} is not a plain identifier or a macro like {{cluster}}; "
+        "use the name under <remote_servers> in the server's configuration"
+    )
+
+
+def _on_cluster(cluster: str | None) -> str:
+    return f" ON CLUSTER '{cluster}'" if cluster else ""
 
 
 @dataclass(frozen=True)
 class Table:
-    """One table: its name, its columns, and the engine clause for each deployment."""
+    """One table: its name, its columns, and the engine clause for each deployment.
+
+    ``sharded`` tables become a local table per shard under a Distributed table on a cluster;
+    the others are replicated to every node of the cluster under their own name.
+    """
 
     name: str
     columns: str
@@ -33,23 +77,38 @@ class Table:
     version_column: str | None = None  # ReplacingMergeTree's version
     ttl: str | None = None
     indexes: str = ""
+    sharded: bool = False
+
+    def storage_name(self, cluster: str | None = None, cloud: bool = False) -> str:
+        """The table rows are physically written to (the local table of a sharded one)."""
+        return self.name + LOCAL_SUFFIX if cluster and self.sharded and not cloud else self.name
+
+    def engine(self, cluster: str | None = None, cloud: bool = False) -> str:
+        """The MergeTree engine clause for this deployment."""
+        version = self.version_column or ""
+        if cluster is None:
+            return f"ReplacingMergeTree({version})" if version else "ReplacingMergeTree"
+        if cloud:
+            return f"SharedReplacingMergeTree({version})" if version else "SharedReplacingMergeTree"
+        if self.sharded:
+            # One replica set per shard.
+            path, replica = "/clickhouse/tables/{shard}/{database}/{table}", "{replica}"
+        else:
+            # One replica set spanning every node: each node holds the whole table. The replica
+            # name must be unique cluster-wide, hence shard and replica macros together.
+            path, replica = "/clickhouse/tables/all/{database}/{table}", "{shard}-{replica}"
+        args = f"'{path}', '{replica}'" + (f", {version}" if version else "")
+        return f"ReplicatedReplacingMergeTree({args})"
 
     def create(self, cluster: str | None = None, cloud: bool = False) -> list[str]:
         """CREATE statements: the table itself, or its local table and a Distributed one."""
-        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-        version = f"({self.version_column})" if self.version_column else ""
-        if cluster is None:
-            engine = f"ReplacingMergeTree{version}"
-        elif cloud:
-            engine = f"SharedReplacingMergeTree{version}"
-        else:
-            path = f"'/clickhouse/tables/{{shard}}/{{database}}/{self.name}_local', '{{replica}}'"
-            engine = f"ReplicatedReplacingMergeTree({path}{', ' + self.version_column if self.version_column else ''})"
-        local = f"{self.name}_local" if cluster else self.name
+        cluster = check_cluster_name(cluster)
+        on_cluster = _on_cluster(cluster)
+        local = self.storage_name(cluster, cloud)
         body = self.columns.strip()
         if self.indexes:
             body += ",\n" + self.indexes.strip()
-        clauses = [f"ENGINE = {engine}"]
+        clauses = [f"ENGINE = {self.engine(cluster, cloud)}"]
         if self.partition_by:
             clauses.append(f"PARTITION BY {self.partition_by}")
         clauses.append(f"ORDER BY {self.order_by}")
@@ -59,13 +118,10 @@ class Table:
         stmts = [
             f"CREATE TABLE IF NOT EXISTS {local}{on_cluster}\n(\n{body}\n)\n" + "\n".join(clauses)
         ]
-        if cluster:
+        if local != self.name:
             stmts.append(
                 f"CREATE TABLE IF NOT EXISTS {self.name}{on_cluster} AS {local}\n"
-                f"ENGINE = Distributed({cluster}, currentDatabase(), {local}, cityHash64(TraceId))"
-                if "TraceId" in self.columns
-                else f"CREATE TABLE IF NOT EXISTS {self.name}{on_cluster} AS {local}\n"
-                f"ENGINE = Distributed({cluster}, currentDatabase(), {local}, cityHash64(run_id))"
+                f"ENGINE = Distributed('{cluster}', currentDatabase(), {local}, {SHARDING_KEY})"
             )
         return stmts
 
@@ -98,21 +154,28 @@ SPAN_COLUMNS = """
         Attributes Map(LowCardinality(String), String)
     ) CODEC(ZSTD(1))"""
 
-SPAN_INDEXES = """
-    INDEX idx_run_id SpanAttributes['handoff.run.id'] TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_source_id ResourceAttributes['handoffs.source_id'] TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_project ResourceAttributes['handoffs.project'] TYPE bloom_filter(0.01) GRANULARITY 1,
+SPAN_INDEXES = f"""
+    INDEX idx_run_id SpanAttributes['{conv.RUN_ID}'] TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_source_id ResourceAttributes['{conv.RESOURCE_SOURCE_ID}'] TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_project ResourceAttributes['{conv.RESOURCE_PROJECT}'] TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_ts Timestamp TYPE minmax GRANULARITY 1"""
 
 
+def ttl_expression(ttl_days: int) -> str:
+    """The span table's TTL: rows older than ``ttl_days`` days (by span start) are deleted."""
+    return f"toDateTime(Timestamp) + toIntervalDay({int(ttl_days)})"
+
+
 def spans_table(ttl_days: int | None = DEFAULT_TTL_DAYS) -> Table:
+    """The span table, with a TTL of ``ttl_days`` (None or 0: keep forever)."""
     return Table(
         name=SPAN_TABLE,
         columns=SPAN_COLUMNS,
         indexes=SPAN_INDEXES,
         partition_by="toYYYYMM(Timestamp)",
         order_by="(TraceId, SpanId)",
-        ttl=f"toDateTime(Timestamp) + toIntervalDay({int(ttl_days)})" if ttl_days else None,
+        ttl=ttl_expression(ttl_days) if ttl_days else None,
+        sharded=True,
     )
 
 
@@ -213,6 +276,10 @@ GATE_RESULTS = Table(
     version_column="evaluated_at",
 )
 
+OWN_TABLES = (RUNS, FINDINGS, METRICS, DETECTED, GATE_RESULTS)
+
+# Bookkeeping per node: each node records what it applied; every statement is idempotent, so a
+# node that missed a record re-applies harmlessly.
 MIGRATIONS = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}
 (
     version UInt32,
@@ -223,8 +290,16 @@ ENGINE = ReplacingMergeTree
 ORDER BY version"""
 
 
+def migrations_table(cluster: str | None = None) -> str:
+    """CREATE statement of the table that records which migrations were applied."""
+    on_cluster = _on_cluster(check_cluster_name(cluster))
+    return MIGRATIONS.replace(MIGRATIONS_TABLE, MIGRATIONS_TABLE + on_cluster, 1)
+
+
 @dataclass(frozen=True)
 class Migration:
+    """One numbered step of the schema; its statements are idempotent."""
+
     version: int
     description: str
     statements: tuple[str, ...]
@@ -232,70 +307,125 @@ class Migration:
 
 def migrations(cluster: str | None = None, cloud: bool = False,
                ttl_days: int | None = DEFAULT_TTL_DAYS) -> list[Migration]:
-    """All migrations in order. Each is idempotent (IF NOT EXISTS), so re-applying is safe."""
-    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-    span_local = f"{SPAN_TABLE}_local" if cluster else SPAN_TABLE
-    ttl = (
-        f"ALTER TABLE {span_local}{on_cluster} MODIFY TTL toDateTime(Timestamp) + toIntervalDay({int(ttl_days)})"
-        if ttl_days
-        else f"ALTER TABLE {span_local}{on_cluster} REMOVE TTL"
-    )
+    """All migrations in order. Each is idempotent (IF NOT EXISTS), so re-applying is safe.
+
+    ``ttl_days`` is the retention a new store starts with; changing it on an existing store is
+    ``ttl_statement``'s job (``Store.migrate(ttl_days=...)``), since migrations run once.
+    """
+    cluster = check_cluster_name(cluster)
+    ttl = (ttl_statement(ttl_days, cluster, cloud),) if ttl_days else ()
     return [
         Migration(
             1,
             "span table (OTel exporter columns), runs, findings, metrics, detection state, gate results",
             tuple(
                 s
-                for table in (spans_table(None), RUNS, FINDINGS, METRICS, DETECTED, GATE_RESULTS)
+                for table in (spans_table(None), *OWN_TABLES)
                 for s in table.create(cluster, cloud)
             ),
         ),
-        Migration(2, f"span retention: TTL {ttl_days or 'none'} days", (ttl,)),
+        Migration(2, f"span retention: TTL {ttl_days or 'none'} days", ttl),
         Migration(3, "runs filled from run spans as they arrive, whoever writes them",
-                  (runs_view(cluster),)),
+                  (runs_view(cluster, cloud),)),
     ]
 
 
-def runs_view(cluster: str | None = None) -> str:
+def ttl_statement(ttl_days: int | None, cluster: str | None = None, cloud: bool = False) -> str:
+    """ALTER that sets the span table's retention to ``ttl_days`` (None or 0: remove it)."""
+    table = spans_table().storage_name(check_cluster_name(cluster), cloud)
+    on_cluster = _on_cluster(cluster)
+    if ttl_days:
+        return f"ALTER TABLE {table}{on_cluster} MODIFY TTL {ttl_expression(ttl_days)}"
+    return f"ALTER TABLE {table}{on_cluster} REMOVE TTL"
+
+
+# The CREATE statement of a table as the server holds it; ``ttl_days_of`` reads the TTL from it.
+CREATE_QUERY_SQL = (
+    "SELECT create_table_query FROM system.tables "
+    "WHERE database = currentDatabase() AND name = {table:String}"
+)
+
+
+def ttl_days_of(create_table_query: str) -> int | None:
+    """The span TTL in days written in a CREATE statement, or None when it has none."""
+    found = _TTL_DAYS.search(create_table_query)
+    if found:
+        return int(found.group(1))
+    return None
+
+
+# ClickHouse Cloud registers the SharedMergeTree family and runs with cloud_mode on; a
+# self-managed server has neither. Only the negative answer is tested here (no Cloud access).
+CLOUD_PROBE_SQL = (
+    "SELECT (SELECT count() FROM system.table_engines WHERE name = 'SharedReplacingMergeTree')"
+    " + (SELECT count() FROM system.settings WHERE name = 'cloud_mode' AND value NOT IN ('0', ''))"
+    " AS cloud"
+)
+
+
+def is_cloud(scalar: Callable[[str], Any]) -> bool:
+    """True when the server behind ``scalar`` (a function running one SQL query) is Cloud."""
+    return bool(scalar(CLOUD_PROBE_SQL))
+
+
+def runs_view(cluster: str | None = None, cloud: bool = False) -> str:
     """A materialised view: each run span inserted into the span table becomes a run row.
 
-    It fires on every insert into the span table, ours or the OpenTelemetry Collector's.
+    It fires on every insert into the span table, ours or the OpenTelemetry Collector's. On a
+    cluster it watches each shard's local span table (a Distributed table only forwards rows),
+    and writes to the runs table, which every node replicates.
     """
-    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-    target = f"{RUNS_TABLE}_local" if cluster else RUNS_TABLE
-    source = f"{SPAN_TABLE}_local" if cluster else SPAN_TABLE
-    return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS handoffs_runs_mv{on_cluster} TO {target} AS
+    on_cluster = _on_cluster(check_cluster_name(cluster))
+    target = RUNS.storage_name(cluster, cloud)
+    source = spans_table().storage_name(cluster, cloud)
+    span, res = "SpanAttributes", "ResourceAttributes"
+    return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {RUNS_VIEW}{on_cluster} TO {target} AS
 SELECT
-    SpanAttributes['handoff.run.id'] AS run_id,
-    ResourceAttributes['handoffs.project'] AS project,
+    {span}['{conv.RUN_ID}'] AS run_id,
+    {res}['{conv.RESOURCE_PROJECT}'] AS project,
     TraceId AS trace_id,
-    ResourceAttributes['handoffs.source_id'] AS source_id,
-    SpanAttributes['handoff.run.name'] AS name,
-    ResourceAttributes['handoffs.system'] AS system,
+    {res}['{conv.RESOURCE_SOURCE_ID}'] AS source_id,
+    {span}['{conv.RUN_NAME}'] AS name,
+    {res}['{conv.RESOURCE_SYSTEM}'] AS system,
     ServiceName AS service,
     Timestamp AS started_at,
     Duration AS duration_ns,
     StatusCode AS status,
-    SpanAttributes['handoff.run.commit'] AS commit,
-    SpanAttributes['handoff.run.branch'] AS branch,
-    SpanAttributes['handoff.run.build_id'] AS build_id,
-    SpanAttributes['handoff.run.build_url'] AS build_url,
-    SpanAttributes['handoff.run.test_id'] AS test_id,
-    JSONExtract(if(SpanAttributes['handoff.run.tags'] = '', '[]', SpanAttributes['handoff.run.tags']),
+    {span}['{conv.RUN_COMMIT}'] AS commit,
+    {span}['{conv.RUN_BRANCH}'] AS branch,
+    {span}['{conv.RUN_BUILD_ID}'] AS build_id,
+    {span}['{conv.RUN_BUILD_URL}'] AS build_url,
+    {span}['{conv.RUN_TEST_ID}'] AS test_id,
+    JSONExtract(if({span}['{conv.RUN_TAGS}'] = '', '[]', {span}['{conv.RUN_TAGS}']),
                 'Array(String)') AS tags,
-    SpanAttributes['handoff.run.topology'] AS topology,
-    SpanAttributes AS attributes,
+    {span}['{conv.RUN_TOPOLOGY}'] AS topology,
+    {span} AS attributes,
     now64(3) AS updated_at
 FROM {source}
-WHERE SpanAttributes['handoff.span.type'] = 'run' AND SpanAttributes['handoff.run.id'] != ''"""
+WHERE {span}['{conv.SPAN_TYPE}'] = '{conv.SpanType.RUN.value}' AND {span}['{conv.RUN_ID}'] != ''"""
+
+
+def statements(cluster: str | None = None, cloud: bool = False,
+               ttl_days: int | None = DEFAULT_TTL_DAYS) -> list[str]:
+    """Every statement ``ddl`` prints, in order, without comments (for tools and tests)."""
+    out = [migrations_table(cluster)]
+    for m in migrations(cluster, cloud, ttl_days):
+        out.extend(m.statements)
+    return out
 
 
 def ddl(cluster: str | None = None, cloud: bool = False,
         ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
-    """The whole DDL as one SQL script, as ``handoffs schema`` prints it."""
-    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-    parts = [MIGRATIONS.replace(MIGRATIONS_TABLE, MIGRATIONS_TABLE + on_cluster, 1)]
+    """The whole DDL as one SQL script, as ``handoffs schema`` prints it.
+
+    Each migration's comment line is attached to its first statement, so a client that splits
+    the script on ``;`` gets exactly the statements of ``statements()``.
+    """
+    parts = [migrations_table(cluster)]
+    pending = ""
     for m in migrations(cluster, cloud, ttl_days):
-        parts.append(f"-- migration {m.version}: {m.description}")
-        parts.extend(m.statements)
+        pending += f"-- migration {m.version}: {m.description}\n"
+        for stmt in m.statements:
+            parts.append(pending + stmt)
+            pending = ""
     return ";\n\n".join(parts) + ";\n"

@@ -1,0 +1,64 @@
+"""Several processes on one embedded store: the owner serves it, the others connect."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from handoffs.errors import StoreError
+from handoffs.store import open_store
+
+OWNER = textwrap.dedent("""
+    import sys, time
+    from handoffs.store import open_store, SpanBatch
+    store = open_store(sys.argv[1])
+    batch = SpanBatch()
+    batch.append(trace_id="t" * 32, span_id="s" * 16, name="owner-span", start_ns=time.time_ns(), duration_ns=1)
+    store.insert_spans(batch)
+    print(type(store.engine).__name__, flush=True)
+    sys.stdin.readline()   # hold the store until the test says so
+""")
+
+CLIENT = textwrap.dedent("""
+    import sys, time
+    from handoffs.store import open_store, SpanBatch
+    store = open_store(sys.argv[1])
+    batch = SpanBatch()
+    batch.append(trace_id="u" * 32, span_id="v" * 16, name="client-span", start_ns=time.time_ns(), duration_ns=1)
+    store.insert_spans(batch)
+    names = [r["SpanName"] for r in store.query("SELECT SpanName FROM otel_traces FINAL ORDER BY SpanName")]
+    print(type(store.engine).__name__, ",".join(names), flush=True)
+""")
+
+
+def _python(code: str, *args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_second_process_reads_and_writes_through_the_owner(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'store'}"
+    owner = _python(OWNER, url)
+    assert owner.stdout.readline().strip() == "ChdbEngine"
+    try:
+        client = _python(CLIENT, url)
+        out, err = client.communicate(timeout=60)
+        assert client.returncode == 0, err
+        assert out.strip() == "HttpEngine client-span,owner-span"
+    finally:
+        owner.communicate("\n", timeout=60)
+    assert owner.returncode == 0
+    # The owner is gone: the next process takes the directory itself and sees everything.
+    again = _python(CLIENT, url)
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert out.strip() == "ChdbEngine client-span,owner-span"
+
+
+def test_unreachable_server_is_one_clear_error() -> None:
+    with pytest.raises(StoreError, match="cannot reach ClickHouse at clickhouse://default@127.0.0.1:1/default"):
+        open_store("clickhouse://127.0.0.1:1/default")

@@ -1,0 +1,38 @@
+"""Store URLs: what parses, and the one clear error for what does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handoffs.errors import UsageError
+from handoffs.store.url import parse_store_url
+
+
+def test_embedded_url_with_database() -> None:
+    url = parse_store_url("chdb:///tmp/x?database=team")
+    assert url.embedded and url.path == Path("/tmp/x") and url.database == "team"
+
+
+def test_server_url_with_credentials_and_tls() -> None:
+    url = parse_store_url("clickhouses://bob:s%40cret@ch.example:9440/traces")
+    assert (url.host, url.port, url.username, url.password, url.database, url.secure) == (
+        "ch.example", 9440, "bob", "s@cret", "traces", True)
+    assert "s@cret" not in url.redacted()
+
+
+def test_server_url_defaults() -> None:
+    url = parse_store_url("clickhouse://localhost")
+    assert (url.port, url.database, url.username) == (8123, "default", "default")
+
+
+def test_default_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANDOFFS_STORE", "clickhouse://h:8124/d")
+    assert parse_store_url(None).port == 8124
+
+
+@pytest.mark.parametrize("bad", ["mysql://x/y", "clickhouse://", "chdb://", "clickhouse://h:notaport/d"])
+def test_bad_urls_say_what_a_good_one_looks_like(bad: str) -> None:
+    with pytest.raises(UsageError, match="chdb:///path/to/dir or clickhouse://"):
+        parse_store_url(bad)

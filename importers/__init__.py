@@ -1,1 +1,53 @@
-"""TODO"""
+"""Published multi-agent logs into span rows: Who&When and MAST/MAD conversation logs.
+
+    from handoffs.importers import read, write
+    result = write(store, read("who-and-when", paths))
+
+Each record becomes one trace (a run span and one ``message`` span per message), keyed by the
+dataset's own id (``handoffs.source_id``); labels in the datasets are never imported.
+OTLP JSON files are read by ``handoffs.importers.otlp_json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from handoffs.errors import UsageError
+
+from . import mast, who_and_when
+from .conversation import Conversation, ImportedMessage, ImportResult, split_speaker, write
+
+# Text formats: name -> reader of one file.
+READERS: dict[str, Callable[[Path], Iterator[Conversation]]] = {
+    who_and_when.FORMAT: who_and_when.read,
+    mast.FORMAT: mast.read,
+}
+
+__all__ = ["Conversation", "ImportResult", "ImportedMessage", "READERS", "read", "split_speaker",
+           "write"]
+
+
+def read(fmt: str, paths: Iterable[str | Path]) -> Iterator[Conversation]:
+    """Conversations of every file in ``paths``, in order; a directory means its ``*.json*`` files.
+
+    Raises UsageError naming the first file that cannot be read (after yielding the earlier ones).
+    """
+    reader = READERS.get(fmt)
+    if reader is None:
+        raise UsageError(f"unknown format {fmt!r}; use one of: {', '.join(sorted(READERS))}")
+    for path in expand(paths):
+        yield from reader(path)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and the ``*.json`` / ``*.jsonl`` files of directories named, sorted."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".json", ".jsonl") and f.is_file()))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UsageError(f"{p}: no such file or directory")
+    return files

@@ -1,0 +1,153 @@
+"""MAST / MAD records (Cemri et al. 2025, ``mcemri/MAD`` on HuggingFace) as conversations.
+
+The shape assumed, as the public release documents it (the dataset itself is not on this
+machine; ``tests/importers`` holds fixtures of this shape)::
+
+    {"mas_name": "AG2", "llm_name": "gpt-4o", "benchmark_name": "GSM-Plus", "trace_id": 17,
+     "trace": {"trajectory": "<the whole conversation as one text>"},
+     "mast_annotation": {"1.1": 0, "1.2": 1, ..., "3.3": 0}}
+
+A file holds one record, a JSON list of records, or JSON Lines. ``trace`` may also be the
+trajectory text itself. The trajectory is split into messages at the speaker markers of the
+system that wrote it (see ``MARKERS``); text before the first marker becomes a ``preamble``
+message, and a trajectory with no recognisable marker stays one message. ``mast_annotation``
+(the labels) is not imported: detectors must judge the text alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from handoffs import conventions as c
+from handoffs.errors import UsageError
+
+from .conversation import Conversation, ImportedMessage, split_speaker
+
+FORMAT = "mast"
+PREAMBLE_AGENT = "system"
+PREAMBLE_ROLE = "preamble"
+TRAJECTORY_ROLE = "trajectory"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A line that opens a message in one family of logs; ``speaker`` (and ``target``) groups."""
+
+    name: str
+    pattern: re.Pattern[str]
+    generic: bool = False  # matches ordinary prose too: keep only speakers seen twice
+
+
+def _m(name: str, regex: str, generic: bool = False) -> Marker:
+    return Marker(name, re.compile(regex, re.MULTILINE), generic)
+
+
+# Tried in this order; the first that finds two or more messages wins. Specific formats come
+# first because the generic ``Name: text`` form also matches lines inside messages.
+MARKERS: tuple[Marker, ...] = (
+    # AG2 / AutoGen 0.2: "Planner (to chat_manager):" on its own line.
+    _m("ag2", r"^(?P<speaker>[^\n()]{1,80}?) \(to (?P<target>[^\n()]{1,80})\):[ \t]*$"),
+    # AutoGen 0.4 console, Magentic-One: "---------- Orchestrator (-> WebSurfer) ----------".
+    _m("console", r"^-{3,}[ \t]*(?P<speaker>[^\-\s][^\n]{0,79}?)[ \t]*-{3,}[ \t]*$"),
+    # ChatDev: "**Chief Technology Officer<->Programmer on : Coding, turn 0**", or "**[Programmer]**".
+    _m("chatdev", r"^(?:\[[^\]\n]{0,40}\][ \t]*)?\*\*\[?(?P<speaker>[^*\[\]\n<]{1,80}?)\]?"
+                  r"(?:<->(?P<target>[^*\n]{1,80}?)(?: on :[^*\n]*)?)?\*\*"),
+    # HyperAgent: "... Planner's Response:" / "Navigator->Planner: ...".
+    _m("hyperagent", r"^[^\n]*?\b(?P<speaker>[A-Z]\w{1,40})'s [Rr]esponse:"),
+    _m("arrow", r"^(?P<speaker>[A-Z][\w .]{0,40}?)[ \t]*->[ \t]*(?P<target>[A-Z][\w .]{0,40}?):[ \t]"),
+    # "[Coder]: ..." (a letter first, so "[2024-05-01 ...]" timestamps do not count).
+    _m("bracket", r"^\[(?P<speaker>[A-Za-z][^\]\n]{0,60})\][ \t]*:?[ \t]"),
+    # "Planner: ...", "Alice(ProductManager): ...": the widest net, last.
+    _m("colon", r"^(?P<speaker>[A-Z][\w.\-]{0,30}(?: [A-Z][\w.\-]{0,30}){0,3}(?:[ \t]*\([^)\n]{0,40}\))?):[ \t]",
+       generic=True),
+)
+
+# Words that open ordinary lines ("Note: ...") rather than name a speaker.
+_NOT_SPEAKERS = frozenset({
+    "note", "step", "output", "answer", "final answer", "example", "input", "result", "results",
+    "error", "traceback", "warning", "question", "task", "thought", "action", "observation",
+    "plan", "summary", "explanation", "solution", "reason", "code", "response", "info", "debug",
+    "file", "path", "status", "title", "description", "usage", "returns", "args", "exitcode",
+})
+# AutoGen 0.4 console headers name the message class and put the speaker in parentheses.
+_MESSAGE_CLASS = re.compile(r"^\w+(?:Message|Event)$")
+_SEPARATOR = re.compile(r"(?:\n[ \t]*-{5,}[ \t]*)+\s*$")
+
+
+def _speaker(raw: str, target: str | None) -> tuple[str, str]:
+    head, kind_target = split_speaker(raw)
+    inner = re.match(r"^\s*(\w+)\s*\((.*)\)\s*$", raw)
+    if inner and _MESSAGE_CLASS.match(inner.group(1)):
+        head = inner.group(2).strip()
+    return head.strip(), (target or kind_target or "").strip()
+
+
+def split_trajectory(text: str) -> tuple[list[ImportedMessage], str]:
+    """Split one trajectory into messages; return them and the name of the marker used."""
+    for marker in MARKERS:
+        matches = list(marker.pattern.finditer(text))
+        if marker.generic:
+            counts = Counter(m.group("speaker").strip() for m in matches)
+            matches = [m for m in matches
+                       if counts[m.group("speaker").strip()] >= 2
+                       and m.group("speaker").strip().lower() not in _NOT_SPEAKERS]
+        if len(matches) < 2:
+            continue
+        messages = []
+        preamble = text[:matches[0].start()].strip()
+        if preamble:
+            messages.append(ImportedMessage(PREAMBLE_AGENT, PREAMBLE_ROLE, preamble))
+        for i, m in enumerate(matches):
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+            body = _SEPARATOR.sub("", text[m.end():end]).strip()
+            groups = m.groupdict()
+            agent, target = _speaker(groups["speaker"], groups.get("target"))
+            messages.append(ImportedMessage(agent or "unknown", groups["speaker"].strip(), body, target))
+        return messages, marker.name
+    return [ImportedMessage(PREAMBLE_AGENT, TRAJECTORY_ROLE, text.strip())], ""
+
+
+def conversation_from(record: Any, default_id: str) -> Conversation:
+    """One MAD record as a conversation; raises ValueError when it is not one."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a record is a {type(record).__name__}, not an object")
+    trace = record.get("trace")
+    text = trace.get("trajectory") if isinstance(trace, dict) else trace
+    if text is None and isinstance(record.get("trajectory"), str):
+        text = record["trajectory"]
+    if not isinstance(text, str):
+        raise ValueError("a record has no 'trace.trajectory' text")
+    messages, marker = split_trajectory(text)
+    source_id = record.get("trace_id")
+    source_id = default_id if source_id is None or source_id == "" else str(source_id)
+    attributes = {}
+    if record.get("llm_name"):
+        attributes[c.GEN_AI_REQUEST_MODEL] = str(record["llm_name"])
+    return Conversation(source_id=source_id, source_format=FORMAT, messages=messages,
+                        system=str(record.get("mas_name") or ""), attributes=attributes)
+
+
+def _records(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        # JSON Lines: one record per non-blank line.
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return data if isinstance(data, list) else [data]
+
+
+def read(path: Path) -> Iterator[Conversation]:
+    """The conversations in one file. Raises UsageError naming the file when it is not MAD data."""
+    try:
+        records = _records(path)
+        convs = [conversation_from(r, f"{path.stem}:{i}") for i, r in enumerate(records)]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a MAST/MAD record file ({exc}); fix or remove this file") from exc
+    yield from convs

@@ -1,0 +1,132 @@
+"""OpenTelemetry spans to span-table rows, encoded as the OTel Collector's ClickHouse exporter does.
+
+The span table stores attribute values as strings (``Map(String, String)``). The Collector's
+exporter writes ``pcommon.Value.AsString()``: strings as they are, booleans ``true``/``false``,
+integers in decimal, doubles as JSON (ES6) numbers (``1`` not ``1.0``), arrays as compact JSON.
+Anything that writes span rows (this SDK's store exporter, the collector, importers) should use
+``attribute_str`` so that a value reads the same whichever way it arrived.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from handoffs.conventions import SERVICE_NAME
+from handoffs.store.spans import SPAN_KINDS, STATUS_CODES, Event, Link, SpanBatch
+
+_KIND_NAMES: dict[SpanKind, str] = {kind: SPAN_KINDS[kind.value + 1] for kind in SpanKind}
+_STATUS_NAMES: dict[StatusCode, str] = {code: STATUS_CODES[code.value] for code in StatusCode}
+
+
+def float_str(value: float) -> str:
+    """A double as Go's JSON encoder (and so the Collector) writes it: ES6 number formatting."""
+    if math.isnan(value) or math.isinf(value):
+        # The Collector writes an error text here; a readable token is more useful and as rare.
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    magnitude = abs(value)
+    if 1e-6 <= magnitude < 1e21:
+        if value.is_integer():
+            return str(int(value))
+        text = repr(value)
+        # repr switches to exponent form below 1e-4 (non-integers above 2**53 do not exist).
+        return text if "e" not in text else _plain_small(value)
+    mantissa, _, exponent = repr(value).partition("e")
+    exp = int(exponent)
+    return f"{mantissa.removesuffix('.0')}e{'+' if exp >= 0 else '-'}{abs(exp)}"
+
+
+def _plain_small(value: float) -> str:
+    """Numbers between 1e-6 and 1e-4, which repr writes in exponent form and ES6 does not."""
+    digits = repr(abs(value)).split("e")[0].replace(".", "")
+    exp = int(repr(abs(value)).split("e")[1])
+    text = "0." + "0" * (-exp - 1) + digits.rstrip("0")
+    return "-" + text if value < 0 else text
+
+
+def _json_item(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return float_str(value) if math.isfinite(value) else "null"
+    if isinstance(value, bytes):
+        return json.dumps(base64.b64encode(value).decode("ascii"))
+    if value is None:
+        return "null"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def attribute_str(value: Any) -> str:
+    """One attribute value as the span table stores it (see the module docstring)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return float_str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_json_item(v)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, Iterable):
+        return "[" + ",".join(_json_item(v) for v in value) + "]"
+    return str(value)
+
+
+def attributes_str(attributes: Mapping[str, Any] | None) -> dict[str, str]:
+    """A whole attribute map as strings."""
+    if not attributes:
+        return {}
+    return {key: attribute_str(value) for key, value in attributes.items()}
+
+
+def trace_id_hex(trace_id: int) -> str:
+    return format(trace_id, "032x")
+
+
+def span_id_hex(span_id: int) -> str:
+    return format(span_id, "016x")
+
+
+def append_span(batch: SpanBatch, span: ReadableSpan) -> None:
+    """Append one finished OpenTelemetry span to ``batch`` as a span-table row."""
+    ctx = span.context
+    resource = span.resource.attributes if span.resource is not None else {}
+    scope = span.instrumentation_scope
+    start = span.start_time or 0
+    end = span.end_time or start
+    status = span.status
+    batch.append(
+        trace_id=trace_id_hex(ctx.trace_id),
+        span_id=span_id_hex(ctx.span_id),
+        parent_span_id=span_id_hex(span.parent.span_id) if span.parent is not None else "",
+        trace_state=ctx.trace_state.to_header() if ctx.trace_state else "",
+        name=span.name,
+        kind=_KIND_NAMES.get(span.kind, "Internal"),
+        service_name=attribute_str(resource.get(SERVICE_NAME, "")),
+        resource_attributes=attributes_str(resource),
+        scope_name=scope.name if scope is not None else "",
+        scope_version=(scope.version or "") if scope is not None else "",
+        attributes=attributes_str(span.attributes),
+        start_ns=start,
+        duration_ns=end - start,
+        status_code=_STATUS_NAMES.get(status.status_code, "Unset"),
+        status_message=status.description or "",
+        events=[Event(e.timestamp, e.name, attributes_str(e.attributes)) for e in span.events],
+        links=[Link(trace_id_hex(lk.context.trace_id), span_id_hex(lk.context.span_id),
+                    lk.context.trace_state.to_header() if lk.context.trace_state else "",
+                    attributes_str(lk.attributes)) for lk in span.links],
+    )

@@ -1,0 +1,606 @@
+"""The tracing API agents call: runs, agents, delegations, outputs, decisions, tools, checks.
+
+Each ``with`` block is one OpenTelemetry span (GenAI names where they exist, ``handoff.*``
+where they do not); outputs, decisions, terminations, checkpoints and approvals are events on
+the span they belong to, so a hand-off with one output and one decision costs one span.
+Every span carries ``handoff.span.type``, ``handoff.run.id`` and ``handoff.step`` (a per-run
+counter shared by all threads of the run). Parents follow ``contextvars``: asyncio tasks
+inherit them; for threads use ``propagate`` or this module's ``ThreadPoolExecutor``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import functools
+import hashlib
+import inspect
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from handoffs import __version__
+from handoffs import conventions as c
+from handoffs.errors import UsageError
+
+from .ci import ci_metadata
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SCOPE_NAME = "handoffs.sdk"
+_DECISIONS = frozenset(a.value for a in c.DecisionAction)
+_VERDICTS = frozenset(v.value for v in c.Verdict)
+_STATUSES = frozenset(s.value for s in c.DelegationStatus)
+_APPROVALS = frozenset({"approved", "denied"})
+
+
+@dataclass
+class Settings:
+    """What ``configure`` decided: where spans go and what of the content is kept."""
+
+    tracer: Tracer = field(default_factory=lambda: trace.get_tracer(SCOPE_NAME, __version__))
+    capture_content: bool = False
+    redact: Callable[[str], str] | None = None
+
+
+settings = Settings()
+
+
+def _clean(text: str) -> str:
+    """Free text as it may leave the process: through the user's redaction hook, if any."""
+    return settings.redact(text) if settings.redact is not None else text
+
+
+def content_hash(content: str | bytes) -> str:
+    """The hash recorded for outputs, tasks and results: 16 hex digits of BLAKE2b."""
+    data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
+    if isinstance(args, str):
+        return content_hash(args)
+    if isinstance(args, Mapping):
+        return content_hash(json.dumps(args, sort_keys=True, default=str, separators=(",", ":")))
+    return content_hash(json.dumps(list(args or ()), default=str, separators=(",", ":")))
+
+
+class _RunState:
+    """A run's id and its step counter, shared by every span of the run in any thread."""
+
+    __slots__ = ("run_id", "_step", "_lock")
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._step = 0
+        self._lock = threading.Lock()
+
+    def next_step(self) -> int:
+        with self._lock:
+            self._step += 1
+            return self._step
+
+
+_NO_RUN = _RunState("")  # spans outside any run still get increasing steps
+_run_var: contextvars.ContextVar[_RunState] = contextvars.ContextVar("handoffs_run", default=_NO_RUN)
+_agent_var: contextvars.ContextVar[Agent | None] = contextvars.ContextVar("handoffs_agent", default=None)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output a sub-agent delivered on a delegation; pass it to ``consumes=`` and ``decision``."""
+
+    id: str
+    hash: str
+    tokens: int | None
+    unit_complete: bool
+    step: int
+
+
+def _output_ids(consumes: Iterable[Output | str] | None) -> str:
+    return json.dumps([o.id if isinstance(o, Output) else str(o) for o in consumes or ()],
+                      separators=(",", ":"))
+
+
+class _Scope:
+    """One span, opened by ``with``: made current on entry, ended on exit (errors recorded)."""
+
+    __slots__ = ("_name", "_attributes", "span", "step", "run", "_token", "_failed")
+    span_type: str = ""
+
+    def __init__(self, name: str, attributes: dict[str, Any]) -> None:
+        run = _run_var.get()
+        self.run = run
+        self.step = run.next_step()
+        attributes[c.SPAN_TYPE] = self.span_type
+        attributes[c.STEP] = self.step
+        if run.run_id:
+            attributes[c.RUN_ID] = run.run_id
+        self._name = name
+        self._attributes = attributes
+        self._failed = False
+
+    def __enter__(self) -> Any:
+        self.span = settings.tracer.start_span(self._name, attributes=self._attributes)
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        span = self.span
+        if exc is not None:
+            message = _clean(str(exc))
+            span.record_exception(exc, attributes={"exception.message": message}, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"
+                                   if exc_type else message))
+            self._failed = True
+        self._closing()
+        otel_context.detach(self._token)
+        span.end()
+
+    def _closing(self) -> None:
+        """Last attributes before the span ends (subclasses)."""
+
+    @property
+    def span_id(self) -> str:
+        """This span's id in hex, as stored (``retry_of=``, ``compensate(of=)`` take it)."""
+        return format(self.span.get_span_context().span_id, "016x")
+
+    @property
+    def trace_id(self) -> str:
+        return format(self.span.get_span_context().trace_id, "032x")
+
+    def error(self, message: str) -> None:
+        """Mark this span failed without raising (an erroneous result the agent carried on with)."""
+        self.span.set_status(Status(StatusCode.ERROR, _clean(message)))
+        self._failed = True
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.span.set_attribute(key, value)
+
+    def approval(self, action: str, approver: str, decision: str = "approved") -> None:
+        """A human approval (or denial) of ``action`` on this span, before it executes."""
+        _approval_event(self.span, action, approver, decision)
+
+
+def _approval_event(span: Span, action: str, approver: str, decision: str) -> None:
+    if decision not in _APPROVALS:
+        raise UsageError(f"approval decision must be one of {sorted(_APPROVALS)}, not {decision!r}")
+    span.add_event(c.EVENT_APPROVAL, {c.APPROVAL_ACTION: _clean(action), c.APPROVAL_APPROVER: approver,
+                                      c.APPROVAL_DECISION: decision,
+                                      c.STEP: _run_var.get().next_step()})
+
+
+class Run(_Scope):
+    """The run span: one task given to the team, with its id, tags, topology and CI metadata."""
+
+    __slots__ = ("run_id", "_state", "_run_token")
+    span_type = c.SpanType.RUN.value
+
+    def __init__(self, name: str, *, run_id: str | None = None, tags: Iterable[str] = (),
+                 topology: str | None = None, test_id: str | None = None,
+                 attributes: Mapping[str, Any] | None = None) -> None:
+        self.run_id = run_id or uuid.uuid4().hex
+        self._state = _RunState(self.run_id)
+        token = _run_var.set(self._state)  # the run span is step 1 of its own run
+        try:
+            attrs: dict[str, Any] = dict(attributes or {})
+            attrs.update(ci_metadata())
+            attrs[c.RUN_NAME] = name
+            attrs[c.GEN_AI_CONVERSATION_ID] = self.run_id
+            attrs[c.RUN_TAGS] = json.dumps(list(tags), separators=(",", ":"))
+            if topology:
+                attrs[c.RUN_TOPOLOGY] = topology
+            if test_id:
+                attrs[c.RUN_TEST_ID] = test_id
+            super().__init__(f"{c.RUN_SPAN_PREFIX} {name}", attrs)
+        finally:
+            _run_var.reset(token)
+
+    def __enter__(self) -> Run:
+        super().__enter__()
+        self._run_token = _run_var.set(self._state)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _run_var.reset(self._run_token)
+        super().__exit__(exc_type, exc, tb)
+
+    def terminate(self, reason: str, success_claimed: bool, agent: str | None = None) -> int:
+        """Record why the run stopped and whether success was claimed; returns the step."""
+        step = self._state.next_step()
+        attrs: dict[str, Any] = {c.TERMINATION_REASON: _clean(reason),
+                                 c.TERMINATION_SUCCESS_CLAIMED: bool(success_claimed), c.STEP: step}
+        if agent:
+            attrs[c.TERMINATION_AGENT] = agent
+        self.span.add_event(c.EVENT_TERMINATION, attrs)
+        return step
+
+    def checkpoint(self, checkpoint_id: str) -> None:
+        """A point this run could be resumed from."""
+        self.span.add_event(c.EVENT_CHECKPOINT, {c.CHECKPOINT_ID: checkpoint_id,
+                                                 c.STEP: self._state.next_step()})
+
+    def resume(self, checkpoint_id: str) -> None:
+        """This run resumes from ``checkpoint_id`` (of an earlier run) instead of restarting."""
+        self.span.set_attribute(c.RESUME_FROM_CHECKPOINT, checkpoint_id)
+        self.span.add_event(c.EVENT_RESUME, {c.CHECKPOINT_ID: checkpoint_id,
+                                             c.STEP: self._state.next_step()})
+
+
+class Agent(_Scope):
+    """An ``invoke_agent`` span: one turn of work by one agent. Opens its delegations, tools and checks."""
+
+    __slots__ = ("name", "model", "_agent_token")
+    span_type = c.SpanType.AGENT.value
+
+    def __init__(self, name: str, *, role: str | None = None, model: str | None = None,
+                 agent_id: str | None = None, description: str | None = None,
+                 consumes: Iterable[Output | str] | None = None) -> None:
+        self.name = name
+        self.model = model
+        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: c.Operation.INVOKE_AGENT.value,
+                                 c.GEN_AI_AGENT_NAME: name}
+        if role:
+            attrs[c.AGENT_ROLE] = role
+        if model:
+            attrs[c.GEN_AI_REQUEST_MODEL] = model
+        if agent_id:
+            attrs[c.GEN_AI_AGENT_ID] = agent_id
+        if description:
+            attrs[c.GEN_AI_AGENT_DESCRIPTION] = description
+        if consumes:
+            attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
+        super().__init__(f"{c.Operation.INVOKE_AGENT.value} {name}", attrs)
+
+    def __enter__(self) -> Agent:
+        super().__enter__()
+        self._agent_token = _agent_var.set(self)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _agent_var.reset(self._agent_token)
+        super().__exit__(exc_type, exc, tb)
+
+    def delegate(self, target: str, task: str | None = None, *, mode: str = c.HandoffMode.DELEGATE.value,
+                 consumes: Iterable[Output | str] | None = None) -> Delegation:
+        """Hand work to ``target``: its outputs and this agent's decisions are recorded on it."""
+        return Delegation(self.name, target, task, mode=mode, consumes=consumes)
+
+    def tool(self, name: str, args: Mapping[str, Any] | Iterable[Any] | str | None = None, *,
+             target: str | None = None, side_effect: bool = False, high_stakes: bool = False,
+             idempotency_key: str | None = None, retry_of: Tool | str | None = None, attempt: int | None = None,
+             consumes: Iterable[Output | str] | None = None) -> Tool:
+        """A tool call by this agent (arguments are hashed, never stored)."""
+        return Tool(self.name, name, args, target=target, side_effect=side_effect, high_stakes=high_stakes,
+                    idempotency_key=idempotency_key, retry_of=retry_of, attempt=attempt, consumes=consumes)
+
+    def llm(self, model: str | None = None, *, input_tokens: int | None = None,
+            output_tokens: int | None = None, consumes: Iterable[Output | str] | None = None) -> Llm:
+        """A model call by this agent (``chat`` span with token usage)."""
+        return Llm(self.name, model or self.model or "unknown", input_tokens=input_tokens,
+                   output_tokens=output_tokens, consumes=consumes)
+
+    def verify(self, check: str, *, target: Output | Delegation | str | None = None,
+               coverage: float | None = None) -> Verification:
+        """A check of an output (or a whole delegation); give it a verdict before it closes."""
+        return Verification(self.name, check, target=target, coverage=coverage)
+
+    def compensate(self, action: str, *, of: Tool | str | None = None) -> Compensation:
+        """An action undoing an earlier side effect (``of`` is that tool call)."""
+        return Compensation(self.name, action, of=of)
+
+
+class Delegation(_Scope):
+    """An ``execute_tool transfer_to_<target>`` span: the hand-off, with outputs and decisions as events."""
+
+    __slots__ = ("source", "target", "delegation_id", "_outputs", "_decided", "_unit_done", "_status")
+    span_type = c.SpanType.DELEGATION.value
+
+    def __init__(self, source: str, target: str, task: str | None = None, *,
+                 mode: str = c.HandoffMode.DELEGATE.value,
+                 consumes: Iterable[Output | str] | None = None) -> None:
+        self.source = source
+        self.target = target
+        self._outputs = 0
+        self._decided = False
+        self._unit_done = False
+        self._status: str | None = None
+        tool = f"transfer_to_{target}"
+        attrs: dict[str, Any] = {
+            c.GEN_AI_OPERATION_NAME: c.Operation.EXECUTE_TOOL.value, c.GEN_AI_TOOL_NAME: tool,
+            c.GEN_AI_AGENT_NAME: source, c.SOURCE_AGENT: source, c.TARGET_AGENT: target,
+            c.GEN_AI_HANDOFF_SOURCE_NAME: source, c.GEN_AI_HANDOFF_TARGET_NAME: target, c.MODE: mode,
+        }
+        if task is not None:
+            attrs[c.TASK_HASH] = content_hash(task)
+            if settings.capture_content:
+                attrs[c.TASK] = _clean(task)
+        if consumes:
+            attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
+        super().__init__(c.delegation_span_name(target), attrs)
+        self.delegation_id = f"{self.run.run_id}:d{self.step}" if self.run.run_id else ""
+        self._attributes[c.DELEGATION_ID] = self.delegation_id
+
+    def __enter__(self) -> Delegation:
+        super().__enter__()
+        if not self.delegation_id:
+            self.delegation_id = self.span_id
+            self.span.set_attribute(c.DELEGATION_ID, self.delegation_id)
+        return self
+
+    def output(self, content: str | bytes, *, tokens: int | None = None,
+               unit_complete: bool = False) -> Output:
+        """The sub-agent delivers ``content`` (hashed; kept only with ``capture_content``)."""
+        step = self.run.next_step()
+        out = Output(f"{self.delegation_id}:o{step}", content_hash(content), tokens, unit_complete, step)
+        self._outputs += 1
+        self._unit_done = self._unit_done or unit_complete
+        attrs: dict[str, Any] = {c.OUTPUT_ID: out.id, c.OUTPUT_HASH: out.hash, c.OUTPUT_INDEX: self._outputs,
+                                 c.OUTPUT_UNIT_COMPLETE: unit_complete, c.STEP: step}
+        if tokens is not None:
+            attrs[c.OUTPUT_TOKENS] = tokens
+        if settings.capture_content:
+            text = content if isinstance(content, str) else content.decode("utf-8", "replace")
+            attrs[c.OUTPUT_CONTENT] = _clean(text)
+        self.span.add_event(c.EVENT_OUTPUT, attrs)
+        return out
+
+    def decision(self, action: str | c.DecisionAction, *, output: Output | str | None = None,
+                 result: str | bytes | None = None, reason: str | None = None,
+                 agent: str | None = None) -> int:
+        """What the delegating agent did with an output (accepted, modified, overwrote, ...); returns the step."""
+        action = action.value if isinstance(action, c.DecisionAction) else action
+        if action not in _DECISIONS:
+            raise UsageError(f"decision must be one of {sorted(_DECISIONS)}, not {action!r}")
+        step = self.run.next_step()
+        attrs: dict[str, Any] = {c.DECISION_ACTION: action, c.DECISION_AGENT: agent or self.source,
+                                 c.STEP: step}
+        if output is not None:
+            attrs[c.OUTPUT_ID] = output.id if isinstance(output, Output) else output
+        if result is not None:
+            attrs[c.DECISION_RESULT_HASH] = content_hash(result)
+        if reason:
+            attrs[c.DECISION_REASON] = _clean(reason)
+        self.span.add_event(c.EVENT_DECISION, attrs)
+        self._decided = True
+        return step
+
+    def set_status(self, status: str | c.DelegationStatus) -> None:
+        """Override the status set on exit (failed on error; completed once decided or a unit is done; else open)."""
+        status = status.value if isinstance(status, c.DelegationStatus) else status
+        if status not in _STATUSES:
+            raise UsageError(f"delegation status must be one of {sorted(_STATUSES)}, not {status!r}")
+        self._status = status
+
+    def _closing(self) -> None:
+        status = self._status
+        if status is None:
+            if self._failed:
+                status = c.DelegationStatus.FAILED.value
+            elif self._decided or self._unit_done:
+                status = c.DelegationStatus.COMPLETED.value
+            else:
+                status = c.DelegationStatus.OPEN.value
+        self.span.set_attribute(c.DELEGATION_STATUS, status)
+
+
+class Tool(_Scope):
+    """An ``execute_tool <name>`` span: arguments hashed, side effects, retries and idempotency keys."""
+
+    __slots__ = ()
+    span_type = c.SpanType.TOOL.value
+
+    def __init__(self, agent: str | None, name: str,
+                 args: Mapping[str, Any] | Iterable[Any] | str | None = None, *,
+                 target: str | None = None, side_effect: bool = False, high_stakes: bool = False,
+                 idempotency_key: str | None = None, retry_of: Tool | str | None = None,
+                 attempt: int | None = None, consumes: Iterable[Output | str] | None = None) -> None:
+        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: c.Operation.EXECUTE_TOOL.value,
+                                 c.GEN_AI_TOOL_NAME: name, c.TOOL_ARGS_HASH: _args_hash(args),
+                                 c.TOOL_SIDE_EFFECT: side_effect, c.TOOL_HIGH_STAKES: high_stakes}
+        if agent:
+            attrs[c.GEN_AI_AGENT_NAME] = agent
+        if target is not None:
+            attrs[c.TOOL_TARGET] = target
+        if idempotency_key is not None:
+            attrs[c.IDEMPOTENCY_KEY] = idempotency_key
+        if retry_of is not None:
+            attrs[c.RETRY_OF] = retry_of.span_id if isinstance(retry_of, Tool) else retry_of
+            attrs[c.RETRY_ATTEMPT] = attempt if attempt is not None else 2
+        elif attempt is not None:
+            attrs[c.RETRY_ATTEMPT] = attempt
+        if consumes:
+            attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
+        super().__init__(f"{c.Operation.EXECUTE_TOOL.value} {name}", attrs)
+
+    def __enter__(self) -> Tool:
+        return super().__enter__()
+
+
+class Llm(_Scope):
+    """A ``chat <model>`` span with token usage."""
+
+    __slots__ = ()
+    span_type = c.SpanType.LLM.value
+
+    def __init__(self, agent: str | None, model: str, *, input_tokens: int | None = None,
+                 output_tokens: int | None = None, consumes: Iterable[Output | str] | None = None) -> None:
+        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: c.Operation.CHAT.value,
+                                 c.GEN_AI_REQUEST_MODEL: model}
+        if agent:
+            attrs[c.GEN_AI_AGENT_NAME] = agent
+        if input_tokens is not None:
+            attrs[c.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+        if output_tokens is not None:
+            attrs[c.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+        if consumes:
+            attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
+        super().__init__(f"{c.Operation.CHAT.value} {model}", attrs)
+
+    def __enter__(self) -> Llm:
+        return super().__enter__()
+
+    def usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
+        """Token usage known only once the call returned."""
+        if input_tokens is not None:
+            self.span.set_attribute(c.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+        if output_tokens is not None:
+            self.span.set_attribute(c.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+
+
+class Verification(_Scope):
+    """A ``handoff.verify <check>`` span: what was checked, how much of it, and the verdict."""
+
+    __slots__ = ("_verdict", "check")
+    span_type = c.SpanType.VERIFICATION.value
+
+    def __init__(self, agent: str | None, check: str, *, target: Output | Delegation | str | None = None,
+                 coverage: float | None = None) -> None:
+        self.check = check
+        self._verdict: str | None = None
+        attrs: dict[str, Any] = {c.VERIFICATION_CHECK: check}
+        if agent:
+            attrs[c.GEN_AI_AGENT_NAME] = agent
+        if isinstance(target, Output):
+            attrs[c.VERIFICATION_TARGET] = target.id
+            attrs[c.INPUT_OUTPUT_IDS] = _output_ids([target])
+        elif isinstance(target, Delegation):
+            attrs[c.VERIFICATION_TARGET] = target.delegation_id
+        elif target is not None:
+            attrs[c.VERIFICATION_TARGET] = target
+        if coverage is not None:
+            attrs[c.VERIFICATION_COVERAGE] = float(coverage)
+        super().__init__(f"{c.VERIFY_SPAN_PREFIX} {check}", attrs)
+
+    def __enter__(self) -> Verification:
+        return super().__enter__()
+
+    def verdict(self, verdict: str | c.Verdict, explanation: str | None = None) -> None:
+        """pass, fail or error; also written as a GenAI evaluation event for other OTel tools."""
+        verdict = verdict.value if isinstance(verdict, c.Verdict) else verdict
+        if verdict not in _VERDICTS:
+            raise UsageError(f"verdict must be one of {sorted(_VERDICTS)}, not {verdict!r}")
+        self._verdict = verdict
+        self.span.set_attribute(c.VERIFICATION_VERDICT, verdict)
+        event: dict[str, Any] = {c.GEN_AI_EVALUATION_NAME: self.check, c.GEN_AI_EVALUATION_SCORE_LABEL: verdict}
+        if explanation:
+            event[c.GEN_AI_EVALUATION_EXPLANATION] = _clean(explanation)
+        self.span.add_event(c.GEN_AI_EVALUATION_RESULT_EVENT, event)
+
+    def _closing(self) -> None:
+        if self._verdict is None and self._failed:
+            self.span.set_attribute(c.VERIFICATION_VERDICT, c.Verdict.ERROR.value)
+
+
+class Compensation(_Scope):
+    """A ``handoff.compensate <action>`` span undoing an earlier side effect."""
+
+    __slots__ = ()
+    span_type = c.SpanType.COMPENSATION.value
+
+    def __init__(self, agent: str | None, action: str, *, of: Tool | str | None = None) -> None:
+        attrs: dict[str, Any] = {}
+        if agent:
+            attrs[c.GEN_AI_AGENT_NAME] = agent
+        if of is not None:
+            attrs[c.COMPENSATION_OF] = of.span_id if isinstance(of, Tool) else of
+        super().__init__(f"{c.COMPENSATE_SPAN_PREFIX} {action}", attrs)
+
+    def __enter__(self) -> Compensation:
+        return super().__enter__()
+
+
+# --- module-level entry points ---------------------------------------------------------------
+
+def run(name: str, *, run_id: str | None = None, tags: Iterable[str] = (), topology: str | None = None,
+        test_id: str | None = None, attributes: Mapping[str, Any] | None = None) -> Run:
+    """Open a run: ``with sdk.run("build-api", tags=["nightly"]) as run: ...``."""
+    return Run(name, run_id=run_id, tags=tags, topology=topology, test_id=test_id, attributes=attributes)
+
+
+def agent(name: str, *, role: str | None = None, model: str | None = None, agent_id: str | None = None,
+          description: str | None = None, consumes: Iterable[Output | str] | None = None) -> Agent:
+    """Open an agent's turn: ``with sdk.agent("supervisor", role="supervisor") as sup: ...``."""
+    return Agent(name, role=role, model=model, agent_id=agent_id, description=description, consumes=consumes)
+
+
+def current_agent() -> Agent | None:
+    """The agent whose ``with`` block (or ``traced_agent`` function) is running here, if any."""
+    return _agent_var.get()
+
+
+def current_run_id() -> str | None:
+    return _run_var.get().run_id or None
+
+
+def approval(action: str, approver: str, decision: str = "approved") -> None:
+    """A human approval event on the current span (put it on the span of the action it gates)."""
+    _approval_event(trace.get_current_span(), action, approver, decision)
+
+
+def _traced(fn: F, open_scope: Callable[[tuple[Any, ...], dict[str, Any]], _Scope]) -> F:
+    """``fn`` (sync or async) with each call inside the span ``open_scope`` opens."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            with open_scope(args, kwargs):
+                return await fn(*args, **kwargs)
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with open_scope(args, kwargs):
+            return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def traced_agent(name: str | None = None, *, role: str | None = None,
+                 model: str | None = None) -> Callable[[F], F]:
+    """Decorate a function (sync or async) so each call is an agent span; ``current_agent()`` inside."""
+    def decorate(fn: F) -> F:
+        agent_name = name or fn.__name__
+        return _traced(fn, lambda args, kwargs: Agent(agent_name, role=role, model=model))
+    return decorate
+
+
+def traced_tool(name: str | None = None, *, side_effect: bool = False,
+                high_stakes: bool = False) -> Callable[[F], F]:
+    """Decorate a function (sync or async) so each call is a tool span of the current agent."""
+    def decorate(fn: F) -> F:
+        tool_name = name or fn.__name__
+
+        def open_tool(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tool:
+            current = _agent_var.get()
+            return Tool(current.name if current else None, tool_name, {"args": args, "kwargs": kwargs},
+                        side_effect=side_effect, high_stakes=high_stakes)
+        return _traced(fn, open_tool)
+    return decorate
+
+
+def propagate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` to run in the caller's context (current span, run, agent) on another thread."""
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def in_context(*args: Any, **kwargs: Any) -> Any:
+        # A copy per call: one Context object cannot be entered by two threads at once.
+        return ctx.copy().run(fn, *args, **kwargs)
+    return in_context
+
+
+class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool whose tasks run in the submitter's context, so their spans get the right parent."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        return super().submit(propagate(fn), *args, **kwargs)

@@ -74,6 +74,7 @@ SOURCE_AGENT: Final = "handoff.source.agent"
 TARGET_AGENT: Final = "handoff.target.agent"
 TASK: Final = "handoff.task"
 TASK_HASH: Final = "handoff.task.hash"
+TASK_AMBIGUOUS: Final = "handoff.task.ambiguous"  # the delegator marked the task unclear
 MODE: Final = "handoff.mode"  # delegate (caller waits for a result) | transfer (control passes)
 DELEGATION_STATUS: Final = "handoff.delegation.status"  # completed | open | failed
 

@@ -63,7 +63,9 @@ def open_embedded(url: StoreURL, wait: float = 10.0) -> ChdbEngine | HttpEngine:
     assert url.path is not None
     path = url.path.expanduser().resolve()
     if path in _owned:
-        return _owned[path][0]
+        owned = _owned[path][0]
+        # The one session serves every database in the directory; honour ?database= too.
+        return owned if url.database == owned.database else ChdbEngine(path, url.database)
     path.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:

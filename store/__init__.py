@@ -41,17 +41,23 @@ class Store:
         return isinstance(self.engine, ChdbEngine)
 
     # --- schema ---------------------------------------------------------------------------
-    def migrate(self, ttl_days: int | None = schema.DEFAULT_TTL_DAYS,
-                cluster: str | None = None) -> list[int]:
-        """Apply the migrations this store has not seen yet; return their versions."""
-        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-        self.engine.command(
-            schema.MIGRATIONS.replace(schema.MIGRATIONS_TABLE, schema.MIGRATIONS_TABLE + on_cluster, 1)
-        )
+    def migrate(self, ttl_days: int | None = None, cluster: str | None = None,
+                cloud: bool | None = None) -> list[int]:
+        """Apply the migrations this store has not seen yet; return their versions.
+
+        ``ttl_days``: None keeps the span retention as it is (a new store gets
+        ``schema.DEFAULT_TTL_DAYS``); 0 removes it; N sets it to N days, on an existing store
+        too. ``cloud`` None asks the server whether it is ClickHouse Cloud (with ``cluster``).
+        """
+        if cluster and cloud is None:
+            cloud = schema.is_cloud(self.scalar)
+        cloud = bool(cloud)
+        self.engine.command(schema.migrations_table(cluster))
         done = {r["version"] for r in self.query(
             f"SELECT version FROM {schema.MIGRATIONS_TABLE} FINAL")}
+        first_ttl = schema.DEFAULT_TTL_DAYS if ttl_days is None else ttl_days
         applied = []
-        for m in schema.migrations(cluster=cluster, ttl_days=ttl_days):
+        for m in schema.migrations(cluster=cluster, cloud=cloud, ttl_days=first_ttl):
             if m.version in done:
                 continue
             for stmt in m.statements:
@@ -61,7 +67,15 @@ class Store:
                 "description": [m.description],
             }))
             applied.append(m.version)
+        if ttl_days is not None and self.span_ttl_days(cluster, cloud) != (ttl_days or None):
+            self.engine.command(schema.ttl_statement(ttl_days, cluster, cloud))
         return applied
+
+    def span_ttl_days(self, cluster: str | None = None, cloud: bool = False) -> int | None:
+        """The span table's retention in days as the server has it, or None for none."""
+        table = schema.spans_table().storage_name(cluster, cloud)
+        create = self.scalar(schema.CREATE_QUERY_SQL, {"table": table})
+        return schema.ttl_days_of(create or "")
 
     def schema_version(self) -> int:
         rows = self.query(f"SELECT max(version) AS v FROM {schema.MIGRATIONS_TABLE}")

@@ -28,12 +28,21 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def _param_text(value: Any) -> str:
-    """A parameter value in the text form ClickHouse parses for ``{name:Type}``."""
+def _param_text(value: Any, escape: bool = True) -> str:
+    """A parameter value in the text form ClickHouse parses for ``{name:Type}``.
+
+    ``escape=False`` for values already in that form (the HTTP endpoint passes them through).
+    """
+    if not escape:
+        return str(value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_quote(v) for v in value) + "]"
+    if isinstance(value, str):
+        # Parameters are read in ClickHouse's escaped text form: a raw newline, tab or
+        # backslash would end or corrupt the value.
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
     return str(value)
 
 
@@ -85,8 +94,9 @@ class ChdbEngine:
         if database != "default":
             self._run(f"CREATE DATABASE IF NOT EXISTS `{database}`", None, "CSV", "default")
 
-    def _run(self, sql: str, params: Params | None, fmt: str, database: str | None = None) -> Any:
-        text_params = {k: _param_text(v) for k, v in (params or {}).items()}
+    def _run(self, sql: str, params: Params | None, fmt: str, database: str | None = None,
+             escape: bool = True) -> Any:
+        text_params = {k: _param_text(v, escape) for k, v in (params or {}).items()}
         with self.lock:
             try:
                 self._use(database or self.database)
@@ -110,7 +120,7 @@ class ChdbEngine:
     def query_bytes(self, sql: str, params: Params | None, fmt: str,
                     database: str | None = None) -> bytes:
         """Raw output in any ClickHouse format (the HTTP endpoint passes it through)."""
-        return bytes(self._run(sql, params, fmt, database).bytes())
+        return bytes(self._run(sql, params, fmt, database, escape=False).bytes())
 
     def command(self, sql: str, params: Params | None = None) -> None:
         self._run(sql, params, "CSV")
@@ -148,6 +158,11 @@ class ChdbEngine:
                     cls._current_db = "default"
 
 
+# URL options the engine reads itself; any other option (e.g. distributed_product_mode=local
+# on a cluster) is a ClickHouse setting sent with every query.
+_ENGINE_OPTIONS = ("compress", "timeout", "database")
+
+
 class HttpEngine:
     """A ClickHouse server (or our embedded-store endpoint) through clickhouse-connect."""
 
@@ -168,6 +183,7 @@ class HttpEngine:
                 connect_timeout=connect_timeout,
                 send_receive_timeout=float(url.options.get("timeout", 300)),
                 autogenerate_session_id=False,
+                settings={k: v for k, v in url.options.items() if k not in _ENGINE_OPTIONS} or None,
             )
         except Exception as exc:
             raise StoreError(

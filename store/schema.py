@@ -105,9 +105,9 @@ class Table:
         cluster = check_cluster_name(cluster)
         on_cluster = _on_cluster(cluster)
         local = self.storage_name(cluster, cloud)
-        body = self.columns.strip()
+        body = "    " + self.columns.strip()
         if self.indexes:
-            body += ",\n" + self.indexes.strip()
+            body += ",\n    " + self.indexes.strip()
         clauses = [f"ENGINE = {self.engine(cluster, cloud)}"]
         if self.partition_by:
             clauses.append(f"PARTITION BY {self.partition_by}")
@@ -324,7 +324,7 @@ def migrations(cluster: str | None = None, cloud: bool = False,
                 for s in table.create(cluster, cloud)
             ),
         ),
-        Migration(2, f"span retention: TTL {ttl_days or 'none'} days", ttl),
+        Migration(2, f"span retention: {f'TTL {ttl_days} days' if ttl_days else 'none'}", ttl),
         Migration(3, "runs filled from run spans as they arrive, whoever writes them",
                   (runs_view(cluster, cloud),)),
     ]

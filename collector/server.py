@@ -1,0 +1,525 @@
+"""The OTLP/HTTP trace receiver: validate, spool, acknowledge; a writer thread inserts in batches.
+
+    collector = Collector(open_store("chdb:///tmp/x"), port=0).start()
+    ...  # export to f"http://127.0.0.1:{collector.port}/v1/traces"
+    collector.stop()  # stops accepting, flushes what it acknowledged
+
+A request is decoded and checked on arrival (so a bad body gets its 4xx and a partly bad one
+its partial success), appended to the write-ahead spool and fsynced, then acknowledged. The
+writer reads the spool, decodes again (cheap with the compiled decoder), normalises other
+instrumentations' spans, and inserts ~10k rows per statement with a deduplication token, so a
+replay after a crash or an outage stores each span once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from handoffs.errors import StoreError, UsageError
+from handoffs.store import Store, schema
+from handoffs.store.url import StoreURL, default_store_dir
+
+from . import otlp, spool
+from .auth import Tokens, is_loopback
+from .normalise import normalise_span
+
+log = logging.getLogger("handoffs.collector")
+
+TRACES_PATH = "/v1/traces"
+HEALTH_PATH = "/health"
+
+
+def default_spool_dir(url: StoreURL) -> Path:
+    """Where a store's spool lives unless ``--spool`` says: beside an embedded store's directory."""
+    if url.embedded and url.path is not None:
+        base = url.path.expanduser().resolve()
+        return base.with_name(base.name + ".spool") / url.database
+    return default_store_dir().parent / "spool" / f"{url.host}-{url.port}-{url.database}"
+
+
+class Counters:
+    """What the collector did, for /health and the logs. Updated under one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.accepted = 0  # spans acknowledged (spooled and fsynced)
+        self.stored = 0  # spans inserted into the store
+        self.rejected = 0  # spans refused as invalid (partial success)
+        self.refused = 0  # spans refused by backpressure (429/503): the client retries them
+        self.bad_requests = 0  # whole requests refused (4xx)
+        self.truncated = 0  # attribute values cut to the size limit
+        self.unreadable = 0  # spooled records the writer could not decode (skipped, logged)
+
+    def add(self, **deltas: int) -> None:
+        with self.lock:
+            for key, value in deltas.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {k: v for k, v in vars(self).items() if k != "lock"}
+
+
+class Collector:
+    """An OTLP/HTTP receiver in front of a store, with a durable spool between them.
+
+    ``start()`` serves on background threads and returns self with ``.port`` set (``port=0``
+    picks a free one); ``stop()`` stops accepting, inserts what was acknowledged and returns;
+    ``serve_forever()`` does both around SIGTERM/SIGINT, for the CLI. Tokens are required when
+    ``host`` is not a loopback address.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        host: str = "127.0.0.1",
+        port: int = 4318,
+        *,
+        spool_dir: str | Path | None = None,
+        tokens: Tokens | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        batch_rows: int = 10_000,
+        flush_interval: float = 0.2,
+        max_body_bytes: int = 16 << 20,
+        spool_max_bytes: int = 1 << 30,
+        store_outage_limit: float = 300.0,
+        max_inflight: int = 32,
+        limits: otlp.Limits = otlp.DEFAULT_LIMITS,
+        retry_after: int = 2,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.port = port
+        self.tokens = tokens or Tokens()
+        if not is_loopback(host) and not self.tokens:
+            raise UsageError(f"refusing to listen on {host} without ingest tokens: anyone on the "
+                             "network could write spans. Pass --tokens FILE (or $HANDOFFS_TOKENS), "
+                             "or listen on 127.0.0.1")
+        if (tls_cert is None) != (tls_key is None):
+            raise UsageError("TLS needs both --tls-cert and --tls-key")
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.spool_dir = Path(spool_dir) if spool_dir else default_spool_dir(store.url)
+        self.batch_rows = batch_rows
+        self.flush_interval = flush_interval
+        self.max_body_bytes = max_body_bytes
+        self.spool_max_bytes = spool_max_bytes
+        self.store_outage_limit = store_outage_limit
+        self.limits = limits
+        self.retry_after = retry_after
+        self.counters = Counters()
+        self.max_inflight = max_inflight
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self._stopping = threading.Event()
+        self._writer_done = threading.Event()
+        self._wake = threading.Condition()
+        self._unflushed = 0  # spans acknowledged since the last insert (wakes the writer early)
+        self._store_down_since: float | None = None
+        self._store_error = ""
+        self._server: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self.spool: spool.Spool | None = None
+        self.started_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> Collector:
+        """Open the spool (replaying what it holds), bind, and serve on background threads."""
+        self.spool = spool.Spool(self.spool_dir, max_bytes=self.spool_max_bytes)
+        handler = type("Handler", (_Handler,), {"collector": self})
+        try:
+            self._server = _Server((self.host, self.port), handler)
+        except OSError as exc:
+            self.spool.close()
+            raise UsageError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
+                             "pick another --port") from exc
+        if self.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+            except (OSError, ssl.SSLError) as exc:
+                self._server.server_close()
+                self.spool.close()
+                raise UsageError(f"cannot load the TLS certificate/key: {exc}") from exc
+            # The handshake runs in the connection's own thread, not in the accept loop.
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
+        self.port = self._server.server_address[1]
+        self.started_at = time.time()
+        if self.spool.depth:
+            log.info("replaying %d spooled bytes into the store", self.spool.depth)
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                             name="handoffs-collector-http", daemon=True),
+            threading.Thread(target=self._writer, name="handoffs-collector-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info("collector listening on %s://%s:%d%s, spool %s", "https" if self.tls_cert else "http",
+                 self.host, self.port, TRACES_PATH, self.spool_dir)
+        return self
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}{TRACES_PATH}"
+
+    def stop(self, flush_timeout: float = 60.0) -> bool:
+        """Stop accepting, wait for requests in flight, insert what was acknowledged.
+
+        Returns True when the spool drained; otherwise (the store is down) what is left stays in
+        the spool and is inserted at the next start.
+        """
+        if self._server is None:
+            return True
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._idle:  # every request in flight finishes (and is spooled) first
+            self._idle.wait_for(lambda: self._inflight == 0, timeout=flush_timeout)
+        with self._wake:
+            self._wake.notify_all()
+        drained = self._writer_done.wait(flush_timeout)
+        assert self.spool is not None
+        left = self.spool.depth
+        if left:
+            log.warning("stopped with %d bytes still spooled in %s; they are inserted at the next start",
+                        left, self.spool_dir)
+        self.spool.close()
+        self._server = None
+        return drained and not left
+
+    def serve_forever(self, ready: Callable[[Collector], None] | None = None) -> int:
+        """Serve until SIGTERM or SIGINT, then stop cleanly; return the exit code (0).
+
+        ``ready`` is called once listening (the CLI prints the address).
+        """
+        done = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s: stop accepting, flush, exit", signal.Signals(signum).name)
+            done.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            if ready is not None:
+                ready(self)
+            while not done.wait(1.0):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+        return 0
+
+    # --- state -----------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Counters, spool depth, store reachability: what GET /health returns."""
+        down = self._store_down_since
+        return {
+            "status": "ok" if down is None else "store_unreachable",
+            **self.counters.snapshot(),
+            "spool_bytes": self.spool.depth if self.spool else 0,
+            "spool_dir": str(self.spool_dir),
+            "store": self.store.url.redacted(),
+            "store_reachable": down is None,
+            "store_down_seconds": round(time.monotonic() - down, 1) if down is not None else 0,
+            "store_error": self._store_error,
+            "decoder": "compiled" if otlp.accelerated() else "python",
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+
+    def refusal(self) -> str | None:
+        """Why new data must wait (429/503), or None to accept it."""
+        down = self._store_down_since
+        if down is not None and time.monotonic() - down > self.store_outage_limit:
+            return "the store has been unreachable for too long"
+        return None
+
+    # --- ingest (request threads) ----------------------------------------------------------------
+    def accept(self, body: bytes, project: str | None, decoded: otlp.Decoded) -> None:
+        """Spool a validated protobuf body durably. Raises SpoolFull or OSError."""
+        assert self.spool is not None
+        self.spool.append(spool.pack(body, project))
+        self.counters.add(accepted=decoded.accepted, rejected=decoded.rejected,
+                          truncated=decoded.truncated)
+        with self._wake:
+            self._unflushed += decoded.accepted
+            if self._unflushed >= self.batch_rows:
+                self._wake.notify()
+
+    # --- the writer thread -----------------------------------------------------------------------
+    def _writer(self) -> None:
+        assert self.spool is not None
+        sp = self.spool
+        try:
+            if sp.pending is not None:  # a batch whose insert may or may not have landed
+                self._insert_batch(sp.pending.start, sp.pending.end, replay=True)
+            first_seen: float | None = None
+            last_ping = time.monotonic()
+            while True:
+                stopping = self._stopping.is_set()
+                if sp.synced <= sp.committed:
+                    if stopping:
+                        return
+                    first_seen = None
+                    with self._wake:
+                        self._wake.wait(self.flush_interval)
+                    if time.monotonic() - last_ping > 5.0:
+                        last_ping = time.monotonic()
+                        self._ping()
+                    continue
+                now = time.monotonic()
+                first_seen = first_seen or now
+                if not stopping and self._unflushed < self.batch_rows and now - first_seen < self.flush_interval:
+                    with self._wake:
+                        self._wake.wait(self.flush_interval - (now - first_seen))
+                    continue
+                self._insert_batch(sp.committed, None, replay=False)
+                first_seen = None
+        except Exception:  # the writer must never die silently: the spool keeps the data
+            log.exception("the collector's writer stopped; spooled spans stay on disk for the next start")
+        finally:
+            self._writer_done.set()
+
+    def _insert_batch(self, start: int, stop: int | None, replay: bool) -> None:
+        """Insert the records from ``start`` (up to ``stop``, or about ``batch_rows`` spans) with
+        one deduplication token, retrying until the store takes them, then commit them."""
+        assert self.spool is not None
+        tables, spans, end = [], 0, start
+        budget = 1 << 62 if stop is not None else 64 << 20
+        for record in self.spool.read(start, max_bytes=budget, stop=stop):
+            if stop is None and spans >= self.batch_rows:
+                break
+            end = record.end
+            body, project = spool.unpack(record.payload)
+            try:
+                decoded = otlp.decode_protobuf(body, project, self.limits)
+            except otlp.DecodeFailure as exc:
+                log.error("skipping unreadable spooled record at %d: %s", record.start, exc)
+                self.counters.add(unreadable=1)
+                continue
+            table = _normalise(decoded) if decoded.foreign else decoded.table
+            tables.append(table)
+            spans += table.num_rows
+        if stop is not None:
+            end = stop
+        pending = self.spool.begin(start, end)
+        table = pa.concat_tables(tables) if tables else None
+        delay = 0.2
+        while table is not None and table.num_rows:
+            try:
+                self.store.engine.insert_arrow(schema.SPAN_TABLE, table,
+                                               settings={"insert_deduplication_token":
+                                                         pending.token(self.spool.spool_id)})
+                break
+            except StoreError as exc:
+                self._store_failed(exc)
+                if self._stopping.is_set() and delay >= 1.6:
+                    raise  # stopping with the store down: the spool keeps the batch for next time
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._store_ok()
+        self.spool.commit(end)
+        with self._wake:
+            self._unflushed = max(0, self._unflushed - spans)
+        self.counters.add(stored=spans)
+        if replay:
+            log.info("replayed %d spooled spans into the store", spans)
+
+    def _ping(self) -> None:
+        try:
+            self.store.scalar("SELECT 1")
+        except StoreError as exc:
+            self._store_failed(exc)
+        else:
+            self._store_ok()
+
+    def _store_failed(self, exc: Exception) -> None:
+        if self._store_down_since is None:
+            self._store_down_since = time.monotonic()
+            log.warning("store unreachable, spooling until it is back: %s", exc)
+        self._store_error = str(exc)[:300]
+
+    def _store_ok(self) -> None:
+        if self._store_down_since is not None:
+            log.info("store reachable again after %.1fs", time.monotonic() - self._store_down_since)
+        self._store_down_since = None
+        self._store_error = ""
+
+
+def _normalise(decoded: otlp.Decoded) -> pa.Table:
+    """Run ingest normalisation on the rows of other instrumentations; ours pass untouched."""
+    table = decoded.table
+    attrs = table.column("SpanAttributes").to_pylist()
+    names = table.column("SpanName")
+    resources = table.column("ResourceAttributes")
+    for i in decoded.foreign:
+        pairs = attrs[i]
+        resource = dict(resources[i].as_py())
+        result = normalise_span(names[i].as_py(), dict(pairs), resource)
+        if result is not None:
+            attrs[i] = list(result.items())
+    column = pa.array(attrs, type=table.schema.field("SpanAttributes").type)
+    return table.set_column(table.schema.get_field_index("SpanAttributes"), "SpanAttributes", column)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class _Handler(BaseHTTPRequestHandler):
+    collector: Collector
+    protocol_version = "HTTP/1.1"
+    server_version = "handoffs-collector"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("http: " + format, *args)
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == HEALTH_PATH:
+            body = json.dumps(self.collector.health()).encode()
+            return self._send(200, body, "application/json")
+        self._fail(404, f"no such endpoint: GET {self.path}; POST spans to {TRACES_PATH}", otlp.JSON)
+
+    def do_POST(self) -> None:
+        c = self.collector
+        content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        reply_type = otlp.JSON if content_type == otlp.JSON else otlp.PROTOBUF
+        if self.path.split("?", 1)[0] != TRACES_PATH:
+            self._drain()
+            return self._fail(404, f"no such endpoint: POST {self.path}; spans go to {TRACES_PATH}", reply_type)
+        if c._stopping.is_set():
+            self.close_connection = True
+            return self._fail(503, "the collector is shutting down; retry", reply_type, retry=True)
+        project = None
+        if c.tokens:
+            project = c.tokens.project_for(self.headers.get("Authorization"))
+            if project is None:
+                self._drain()
+                return self._fail(401, "missing or unknown bearer token: send Authorization: "
+                                  "Bearer <token> with a token from the collector's tokens file",
+                                  reply_type, headers={"WWW-Authenticate": "Bearer"})
+        if content_type not in (otlp.PROTOBUF, otlp.JSON):
+            self._drain()
+            return self._fail(415, f"unsupported Content-Type {content_type or '(none)'!r}: send "
+                              f"{otlp.PROTOBUF} or {otlp.JSON}", reply_type)
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or not length_text.strip().isdigit():
+            self.close_connection = True
+            return self._fail(411, "a Content-Length header is required", reply_type)
+        length = int(length_text)
+        if length > c.max_body_bytes:
+            self.close_connection = True  # the body is not read: this connection is spent
+            return self._fail(413, f"the body is {length} bytes, over the {c.max_body_bytes}-byte "
+                              "limit; send smaller batches", reply_type)
+        with c._idle:  # checked under the lock stop() waits on: no request slips past a stop
+            busy = c._inflight >= c.max_inflight or c._stopping.is_set()
+            if not busy:
+                c._inflight += 1
+        if busy:
+            self._drain(length)
+            return self._fail(503, "too many requests in flight; retry", reply_type, retry=True)
+        try:
+            self._ingest(self.rfile.read(length), content_type, reply_type, project)
+        finally:
+            with c._idle:
+                c._inflight -= 1
+                c._idle.notify_all()
+
+    def _ingest(self, body: bytes, content_type: str, reply_type: str, project: str | None) -> None:
+        c = self.collector
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        try:
+            if encoding == "gzip":
+                body = otlp.gunzip(body, c.max_body_bytes)
+            elif encoding != "identity":
+                return self._fail(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none",
+                                  reply_type)
+            if content_type == otlp.JSON:
+                body = otlp.json_to_protobuf(body)
+            decoded = otlp.decode_protobuf(body, project, c.limits)
+        except otlp.BodyTooLarge as exc:
+            return self._fail(413, str(exc), reply_type)
+        except otlp.DecodeFailure as exc:
+            return self._fail(400, str(exc), reply_type)
+        if decoded.accepted:
+            why = c.refusal()
+            try:
+                if why is None:
+                    c.accept(body, project, decoded)
+            except spool.SpoolFull as exc:
+                why = f"{exc}; the store is not keeping up"
+                status = 429
+            except OSError as exc:
+                why = f"cannot write the spool ({exc.strerror or exc})"
+                status = 503
+                log.error("spool write failed, refusing %d spans: %s", decoded.accepted, exc)
+            else:
+                status = 503
+            if why is not None:
+                c.counters.add(refused=decoded.accepted + decoded.rejected)
+                log.warning("refused %d spans (%d): %s", decoded.accepted, status, why)
+                return self._fail(status, f"{why}; retry later", reply_type, retry=True)
+        else:
+            c.counters.add(rejected=decoded.rejected)
+        c.counters.add(requests=1)
+        if decoded.rejected:
+            log.info("partial success: %s", decoded.error_message())
+        self._send(200, otlp.response_body(decoded, reply_type), reply_type)
+
+    # --- responses -------------------------------------------------------------------------------
+    def _drain(self, length: int | None = None) -> None:
+        """Read and drop a body we refuse, so the connection can carry the next request."""
+        if length is None:
+            text = self.headers.get("Content-Length") or "0"
+            length = int(text) if text.isdigit() else 0
+        if length > self.collector.max_body_bytes:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _fail(self, status: int, message: str, reply_type: str, retry: bool = False,
+              headers: dict[str, str] | None = None) -> None:
+        if not retry:
+            self.collector.counters.add(bad_requests=1)
+        extra = dict(headers or {})
+        if retry:
+            extra["Retry-After"] = str(self.collector.retry_after)
+        # google.rpc.Code: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, UNAVAILABLE 14, ...
+        code = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
+        self._send(status, otlp.status_body(message, code, reply_type), reply_type, extra)
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+__all__ = ["Collector", "Counters", "HEALTH_PATH", "TRACES_PATH", "default_spool_dir"]

@@ -1,0 +1,543 @@
+"""The gate's decision: select the runs to judge and the baseline, read their metrics and
+findings, apply each check, and record the outcome in ``handoffs_gate_results``.
+
+The SQL here is the gate's own reading of the runs, metrics, findings and gate-results
+tables; the heavy lifting (metrics, findings) was done by the detectors beforehand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from handoffs import conventions as c
+from handoffs import taxonomy as tx
+from handoffs.errors import UsageError
+from handoffs.sdk.ci import ci_metadata
+from handoffs.store import Store
+from handoffs.store.schema import FINDINGS_TABLE, GATE_TABLE, METRICS_TABLE, RUNS_TABLE
+
+from . import stats
+from .policy import FAIL, LOWER, PASS, RATE, WARN, Check, Policy, RunFilter, parse_time
+
+log = logging.getLogger(__name__)
+
+_ORDER = {PASS: 0, WARN: 1, FAIL: 2}
+MAX_EVIDENCE = 10
+DEFAULT_BASELINE_BRANCH = "main"
+# Which failure mode shows *where* a metric went wrong, so a failing metric check can point
+# at span ids and not only at runs.
+_METRIC_FINDINGS = {
+    tx.OVERWRITE_RATE: tx.OVERWRITE,
+    tx.AUTONOMOUS_COMPLETION_RATE: tx.OVERWRITE,
+    tx.TOKENS_BEFORE_INTERRUPTION: tx.OVERWRITE,
+    tx.REWRITE_BUG_RATE: tx.OVERWRITE,
+    tx.ERROR_AMPLIFICATION: tx.ERROR_CASCADE,
+}
+
+_RUNS_SQL = """
+SELECT run_id, trace_id, commit, branch, test_id, build_url, started_at
+FROM """ + RUNS_TABLE + """ FINAL
+WHERE ({project:String} = '' OR project = {project:String})
+  AND (empty({run_ids:Array(String)}) OR has({run_ids:Array(String)}, run_id))
+  AND ({commit:String} = '' OR commit = {commit:String}
+       OR (length({commit:String}) >= 7 AND startsWith(commit, {commit:String})))
+  AND ({branch:String} = '' OR branch = {branch:String})
+  AND ({tag:String} = '' OR has(tags, {tag:String}))
+  AND ({test_id:String} = '' OR startsWith(test_id, {test_id:String}))
+  AND toUnixTimestamp64Nano(started_at) >= {since:Int64}
+  AND toUnixTimestamp64Nano(started_at) < {until:Int64}
+  AND NOT has({exclude:Array(String)}, run_id)
+ORDER BY started_at DESC, run_id
+LIMIT {limit:UInt64}
+"""
+
+_METRICS_SQL = """
+SELECT run_id, subject, value
+FROM """ + METRICS_TABLE + """ FINAL
+WHERE has({runs:Array(String)}, run_id) AND metric = {metric:String} AND scope = {scope:String}
+  AND ({subject:String} = '' OR subject = {subject:String})
+  AND ({project:String} = '' OR project = {project:String})
+  AND isFinite(value)
+"""
+
+# Findings belong to a run by run id, or by trace id when the detector did not know the run.
+_FINDINGS_SQL = """
+SELECT run_id, trace_id, agent, span_id, step, confidence, evidence
+FROM """ + FINDINGS_TABLE + """ FINAL
+WHERE code = {code:String} AND confidence >= {confidence:Float64}
+  AND (has({runs:Array(String)}, run_id) OR has({traces:Array(String)}, trace_id))
+  AND ({project:String} = '' OR project = {project:String})
+ORDER BY confidence DESC, trace_id, step, span_id
+"""
+
+# A commit is green when the latest gate recorded for it failed no check.
+_GREEN_SQL = """
+SELECT commit, argMax(green, at) AS green
+FROM (
+    SELECT gate_id, any(commit) AS commit, max(evaluated_at) AS at, countIf(verdict = 'fail') = 0 AS green
+    FROM """ + GATE_TABLE + """ FINAL
+    WHERE ({project:String} = '' OR project = {project:String})
+    GROUP BY gate_id
+)
+WHERE commit != ''
+GROUP BY commit
+HAVING green
+"""
+
+_MIN_NS = 0
+_MAX_NS = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as the gate sees it (one row of handoffs_runs)."""
+
+    run_id: str
+    trace_id: str
+    commit: str = ""
+    branch: str = ""
+    test_id: str = ""
+    build_url: str = ""
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where a check broke: a run, its trace, and when known the agent, span and step."""
+
+    run_id: str
+    trace_id: str
+    agent: str = ""
+    span_id: str = ""
+    step: int | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        parts = [f"run {self.run_id}", f"trace {self.trace_id}"]
+        if self.agent:
+            parts.append(f"agent {self.agent}")
+        if self.span_id:
+            parts.append(f"span {self.span_id}")
+        if self.step is not None:
+            parts.append(f"step {self.step}")
+        return ", ".join(parts) + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass
+class CheckResult:
+    """One check's outcome: what was measured, against what, and the verdict with its reasons."""
+
+    check: Check
+    verdict: str
+    value: float | None
+    value_text: str
+    limit_text: str
+    limit: float | None = None
+    baseline: float | None = None
+    baseline_text: str = ""
+    comparison: stats.Comparison | None = None
+    decided: bool = True  # False when there were too few runs and the policy's rule applied
+    breached: bool = False  # a limit was broken (as opposed to a too-few-runs rule)
+    reasons: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.reasons)
+
+
+@dataclass
+class GateResult:
+    """The whole gate: the runs judged, the baseline, and each check's result."""
+
+    gate_id: str
+    policy: Policy
+    runs: list[Run]
+    baseline: list[Run]
+    runs_text: str
+    baseline_text: str
+    checks: list[CheckResult]
+    commit: str = ""
+    branch: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return max((r.verdict for r in self.checks), key=_ORDER.__getitem__, default=PASS)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict == FAIL else 0
+
+
+def refresh_detection(store: Store) -> str | None:
+    """Bring findings and metrics up to date; return a note when the detectors are missing."""
+    try:
+        from handoffs.detectors import detect
+        from handoffs.detectors.metrics import compute_metrics
+    except ImportError as exc:
+        return f"detection skipped: the detectors are not available ({exc})"
+    detect(store)
+    compute_metrics(store)
+    return None
+
+
+def run_gate(store: Store, policy: Policy, baseline: str | None = None,
+             run_ids: Sequence[str] | None = None, detect: bool | None = None,
+             record: bool = True, env: dict[str, str] | None = None) -> GateResult:
+    """Judge the policy's runs (or ``run_ids``) against its baseline (or ``baseline``).
+
+    ``baseline`` is a comma-separated list of run ids or commits. ``detect`` overrides the
+    policy's choice to run the detectors first.
+    """
+    notes: list[str] = []
+    if policy.detect if detect is None else detect:
+        note = refresh_detection(store)
+        if note:
+            notes.append(note)
+            log.warning(note)
+    ci = ci_metadata(env)
+    judged, runs_text, current_commit = _select_judged(store, policy, run_ids, ci)
+    if any(ch.is_regression for ch in policy.checks):
+        base, base_text = _select_baseline(store, policy, judged, baseline, current_commit)
+    else:
+        base, base_text = [], "none (no regression checks)"
+    ctx = _Context(store, policy, judged, base, base_text)
+    results = [ctx.evaluate(ch) for ch in policy.checks]
+    commit = ci.get(c.RUN_COMMIT) or _most_common(r.commit for r in judged)
+    branch = ci.get(c.RUN_BRANCH) or _most_common(r.branch for r in judged)
+    result = GateResult(uuid.uuid4().hex, policy, judged, base, runs_text, base_text, results,
+                        commit, branch, notes)
+    if record:
+        record_result(store, result)
+    return result
+
+
+def record_result(store: Store, result: GateResult) -> None:
+    """One row per check in handoffs_gate_results: the history "last green commit" reads."""
+    rows = result.checks
+    run_ids = [r.run_id for r in result.runs]
+    store.insert(GATE_TABLE, pa.table({
+        "project": [result.policy.project] * len(rows),
+        "gate_id": [result.gate_id] * len(rows),
+        "policy": [result.policy.name] * len(rows),
+        "check_name": [r.check.name for r in rows],
+        "severity": [r.check.severity for r in rows],
+        "verdict": [r.verdict for r in rows],
+        "value": pa.array([r.value for r in rows], pa.float64()),
+        "limit_value": pa.array([r.limit for r in rows], pa.float64()),
+        "baseline": pa.array([r.baseline for r in rows], pa.float64()),
+        "run_ids": pa.array([run_ids] * len(rows), pa.list_(pa.string())),
+        "commit": [result.commit] * len(rows),
+        "branch": [result.branch] * len(rows),
+        "message": [r.message for r in rows],
+    }))
+
+
+# --- run selection ------------------------------------------------------------------------
+def query_runs(store: Store, flt: RunFilter, project: str = "", exclude: Iterable[str] = (),
+               limit: int | None = None) -> list[Run]:
+    """Runs matching ``flt`` (commit/branch already resolved), newest first."""
+    params: dict[str, Any] = {
+        "project": project, "run_ids": list(flt.run_ids), "commit": flt.commit,
+        "branch": flt.branch, "tag": flt.tag, "test_id": flt.test_id,
+        "since": _ns(flt.since, _MIN_NS), "until": _ns(flt.until, _MAX_NS),
+        "exclude": list(exclude), "limit": limit or flt.max_runs,
+    }
+    return [Run(r["run_id"], r["trace_id"], r["commit"], r["branch"], r["test_id"], r["build_url"],
+                r["started_at"]) for r in store.query(_RUNS_SQL, params)]
+
+
+def _ns(value: str, default: int) -> int:
+    if not value:
+        return default
+    return int(parse_time(value).timestamp() * 1_000_000_000)
+
+
+def _resolve(flt: RunFilter, ci: dict[str, str]) -> RunFilter:
+    """Replace "current" commit/branch with what the CI environment says."""
+    updates = {}
+    for key, attr in (("commit", c.RUN_COMMIT), ("branch", c.RUN_BRANCH)):
+        if getattr(flt, key) == "current":
+            if not ci.get(attr):
+                var = "HANDOFFS_COMMIT" if key == "commit" else "HANDOFFS_BRANCH"
+                raise UsageError(f"the policy asks for the current {key}, but none is known here: "
+                                 f"run under CI, inside a git checkout, or set {var}")
+            updates[key] = ci[attr]
+    return replace(flt, **updates) if updates else flt
+
+
+def _select_judged(store: Store, policy: Policy, run_ids: Sequence[str] | None,
+                   ci: dict[str, str]) -> tuple[list[Run], str, str]:
+    if run_ids is not None:
+        flt = RunFilter(run_ids=tuple(run_ids))
+        runs = query_runs(store, flt, policy.project) if run_ids else []
+        return runs, f"{len(runs)} runs of this session", ""
+    flt = policy.runs
+    if flt.empty and ci.get(c.RUN_COMMIT):
+        # Nothing said: judge what this CI job (or checkout) produced.
+        flt = replace(flt, commit="current")
+    flt = _resolve(flt, ci)
+    runs = query_runs(store, flt, policy.project)
+    return runs, f"{len(runs)} runs ({_describe(flt)})", flt.commit
+
+
+def _describe(flt: RunFilter) -> str:
+    parts = [f"{k} {v[:12] if k == 'commit' else v}" for k, v in
+             (("commit", flt.commit), ("branch", flt.branch), ("tag", flt.tag),
+              ("test", flt.test_id), ("since", flt.since), ("until", flt.until)) if v]
+    if flt.run_ids:
+        parts.append(f"{len(flt.run_ids)} listed")
+    return ", ".join(parts) or "all runs"
+
+
+def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: str | None,
+                     current_commit: str) -> tuple[list[Run], str]:
+    exclude = [r.run_id for r in judged]
+    if override:
+        wanted = [v.strip() for v in override.split(",") if v.strip()]
+        found = query_runs(store, RunFilter(run_ids=tuple(wanted)), policy.project, exclude)
+        for value in wanted:
+            if len(value) >= 7 and not any(value in (r.run_id, r.commit) for r in found):
+                found += query_runs(store, RunFilter(commit=value), policy.project, exclude)
+        if not found:
+            raise UsageError(f"--baseline {override}: no run or commit with that id in the store "
+                             "(or it is one of the runs being judged)")
+        return found, f"{len(found)} runs given by --baseline"
+    spec = policy.baseline
+    ci = ci_metadata()
+    flt = _resolve(spec.filter, ci)
+    if spec.explicit:
+        runs = query_runs(store, flt, policy.project, exclude)
+        return runs, f"{len(runs)} runs ({_describe(flt)})"
+    flt = replace(flt, branch=flt.branch or DEFAULT_BASELINE_BRANCH)
+    candidates = [r for r in query_runs(store, flt, policy.project, exclude, limit=100_000)
+                  if not current_commit or r.commit != current_commit]
+    what = f"branch {flt.branch}" if flt.branch else "any branch"
+    if spec.green:
+        green = {r["commit"] for r in store.query(_GREEN_SQL, {"project": policy.project})}
+        candidates = [r for r in candidates if r.commit in green]
+        what = f"green on {what}"
+    chosen: list[str] = []
+    for r in candidates:  # newest first
+        if r.commit not in chosen:
+            chosen.append(r.commit)
+        if len(chosen) == spec.commits:
+            break
+    runs = [r for r in candidates if r.commit in chosen][: flt.max_runs]
+    if not runs:
+        hint = " (record one: run the gate on that branch)" if spec.green else ""
+        return [], f"none: no earlier commit {what}{hint}"
+    commits = ", ".join(x[:12] or "(no commit)" for x in chosen)
+    return runs, f"{len(runs)} runs of the last {'commit' if len(chosen) == 1 else 'commits'} {what}: {commits}"
+
+
+def _most_common(values: Iterable[str]) -> str:
+    counts = Counter(v for v in values if v)
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+# --- checks -------------------------------------------------------------------------------
+class _Context:
+    """Everything a check needs: the store, the policy, and both sides' runs."""
+
+    def __init__(self, store: Store, policy: Policy, judged: list[Run], baseline: list[Run],
+                 baseline_text: str) -> None:
+        self.store = store
+        self.baseline_text = baseline_text
+        self.policy = policy
+        self.judged = judged
+        self.baseline = baseline
+        self.by_run = {r.run_id: r for r in judged + baseline}
+        self.by_trace = {r.trace_id: r.run_id for r in judged + baseline}
+
+    def evaluate(self, check: Check) -> CheckResult:
+        if check.metric:
+            return self._metric(check)
+        return self._failure_mode(check)
+
+    # --- shared pieces --------------------------------------------------------------------
+    def _too_few(self, check: Check, rule: str) -> str:
+        """The policy's rule for undecidable checks, never harsher than the check's severity."""
+        if rule == FAIL and check.severity == WARN:
+            return WARN
+        return rule
+
+    def _outcome(self, check: Check, result: CheckResult, breached: bool, reason: str) -> None:
+        result.reasons.append(reason)
+        if breached:
+            result.breached = True
+            result.verdict = _worst(result.verdict, check.severity)
+
+    def _undecided(self, check: Check, result: CheckResult, rule: str, reason: str) -> None:
+        result.decided = False
+        result.reasons.append(f"{reason}; policy rule: {rule}")
+        result.verdict = _worst(result.verdict, self._too_few(check, rule))
+
+    def _regression(self, check: Check, result: CheckResult, current: list[float],
+                    base: list[float], proportion: tuple[int, int, int, int] | None = None) -> None:
+        n_cur = proportion[1] if proportion else len(current)
+        n_base = proportion[3] if proportion else len(base)
+        if n_base == 0 or n_cur == 0:
+            side = "baseline" if n_base == 0 else "current runs"
+            self._undecided(check, result, self.policy.too_few_runs,
+                            f"no {side} to compare (baseline: {self.baseline_text})")
+            return
+        if proportion:
+            base_value = proportion[2] / proportion[3]
+        else:
+            base_value = stats.mean(base)
+        result.baseline = base_value
+        if n_cur < self.policy.min_runs or n_base < self.policy.min_runs:
+            result.baseline_text = f"{base_value:.3g} (n={n_base})"
+            self._undecided(check, result, self.policy.too_few_runs,
+                            f"too few runs to compare: {n_cur} current, {n_base} baseline, "
+                            f"need {self.policy.min_runs} each")
+            return
+        margin = (check.max_increase if check.max_increase is not None
+                  else (check.max_regression or 0.0) * abs(base_value))
+        alpha = self.policy.significance
+        if proportion:
+            cmp = stats.compare_proportions(*proportion, alpha=alpha, margin=margin)
+        else:
+            cmp = stats.compare_means(current, base, alpha, margin,
+                                      higher_is_worse=check.direction == LOWER)
+        result.comparison = cmp
+        result.baseline_text = f"{base_value:.3g} (n={n_base})"
+        allowed = (f"{check.max_regression:.0%}" if check.max_regression is not None
+                   else f"{margin:g}")
+        if cmp.significant:
+            reason = (f"regressed beyond the allowed {allowed}: {cmp.describe()}, "
+                      f"significant at {alpha:g}")
+        elif cmp.effect > margin:
+            reason = (f"worse by {cmp.effect:+.3g} but not significantly at {alpha:g} "
+                      f"(interval [{cmp.low:+.3g}, {cmp.high:+.3g}], allowed {allowed})")
+        else:
+            reason = f"no regression beyond {allowed}: {cmp.describe()}"
+        self._outcome(check, result, cmp.significant, reason)
+
+    # --- metric checks --------------------------------------------------------------------
+    def _metric_rows(self, check: Check, runs: list[Run]) -> list[dict[str, Any]]:
+        if not runs:
+            return []
+        return self.store.query(_METRICS_SQL, {
+            "runs": [r.run_id for r in runs], "metric": check.metric, "scope": check.scope,
+            "subject": check.subject, "project": self.policy.project})
+
+    def _metric(self, check: Check) -> CheckResult:
+        result = CheckResult(check, PASS, None, "-", check.limit_text(),
+                             limit=check.max if check.max is not None else check.min)
+        if not self.judged:
+            self._undecided(check, result, self.policy.no_runs, "no runs to judge")
+            return result
+        rows = self._metric_rows(check, self.judged)
+        values = [float(r["value"]) for r in rows]
+        if not values:
+            self._undecided(check, result, self.policy.too_few_runs,
+                            f"none of the {len(self.judged)} runs has a value for {check.metric}"
+                            f"{' of ' + check.subject if check.subject else ''}")
+            return result
+        mean = stats.mean(values)
+        low, high = stats.mean_interval(values, self.policy.significance)
+        result.value = mean
+        unit = "runs" if check.scope == tx.SCOPE_RUN else f"{check.scope}s in {len({r['run_id'] for r in rows})} runs"
+        result.value_text = f"{mean:.3g} (n={len(values)} {unit})"
+        if check.max is not None:
+            self._outcome(check, result, mean > check.max,
+                          f"mean {mean:.3g} [{low:.3g}, {high:.3g}] {'above' if mean > check.max else 'within'} "
+                          f"the maximum {check.max:g}")
+        if check.min is not None:
+            self._outcome(check, result, mean < check.min,
+                          f"mean {mean:.3g} [{low:.3g}, {high:.3g}] {'below' if mean < check.min else 'within'} "
+                          f"the minimum {check.min:g}")
+        if check.is_regression:
+            base_values = [float(r["value"]) for r in self._metric_rows(check, self.baseline)]
+            self._regression(check, result, values, base_values)
+        if result.breached:
+            result.evidence = self._metric_evidence(check, rows)
+        return result
+
+    def _metric_evidence(self, check: Check, rows: list[dict[str, Any]]) -> list[Evidence]:
+        worst = sorted(rows, key=lambda r: r["value"], reverse=check.direction == LOWER)[:5]
+        out = [Evidence(r["run_id"], self.by_run[r["run_id"]].trace_id,
+                        agent="" if check.scope == tx.SCOPE_RUN else r["subject"],
+                        detail=f"{check.metric} = {r['value']:.3g}") for r in worst]
+        code = _METRIC_FINDINGS.get(check.metric) or (
+            check.metric.removeprefix(tx.FAILURE_RATE_PREFIX)
+            if check.metric.startswith(tx.FAILURE_RATE_PREFIX) else None)
+        if code:
+            worst_runs = [self.by_run[r["run_id"]] for r in worst]
+            out += self._findings(code, worst_runs, 0.0)[: MAX_EVIDENCE - len(out)]
+        return out
+
+    # --- failure-mode checks --------------------------------------------------------------
+    def _findings(self, code: str, runs: list[Run], min_confidence: float) -> list[Evidence]:
+        if not runs:
+            return []
+        rows = self.store.query(_FINDINGS_SQL, {
+            "code": code, "confidence": min_confidence, "runs": [r.run_id for r in runs],
+            "traces": [r.trace_id for r in runs if r.trace_id], "project": self.policy.project})
+        wanted = {r.run_id for r in runs}
+        out = []
+        for r in rows:
+            run_id = r["run_id"] if r["run_id"] in wanted else self.by_trace.get(r["trace_id"], "")
+            if run_id not in wanted:
+                continue
+            out.append(Evidence(run_id, r["trace_id"], r["agent"], r["span_id"], r["step"],
+                                f"{code} (confidence {r['confidence']:.2f}): {r['evidence']}"))
+        return out
+
+    def _counts(self, check: Check, runs: list[Run]) -> tuple[dict[str, int], list[Evidence]]:
+        found = self._findings(check.failure_mode, runs, check.min_confidence)
+        counts = dict.fromkeys((r.run_id for r in runs), 0)
+        for ev in found:
+            counts[ev.run_id] += 1
+        return counts, found
+
+    def _failure_mode(self, check: Check) -> CheckResult:
+        limit = float(check.max_count) if check.max_count is not None else check.max_rate
+        result = CheckResult(check, PASS, None, "-", check.limit_text(), limit=limit)
+        if not self.judged:
+            self._undecided(check, result, self.policy.no_runs, "no runs to judge")
+            return result
+        counts, found = self._counts(check, self.judged)
+        n = len(counts)
+        total = sum(counts.values())
+        affected = sum(1 for v in counts.values() if v)
+        rate = affected / n
+        result.value = float(total) if check.max_count is not None else (
+            rate if check.stat == RATE or check.max_rate is not None else total / n)
+        result.value_text = f"{total} findings in {affected}/{n} runs"
+        if check.max_count is not None:
+            self._outcome(check, result, total > check.max_count,
+                          f"{total} findings {'above' if total > check.max_count else 'within'} "
+                          f"the maximum {check.max_count}")
+        if check.max_rate is not None:
+            self._outcome(check, result, rate > check.max_rate,
+                          f"{affected}/{n} runs affected ({rate:.3g}) "
+                          f"{'above' if rate > check.max_rate else 'within'} the maximum {check.max_rate:g}")
+        if check.is_regression:
+            base_counts, _ = self._counts(check, self.baseline)
+            if check.stat == RATE:
+                nb = len(base_counts)
+                xb = sum(1 for v in base_counts.values() if v)
+                self._regression(check, result, [], [], (affected, n, xb, nb))
+            else:
+                self._regression(check, result, [float(v) for v in counts.values()],
+                                 [float(v) for v in base_counts.values()])
+        if result.breached:
+            result.evidence = found[:MAX_EVIDENCE]
+        return result
+
+
+def _worst(a: str, b: str) -> str:
+    return a if _ORDER[a] >= _ORDER[b] else b
+

@@ -1,0 +1,312 @@
+"""The gate's decisions on seeded runs: absolute limits, regressions that are and are not
+significant, too few runs, an empty store, the last-green baseline, recorded results."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from gate_seed import PROJECT, Seeder
+
+from handoffs import taxonomy as tx
+from handoffs.errors import UsageError
+from handoffs.gate import parse_policy, run_gate
+from handoffs.store import Store
+
+HEAD = "b" * 40
+BASE = "a" * 40
+
+
+def policy(checks: str, gate: str = "", runs: str = f'commit = "{HEAD}"',
+           baseline: str = f'commit = "{BASE}"'):
+    return parse_policy(f"""
+[gate]
+project = "{PROJECT}"
+detect = false
+{gate}
+
+[runs]
+{runs}
+
+[baseline]
+{baseline}
+
+{checks}
+""", "test.toml")
+
+
+def seed_side(seed: Seeder, commit: str, values: list[float], metric: str = tx.ERROR_AMPLIFICATION,
+              branch: str = "main", prefix: str = "") -> list[str]:
+    ids = []
+    for i, v in enumerate(values):
+        run_id = f"{prefix or commit[:4]}-{i}"
+        seed.run(run_id, commit=commit, branch=branch, metrics={metric: v})
+        ids.append(run_id)
+    return ids
+
+
+def noisy(rng: random.Random, mean: float, sd: float, n: int) -> list[float]:
+    return [max(0.0, rng.gauss(mean, sd)) for _ in range(n)]
+
+
+def test_a_policy_that_passes(store: Store, seed: Seeder) -> None:
+    for i in range(6):
+        seed.run(f"h{i}", commit=HEAD, metrics={tx.OVERWRITE_RATE: 0.1, tx.AUTONOMOUS_COMPLETION_RATE: 0.9})
+    result = run_gate(store, policy("""
+[[check]]
+metric = "overwrite_rate"
+max = 0.2
+
+[[check]]
+failure_mode = "FM-3.1"
+max_count = 0
+"""))
+    assert result.verdict == "pass" and result.exit_code == 0
+    assert [r.verdict for r in result.checks] == ["pass", "pass"]
+    assert result.checks[0].value == pytest.approx(0.1)
+    assert result.checks[1].value_text == "0 findings in 0/6 runs"
+    assert len(result.runs) == 6
+
+
+def test_fails_on_an_absolute_threshold_and_points_at_runs_agents_spans(store: Store, seed: Seeder) -> None:
+    for i in range(4):
+        seed.run(f"ok{i}", commit=HEAD, metrics={tx.OVERWRITE_RATE: 0.1})
+    bad_trace = seed.run("bad", commit=HEAD, metrics={tx.OVERWRITE_RATE: 0.9}, findings=[
+        {"code": "FM-3.1", "agent": "supervisor", "span_id": "feedfacecafebeef", "step": 7,
+         "evidence": "terminated with 2 open delegations"},
+        {"code": "overwrite", "agent": "writer", "span_id": "0123456789abcdef", "step": 3}])
+    result = run_gate(store, policy("""
+[[check]]
+name = "overwrites"
+metric = "overwrite_rate"
+max = 0.2
+
+[[check]]
+name = "no premature termination"
+failure_mode = "FM-3.1"
+max_count = 0
+
+[[check]]
+name = "soft"
+metric = "overwrite_rate"
+max = 0.2
+severity = "warn"
+"""))
+    assert result.exit_code == 1
+    by_name = {r.check.name: r for r in result.checks}
+    over = by_name["overwrites"]
+    assert over.verdict == "fail" and over.value == pytest.approx((0.4 + 0.9) / 5)
+    assert over.evidence[0].run_id == "bad" and over.evidence[0].trace_id == bad_trace
+    # the overwrite finding of the worst run gives the span id
+    assert any(e.span_id == "0123456789abcdef" and e.agent == "writer" for e in over.evidence)
+    term = by_name["no premature termination"]
+    assert term.verdict == "fail" and term.value == 1.0
+    assert [(e.run_id, e.agent, e.span_id, e.step) for e in term.evidence] == [
+        ("bad", "supervisor", "feedfacecafebeef", 7)]
+    assert "open delegations" in term.evidence[0].detail
+    assert by_name["soft"].verdict == "warn"
+
+
+REGRESSION = """
+[[check]]
+name = "error amplification"
+metric = "error_amplification"
+max_regression = 0.10
+"""
+
+
+def test_fails_on_a_significant_regression(store: Store, seed: Seeder) -> None:
+    rng = random.Random(7)
+    seed_side(seed, BASE, noisy(rng, 4.4, 0.6, 10))
+    seed_side(seed, HEAD, noisy(rng, 8.0, 0.6, 10))
+    result = run_gate(store, policy(REGRESSION))
+    check = result.checks[0]
+    assert result.exit_code == 1 and check.verdict == "fail" and check.decided
+    cmp = check.comparison
+    assert cmp is not None and cmp.significant and cmp.p_value < 0.001
+    assert cmp.low > cmp.margin > 0  # the whole interval is beyond the 10% allowed
+    assert cmp.n_current == 10 and cmp.n_baseline == 10
+    assert "regressed beyond the allowed 10%" in check.message
+    assert check.evidence and check.evidence[0].run_id.startswith("bbbb")
+
+
+def test_a_noisy_but_insignificant_change_does_not_fail(store: Store, seed: Seeder) -> None:
+    rng = random.Random(11)
+    seed_side(seed, BASE, noisy(rng, 4.4, 1.5, 6))
+    current = noisy(rng, 4.4, 1.5, 6)
+    # the point estimate is worse than allowed, as a coin flip would say; the test must not be fooled
+    current = [v + 1.0 for v in current]
+    seed_side(seed, HEAD, current)
+    result = run_gate(store, policy(REGRESSION))
+    check = result.checks[0]
+    cmp = check.comparison
+    assert cmp is not None and cmp.effect > cmp.margin
+    assert not cmp.significant and check.verdict == "pass" and result.exit_code == 0
+    assert "not significantly" in check.message
+
+
+def test_higher_is_better_metrics_regress_downwards(store: Store, seed: Seeder) -> None:
+    seed_side(seed, BASE, [0.9, 0.85, 0.92, 0.88, 0.9, 0.91], tx.AUTONOMOUS_COMPLETION_RATE)
+    seed_side(seed, HEAD, [0.5, 0.45, 0.55, 0.52, 0.48, 0.5], tx.AUTONOMOUS_COMPLETION_RATE)
+    result = run_gate(store, policy("""
+[[check]]
+metric = "autonomous_completion_rate"
+max_increase = 0.05
+"""))
+    assert result.checks[0].verdict == "fail"
+    assert result.checks[0].comparison.effect == pytest.approx(0.9 - 0.5, abs=0.02)
+    # the same drop is an improvement for a lower-is-better metric of the user's own
+    improved = run_gate(store, policy("""
+[[check]]
+metric = "autonomous_completion_rate"
+direction = "lower"
+max_increase = 0.05
+"""))
+    assert improved.checks[0].verdict == "pass"
+
+
+def test_failure_mode_share_of_runs_is_a_proportion_test(store: Store, seed: Seeder) -> None:
+    fm = [{"code": "FM-3.1"}]
+    for i in range(12):
+        seed.run(f"base{i}", commit=BASE, findings=fm if i == 0 else ())
+    for i in range(12):
+        seed.run(f"head{i}", commit=HEAD, findings=fm if i < 9 else ())
+    result = run_gate(store, policy("""
+[[check]]
+failure_mode = "FM-3.1"
+max_regression = 0
+"""))
+    check = result.checks[0]
+    assert check.comparison.test == "fisher-exact" and check.verdict == "fail"
+    assert check.value == pytest.approx(9 / 12) and check.baseline == pytest.approx(1 / 12)
+    assert {e.run_id for e in check.evidence} <= {f"head{i}" for i in range(9)}
+
+
+def test_one_more_affected_run_is_not_a_regression(store: Store, seed: Seeder) -> None:
+    fm = [{"code": "FM-3.1"}]
+    for i in range(10):
+        seed.run(f"base{i}", commit=BASE, findings=fm if i == 0 else ())
+        seed.run(f"head{i}", commit=HEAD, findings=fm if i < 2 else ())
+    result = run_gate(store, policy("""
+[[check]]
+failure_mode = "FM-3.1"
+max_regression = 0
+"""))
+    assert result.checks[0].verdict == "pass" and not result.checks[0].comparison.significant
+
+
+@pytest.mark.parametrize(("rule", "verdict", "exit_code"), [("warn", "warn", 0), ("fail", "fail", 1),
+                                                            ("pass", "pass", 0)])
+def test_too_few_runs_says_so_and_applies_the_rule(store: Store, seed: Seeder, rule: str, verdict: str,
+                                                   exit_code: int) -> None:
+    seed_side(seed, BASE, [4.0, 4.1])
+    seed_side(seed, HEAD, [9.0, 9.5])  # a big change, but on two runs a side nothing is known
+    result = run_gate(store, policy(REGRESSION, gate=f'too_few_runs = "{rule}"'))
+    check = result.checks[0]
+    assert (check.verdict, result.exit_code, check.decided) == (verdict, exit_code, False)
+    assert "too few runs to compare: 2 current, 2 baseline, need 5 each" in check.message
+    assert check.comparison is None
+
+
+def test_a_warn_check_never_fails_the_build_even_when_undecided(store: Store, seed: Seeder) -> None:
+    seed_side(seed, HEAD, [9.0])
+    result = run_gate(store, policy(REGRESSION.replace("max_regression", 'severity = "warn"\nmax_regression'),
+                                    gate='too_few_runs = "fail"'))
+    assert result.checks[0].verdict == "warn" and result.exit_code == 0
+
+
+def test_an_empty_store_applies_the_no_runs_rule(store: Store) -> None:
+    checks = """
+[[check]]
+metric = "overwrite_rate"
+max = 0.2
+
+[[check]]
+failure_mode = "FM-3.1"
+max_count = 0
+max_regression = 0
+"""
+    result = run_gate(store, policy(checks))
+    assert result.runs == [] and result.exit_code == 1
+    assert all(r.verdict == "fail" and not r.decided and "no runs to judge" in r.message
+               for r in result.checks)
+    lenient = run_gate(store, policy(checks, gate='no_runs = "warn"'))
+    assert lenient.verdict == "warn" and lenient.exit_code == 0
+
+
+def test_baseline_is_the_last_green_commit_on_main(store: Store, seed: Seeder) -> None:
+    rng = random.Random(3)
+    old, green, red = "1" * 40, "2" * 40, "3" * 40
+    seed_side(seed, old, noisy(rng, 9.0, 0.3, 6))
+    seed_side(seed, green, noisy(rng, 4.0, 0.3, 6))
+    seed_side(seed, "f" * 40, noisy(rng, 4.0, 0.3, 6), branch="feature")  # other branches never count
+    absolute = 'metric = "error_amplification"\nmax = 100'
+    for commit in (old, green):
+        run_gate(store, policy(f"[[check]]\n{absolute}", runs=f'commit = "{commit}"'), env={})
+    seed_side(seed, red, noisy(rng, 4.0, 0.3, 6))
+    failing = policy(f"[[check]]\n{absolute.replace('100', '1')}", runs=f'commit = "{red}"')
+    assert run_gate(store, failing, env={}).exit_code == 1  # recorded: red is not green
+    seed_side(seed, HEAD, noisy(rng, 6.0, 0.3, 6), branch="feature")
+    result = run_gate(store, policy(REGRESSION, baseline='branch = "main"'), env={})
+    assert {r.commit for r in result.baseline} == {green}
+    assert "green on branch main" in result.baseline_text and green[:12] in result.baseline_text
+    assert result.checks[0].verdict == "fail"  # 6 vs 4: significantly more than 10% worse
+
+
+def test_no_green_commit_yet_is_too_few_runs(store: Store, seed: Seeder) -> None:
+    seed_side(seed, HEAD, [1.0] * 6)
+    result = run_gate(store, policy(REGRESSION, baseline='branch = "main"'), env={})
+    assert result.baseline == [] and "no earlier commit green on branch main" in result.baseline_text
+    assert result.checks[0].verdict == "warn" and not result.checks[0].decided
+
+
+def test_baseline_override_takes_run_ids_or_commits(store: Store, seed: Seeder) -> None:
+    seed_side(seed, BASE, [4.0, 4.2, 4.1, 3.9, 4.0])
+    seed_side(seed, HEAD, [4.0, 4.2, 4.1, 3.9, 4.0])
+    by_commit = run_gate(store, policy(REGRESSION), baseline=BASE[:10])
+    assert len(by_commit.baseline) == 5
+    by_ids = run_gate(store, policy(REGRESSION), baseline="aaaa-0,aaaa-1")
+    assert sorted(r.run_id for r in by_ids.baseline) == ["aaaa-0", "aaaa-1"]
+    with pytest.raises(UsageError, match="no run or commit"):
+        run_gate(store, policy(REGRESSION), baseline="nothing-like-this")
+
+
+def test_runs_are_selected_by_tag_branch_and_window(store: Store, seed: Seeder) -> None:
+    seed.run("t1", commit=HEAD, branch="dev", tags=["nightly"], metrics={tx.OVERWRITE_RATE: 0.5})
+    seed.run("t2", commit=HEAD, branch="dev", metrics={tx.OVERWRITE_RATE: 0.0})
+    check = '[[check]]\nmetric = "overwrite_rate"\nmax = 0.2'
+    assert [r.run_id for r in run_gate(store, policy(check, runs='tag = "nightly"')).runs] == ["t1"]
+    assert len(run_gate(store, policy(check, runs='branch = "dev"')).runs) == 2
+    assert run_gate(store, policy(check, runs='since = "1h"')).runs == []  # seeded long ago
+
+
+def test_agent_scope_points_at_agents(store: Store, seed: Seeder) -> None:
+    for i in range(3):
+        seed.run(f"r{i}", commit=HEAD, agent_metrics={"writer": {tx.OVERWRITE_RATE: 0.8},
+                                                      "coder": {tx.OVERWRITE_RATE: 0.0}})
+    result = run_gate(store, policy('[[check]]\nmetric = "overwrite_rate"\nscope = "agent"\nmax = 0.2'))
+    assert result.checks[0].verdict == "fail"
+    assert {e.agent for e in result.checks[0].evidence[:3]} == {"writer"}
+    only_coder = run_gate(store, policy(
+        '[[check]]\nmetric = "overwrite_rate"\nscope = "agent"\nsubject = "coder"\nmax = 0.2'))
+    assert only_coder.checks[0].verdict == "pass"
+
+
+def test_results_are_recorded(store: Store, seed: Seeder) -> None:
+    seed.run("x", commit=HEAD, branch="main", metrics={tx.OVERWRITE_RATE: 0.5})
+    result = run_gate(store, policy('[[check]]\nname = "ow"\nmetric = "overwrite_rate"\nmax = 0.2'), env={})
+    rows = store.query("SELECT gate_id, check_name, verdict, value, limit_value, run_ids, commit, branch "
+                       "FROM handoffs_gate_results FINAL")
+    assert rows == [{"gate_id": result.gate_id, "check_name": "ow", "verdict": "fail", "value": 0.5,
+                     "limit_value": 0.2, "run_ids": ["x"], "commit": HEAD, "branch": "main"}]
+
+
+def test_current_commit_comes_from_ci(store: Store, seed: Seeder) -> None:
+    seed.run("mine", commit=HEAD, metrics={tx.OVERWRITE_RATE: 0.1})
+    seed.run("other", commit=BASE, metrics={tx.OVERWRITE_RATE: 0.9})
+    check = '[[check]]\nmetric = "overwrite_rate"\nmax = 0.2'
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": HEAD, "GITHUB_REF_NAME": "main"}
+    result = run_gate(store, policy(check, runs=""), env=env)
+    assert [r.run_id for r in result.runs] == ["mine"] and result.commit == HEAD
+    with pytest.raises(UsageError, match="HANDOFFS_COMMIT"):
+        run_gate(store, policy(check, runs='commit = "current"'), env={"HANDOFFS_GIT": "0"})

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from handoffs.errors import StoreError
 
-from .engines import ChdbEngine
+from .engines import ChdbEngine, _settings_clause
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ _TRANSPORT_KEYS = {"query", "database", "user", "password", "session_id", "sessi
                    "compress", "decompress", "query_id", "default_format", "wait_end_of_query",
                    "send_progress_in_http_headers", "http_headers_progress_interval_ms",
                    "enable_http_compression", "session_check", "quota_key"}
+# Settings an INSERT carries through (the collector's replays deduplicate by token).
+_INSERT_SETTINGS = ("insert_deduplication_token",)
 
 
 class ClickHouseEndpoint:
@@ -115,7 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
             if _INSERT.match(query):
                 if role != "rw":
                     return self._error(403, 164, "read-only credentials cannot insert")
-                self._insert(query, data, database)
+                settings = {k: qs[k] for k in _INSERT_SETTINGS if k in qs}
+                self._insert(query, data, database, settings)
                 return self._send(200, b"")
             if role != "rw" and not _is_read(query):
                 return self._error(403, 164, "read-only credentials can only read")
@@ -132,11 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             code = _EXCEPTION_CODE.search(text)
             self._error(500, int(code.group(1)) if code else 1000, text)
 
-    def _insert(self, query: str, data: bytes, database: str) -> None:
+    def _insert(self, query: str, data: bytes, database: str, settings: dict[str, str]) -> None:
         match = _FORMAT_AT_END.search(query)
         if match:
             fmt, sql = match.group(1), query[: match.start()]
-            self.endpoint.engine.insert_bytes(sql, data, fmt, database)
+            self.endpoint.engine.insert_bytes(sql + _settings_clause(settings), data, fmt, database)
         else:  # INSERT ... VALUES / SELECT carries its own rows
             self.endpoint.engine.query_bytes(query + (" " + data.decode() if data else ""), None,
                                              "CSV", database)

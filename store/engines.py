@@ -6,6 +6,7 @@ the same way on both engines; results come back as Arrow tables.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ class Engine(Protocol):
 
     def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table: ...
     def command(self, sql: str, params: Params | None = None) -> None: ...
-    def insert_arrow(self, table: str, data: pa.Table) -> None: ...
+    def insert_arrow(self, table: str, data: pa.Table, settings: Params | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -125,12 +126,14 @@ class ChdbEngine:
     def command(self, sql: str, params: Params | None = None) -> None:
         self._run(sql, params, "CSV")
 
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
+    def insert_arrow(self, table: str, data: pa.Table, settings: Params | None = None) -> None:
+        """Insert an Arrow table; ``settings`` (e.g. ``insert_deduplication_token``) apply to it."""
         if data.num_rows == 0:
             return
         cols = ", ".join(f"`{c}`" for c in data.column_names)
         arrow_rows = data  # noqa: F841 - chDB's Python() table function finds it by name
-        self._run(f"INSERT INTO {table} ({cols}) SELECT * FROM Python(arrow_rows)", None, "CSV")
+        self._run(f"INSERT INTO {table} ({cols}){_settings_clause(settings)} "
+                  "SELECT * FROM Python(arrow_rows)", None, "CSV")
 
     def insert_bytes(self, insert_sql: str, body: bytes, fmt: str, database: str | None = None) -> None:
         """Stream already-encoded rows (Native, JSONEachRow, ...) into an INSERT statement."""
@@ -207,16 +210,33 @@ class HttpEngine:
         except Exception as exc:
             raise self._wrap(exc) from exc
 
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
+    def insert_arrow(self, table: str, data: pa.Table, settings: Params | None = None) -> None:
         if data.num_rows == 0:
             return
         try:
-            self.client.insert_arrow(table, data)
+            self.client.insert_arrow(table, data, settings=settings or None)
         except Exception as exc:
             raise self._wrap(exc) from exc
 
     def close(self) -> None:
         self.client.close()
+
+
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.:\-]*$")
+
+
+def _settings_clause(settings: Params | None) -> str:
+    """`` SETTINGS k = 'v'`` for insert settings; names and values are checked, never user SQL."""
+    if not settings:
+        return ""
+    parts = []
+    for key, value in settings.items():
+        text = _param_text(value)
+        if not _SETTING_NAME.match(key) or not _SETTING_VALUE.match(text):
+            raise StoreError(f"insert setting {key!r} has a name or value this store does not accept")
+        parts.append(f"{key} = '{text}'")
+    return " SETTINGS " + ", ".join(parts)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -327,7 +327,20 @@ def migrations(cluster: str | None = None, cloud: bool = False,
         Migration(2, f"span retention: {f'TTL {ttl_days} days' if ttl_days else 'none'}", ttl),
         Migration(3, "runs filled from run spans as they arrive, whoever writes them",
                   (runs_view(cluster, cloud),)),
+        Migration(4, "span inserts deduplicated by token (the collector's replays store once)",
+                  (dedup_statement(cluster, cloud),) if cluster is None else ()),
     ]
+
+
+# A replayed batch carries the token of its first attempt; the last N tokens per table are
+# remembered. Replicated and Shared engines deduplicate by default; plain MergeTree needs this.
+DEDUP_WINDOW = 10_000
+
+
+def dedup_statement(cluster: str | None = None, cloud: bool = False) -> str:
+    """ALTER that makes a single-node span table drop an insert whose token it has seen."""
+    table = spans_table().storage_name(check_cluster_name(cluster), cloud)
+    return f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = {DEDUP_WINDOW}"
 
 
 def ttl_statement(ttl_days: int | None, cluster: str | None = None, cloud: bool = False) -> str:

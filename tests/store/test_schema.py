@@ -134,7 +134,7 @@ def test_migrate_command_changes_retention_and_keeps_it(tmp_path: Path) -> None:
     url = f"chdb://{tmp_path / 'store'}"
     first = _handoffs("migrate", "--store", url, "--ttl-days", "21")
     assert first.returncode == 0, first.stderr
-    assert "applied migrations [1, 2, 3]" in first.stdout
+    assert "applied migrations [1, 2, 3, 4]" in first.stdout
     assert "span retention: 21 days" in first.stdout
     again = _handoffs("migrate", "--store", url)
     assert again.returncode == 0, again.stderr

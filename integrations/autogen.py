@@ -1,0 +1,78 @@
+"""AutoGen AgentChat teams (round-robin, selector, swarm) traced as hand-offs.
+
+    from handoffs.integrations import autogen as handoffs_autogen
+    result = await handoffs_autogen.run(team, task="Write the report")   # instead of team.run(...)
+
+Every chat message becomes part of its sender's turn; a swarm's ``HandoffMessage`` is a
+delegation; in round-robin and selector chats, which carry no hand-off marker, a change of
+speaker is one (from the last speaker, unless the new speaker is the one who delegated).
+The team's stop reason becomes the run's termination: a message limit or timeout is not a
+claim of success, a stop or termination text is. AutoGen itself is imported only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .recorder import Recorder
+
+USER = "user"
+# Stop reasons that a limit, not the team, decided (AutoGen's termination conditions' texts).
+LIMIT_REASONS = ("Maximum number of", "timeout", "Timeout", "token limit", "Token usage limit")
+
+
+def _is_swarm(team: Any) -> bool:
+    return type(team).__name__ == "Swarm"
+
+
+def _topology(team: Any) -> str:
+    return "decentralized" if _is_swarm(team) else "centralized"
+
+
+def _next_speaker(team: Any, last: str | None) -> str | None:
+    """The participant a round-robin team would have asked next (others do not say)."""
+    if type(team).__name__ != "RoundRobinGroupChat" or last is None:
+        return None
+    names = [p.name for p in getattr(team, "_participants", [])]
+    return names[(names.index(last) + 1) % len(names)] if last in names else None
+
+
+async def trace(team: Any, task: Any = None, *, name: str | None = None) -> AsyncIterator[Any]:
+    """``team.run_stream(task=...)``, recorded: yields the same messages and the final TaskResult."""
+    from autogen_agentchat.base import TaskResult
+    from autogen_agentchat.messages import BaseChatMessage, HandoffMessage, StopMessage
+
+    recorder = Recorder(name or type(team).__name__, topology=_topology(team),
+                        implicit_handoffs=not _is_swarm(team))
+    try:
+        async for item in team.run_stream(task=task):
+            if isinstance(item, TaskResult):
+                reason = item.stop_reason or "completed"
+                limited = any(x in reason for x in LIMIT_REASONS)
+                recorder.end(reason, success_claimed=not limited,
+                             waiting_on=_next_speaker(team, recorder.last_speaker) if limited else None)
+            elif isinstance(item, HandoffMessage):
+                recorder.handoff(item.source, item.target)
+            elif isinstance(item, StopMessage):
+                recorder.message(item.source, item.content)
+                recorder.end(item.content or "stop", success_claimed=True, agent=item.source)
+            elif isinstance(item, BaseChatMessage) and item.source != USER:
+                usage = item.models_usage
+                recorder.message(item.source, item.to_model_text(),
+                                 tokens=usage.completion_tokens if usage is not None else None)
+            yield item
+    except BaseException as exc:
+        recorder.end(type(exc).__name__, success_claimed=False, error=str(exc) or type(exc).__name__)
+        raise
+    finally:
+        recorder.emit()
+
+
+async def run(team: Any, task: Any = None, *, name: str | None = None) -> Any:
+    """``team.run(task=...)``, recorded: returns AutoGen's TaskResult."""
+    result = None
+    async for item in trace(team, task, name=name):
+        result = item
+    return result
+

@@ -1,0 +1,69 @@
+"""AutoGen AgentChat, run for real on scripted models (ReplayChatCompletionClient): round-robin,
+selector and swarm teams become delegations; a rewritten draft is an overwrite, a run cut short
+while the writer owes its draft is premature termination."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from handoffs import taxonomy as t
+
+from .conftest import delegations, detected_codes, example, terminations
+
+pytest.importorskip("autogen_agentchat", reason="AutoGen AgentChat is not installed (pip install 'handoffs[autogen]')")
+pytest.importorskip("autogen_ext.models.replay", reason="autogen-ext is not installed (pip install 'handoffs[autogen]')")
+pytestmark = pytest.mark.frameworks
+
+TEAMS = ["round_robin", "selector", "swarm"]
+
+
+@pytest.mark.parametrize("team", TEAMS)
+def test_supervisor_rewriting_the_draft_is_an_overwrite(traced, team):
+    ex = example("autogen_team")
+    result = asyncio.run(ex.main(team, "overwrite"))
+    assert "TERMINATE" in result.stop_reason
+
+    rows = delegations(traced)
+    assert [(r["source"], r["target"]) for r in rows] == [("supervisor", "writer")]
+    assert rows[0]["status"] == "completed"
+    assert rows[0]["outputs"] == [ex.DRAFT]
+    assert rows[0]["decisions"] == ["overwrote"]
+    assert terminations(traced)[0]["success"] == "true"
+    assert t.OVERWRITE in detected_codes(traced)
+
+
+@pytest.mark.parametrize("team", ["round_robin", "swarm"])
+def test_run_cut_short_with_the_writer_owing_its_draft_is_premature_termination(traced, team):
+    ex = example("autogen_team")
+    result = asyncio.run(ex.main(team, "open"))
+    assert "Maximum number of messages" in result.stop_reason
+
+    rows = delegations(traced)
+    assert rows[-1]["source"] == "supervisor" and rows[-1]["target"] == "writer"
+    assert rows[-1]["status"] == "open"
+    assert terminations(traced)[0]["success"] == "false"
+    codes = detected_codes(traced)
+    assert t.PREMATURE_TERMINATION in codes
+    assert t.OVERWRITE not in codes
+
+
+def test_a_draft_the_supervisor_passes_on_is_accepted(traced):
+    """The control case: the supervisor quotes the draft as its answer; nothing is flagged."""
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.conditions import TextMentionTermination
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    from handoffs.integrations import autogen as handoffs_autogen
+
+    ex = example("autogen_team")
+    team = RoundRobinGroupChat(
+        [AssistantAgent("supervisor", model_client=ex._client([ex.ASK, f"Here it is: {ex.DRAFT} TERMINATE"])),
+         AssistantAgent("writer", model_client=ex._client([ex.DRAFT]))],
+        termination_condition=TextMentionTermination("TERMINATE"))
+    asyncio.run(handoffs_autogen.run(team, task=ex.TASK))
+    rows = delegations(traced)
+    assert rows[0]["decisions"] == ["accepted"] and rows[0]["status"] == "completed"
+    codes = detected_codes(traced)
+    assert t.OVERWRITE not in codes and t.PREMATURE_TERMINATION not in codes

@@ -1,0 +1,275 @@
+"""Error cascades: how one error spreads through a trace, and where it started.
+
+SQL picks the traces with an error (a span with StatusCode Error, or a failed check) and
+returns their spans in the normalised shape; the propagation graph is per-trace work done here.
+Nodes are erroneous spans. An edge u -> v says u's error explains v's:
+
+- parent/child: an erroneous child explains its erroneous parent (errors bubble up the stack);
+- data flow: a span that consumed (``handoff.input.output_ids``, its own or an ancestor's) an
+  erroneous output is explained by the delegation that delivered it;
+- delegation order, only when a trace records no data flow at all: an erroneous delegation
+  explains the erroneous delegations its delegator started after it.
+
+An output is erroneous when a check failed it (or its delegation) and no later check passed
+it, when its delegation failed, or when a span under its delegation failed and was not retried
+successfully. The root cause is the earliest erroneous node with no erroneous ancestor; the
+amplification is the number of own errors (erroneous spans not merely bubbling up from an
+erroneous child) per root.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffs import taxonomy
+from handoffs.conventions import SpanType, Verdict
+from handoffs.store import Store
+
+from .normalise import prelude
+
+_BAD_VERDICTS = (Verdict.FAIL.value, Verdict.ERROR.value)
+
+SPANS_SQL = prelude() + f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.parent_id AS parent_id,
+    toUnixTimestamp64Nano(x.ts) AS ts, x.agent AS agent, x.step AS step, x.type AS type,
+    x.failed AS failed, x.error AS error, x.input_ids AS input_ids, x.check_target AS check_target,
+    x.verdict AS verdict, x.delegate AS delegate, x.delegation_id AS delegation_id,
+    x.retry_of AS retry_of, o.ids AS output_ids, o.steps AS output_steps
+FROM s AS x
+LEFT JOIN (SELECT trace_id, span_id, groupArray(output_id) AS ids, groupArray(step) AS steps
+           FROM outputs GROUP BY trace_id, span_id) AS o
+    ON o.trace_id = x.trace_id AND o.span_id = x.span_id
+WHERE x.trace_id IN (SELECT DISTINCT trace_id FROM s
+                     WHERE failed OR (type = '{SpanType.VERIFICATION.value}'
+                                      AND verdict IN ('{_BAD_VERDICTS[0]}', '{_BAD_VERDICTS[1]}')))
+ORDER BY x.trace_id, x.ts
+"""
+
+
+@dataclass
+class Node:
+    """A span as the cascade graph sees it."""
+
+    span_id: str
+    parent_id: str
+    ts: int
+    agent: str
+    step: int
+    type: str
+    failed: bool
+    error: str
+    input_ids: list[str]
+    check_target: str
+    verdict: str
+    delegate: str
+    delegation_id: str
+    retry_of: str
+    output_ids: list[str]
+    bad_output: str = ""  # why this delegation's output is erroneous, if it is
+
+
+@dataclass
+class Cascade:
+    """One root error and the erroneous spans it explains."""
+
+    root: Node
+    members: list[Node]
+    via_data_flow: bool
+    hops: list[str] = field(default_factory=list)  # readable steps of the propagation
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class TraceCascades:
+    """The propagation graph's summary for one trace."""
+
+    trace_id: str
+    cascades: list[Cascade]
+    own_errors: int  # erroneous spans not merely bubbling up from an erroneous child
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def roots(self) -> int:
+        return len(self.cascades)
+
+    @property
+    def amplification(self) -> float:
+        return self.own_errors / self.roots if self.roots else 0.0
+
+    def root_cause(self) -> Node | None:
+        """The earliest root error: the (agent, step) where things went wrong."""
+        return min((c.root for c in self.cascades), key=lambda n: (n.ts, n.step), default=None)
+
+    def agent_of(self, node: Node) -> str:
+        return _agent_of(node, self.nodes)
+
+
+def _agent_of(node: Node, nodes: dict[str, Node]) -> str:
+    """The agent a span belongs to: its own, else the nearest ancestor's."""
+    seen = 0
+    current: Node | None = node
+    while current is not None and seen < 256:
+        if current.bad_output and current.delegate:
+            return current.delegate
+        if current.agent:
+            return current.agent
+        current = nodes.get(current.parent_id)
+        seen += 1
+    return ""
+
+
+def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
+    """Build one trace's propagation graph from its span rows (``SPANS_SQL`` columns)."""
+    nodes = {r["span_id"]: Node(**{k: r[k] for k in Node.__dataclass_fields__ if k in r}) for r in rows}
+    for n in nodes.values():
+        n.input_ids = list(n.input_ids or [])
+        n.output_ids = list(n.output_ids or [])
+    children: dict[str, list[Node]] = defaultdict(list)
+    for n in nodes.values():
+        children[n.parent_id].append(n)
+    retried_ok = {n.retry_of for n in nodes.values() if n.retry_of and not n.failed}
+    failed = {sid for sid, n in nodes.items() if n.failed and sid not in retried_ok}
+
+    # Which delegation delivered each output, and which checks judged each target.
+    producer: dict[str, Node] = {}
+    for n in nodes.values():
+        if n.type == SpanType.DELEGATION.value:
+            for oid in n.output_ids:
+                producer[oid] = n
+    last_verdict: dict[str, tuple[int, str]] = {}
+    for n in sorted(nodes.values(), key=lambda n: n.ts):
+        if n.type == SpanType.VERIFICATION.value and n.check_target and n.verdict:
+            last_verdict[n.check_target] = (n.ts, n.verdict)
+
+    def subtree_failed(root: Node) -> Node | None:
+        stack = list(children[root.span_id])
+        while stack:
+            n = stack.pop()
+            if n.span_id in failed:
+                return n
+            stack.extend(children[n.span_id])
+        return None
+
+    for d in nodes.values():
+        if d.type != SpanType.DELEGATION.value:
+            continue
+        targets = [d.delegation_id, d.span_id, *d.output_ids]
+        verdicts = [last_verdict[t] for t in targets if t in last_verdict]
+        if verdicts and max(verdicts)[1] in _BAD_VERDICTS:
+            d.bad_output = "a check failed its output"
+        elif d.span_id in failed:
+            d.bad_output = "its delegation failed"
+        elif d.output_ids and (inner := subtree_failed(d)) is not None:
+            d.bad_output = f"{inner.agent or inner.type} failed under it"
+    erroneous = failed | {sid for sid, n in nodes.items() if n.bad_output}
+
+    # Inputs a span works on: its own and its ancestors'.
+    def inherited_inputs(n: Node) -> set[str]:
+        ids: set[str] = set()
+        current: Node | None = n
+        depth = 0
+        while current is not None and depth < 256:
+            ids.update(current.input_ids)
+            current = nodes.get(current.parent_id)
+            depth += 1
+        return ids
+
+    def ancestors(n: Node) -> set[str]:
+        out: set[str] = set()
+        current = nodes.get(n.parent_id)
+        while current is not None and current.span_id not in out:
+            out.add(current.span_id)
+            current = nodes.get(current.parent_id)
+        return out
+
+    edges: dict[str, set[str]] = defaultdict(set)  # cause -> effects
+    flow_edges: set[tuple[str, str]] = set()
+    has_flow = any(n.input_ids for n in nodes.values())
+    for sid in erroneous:
+        n = nodes[sid]
+        if n.parent_id in erroneous:
+            edges[sid].add(n.parent_id)
+        if n.type == SpanType.VERIFICATION.value:
+            continue  # a check consuming an output judges it; it is not harmed by it
+        up = ancestors(n)
+        for oid in inherited_inputs(n):
+            d = producer.get(oid)
+            # A delegation's own work (spans under it) and its ancestors are not its consumers.
+            if d is not None and d.span_id in erroneous and d.span_id != sid and d.span_id not in up \
+                    and d.span_id not in ancestors(n):
+                edges[d.span_id].add(sid)
+                flow_edges.add((d.span_id, sid))
+    if not has_flow:
+        delegations = sorted((n for n in nodes.values() if n.type == SpanType.DELEGATION.value),
+                             key=lambda n: n.ts)
+        for i, d in enumerate(delegations):
+            if d.span_id not in erroneous:
+                continue
+            for later in delegations[i + 1:]:
+                if later.agent == d.agent and later.span_id in erroneous and later.span_id != d.span_id:
+                    edges[d.span_id].add(later.span_id)
+                    flow_edges.add((d.span_id, later.span_id))
+
+    caused = {v for vs in edges.values() for v in vs}
+    roots = sorted((nodes[s] for s in erroneous if s not in caused), key=lambda n: (n.ts, n.step))
+    if not roots and erroneous:  # a cycle: the earliest error stands for it
+        roots = [min((nodes[s] for s in erroneous), key=lambda n: (n.ts, n.step))]
+
+    cascades = []
+    for root in roots:
+        members, hops, via_flow = [root], [], False
+        seen, queue = {root.span_id}, deque([root.span_id])
+        while queue:
+            u = queue.popleft()
+            for w in sorted(edges.get(u, ()), key=lambda s: nodes[s].ts):
+                if w in seen:
+                    continue
+                seen.add(w)
+                queue.append(w)
+                members.append(nodes[w])
+                if (u, w) in flow_edges:
+                    via_flow = True
+                    hops.append(f"{_agent_of(nodes[u], nodes)} (step {nodes[u].step}) -> "
+                                f"{_agent_of(nodes[w], nodes)} (step {nodes[w].step}"
+                                f"{', ' + nodes[w].error[:80] if nodes[w].error else ''})")
+        cascades.append(Cascade(root, members, via_flow, hops))
+    flow_targets = {w for _, w in flow_edges}
+    own = sum(1 for s in erroneous
+              if s in flow_targets or not any(ch.span_id in erroneous for ch in children[s]))
+    return TraceCascades(trace_id, cascades, own, nodes)
+
+
+def analyse_traces(store: Store, trace_ids: Sequence[str]) -> dict[str, TraceCascades]:
+    """The cascade graph of every trace in ``trace_ids`` that has an error."""
+    if not trace_ids:
+        return {}
+    by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.query_arrow(SPANS_SQL, {"traces": list(trace_ids)}).to_pylist():
+        by_trace[row["trace_id"]].append(row)
+    return {tid: analyse(tid, rows) for tid, rows in by_trace.items()}
+
+
+def findings_rows(result: TraceCascades) -> list[dict[str, Any]]:
+    """Error-cascade findings: each root whose error crossed at least one hand-off."""
+    nodes = result.nodes
+    out = []
+    for c in result.cascades:
+        if not c.via_data_flow:
+            continue
+        root = c.root
+        agent = _agent_of(root, nodes) or root.delegate
+        cause = root.error[:120] if root.error else root.bad_output or "error"
+        out.append({
+            "code": taxonomy.ERROR_CASCADE, "trace_id": result.trace_id, "span_id": root.span_id,
+            "agent": agent, "step": root.step, "confidence": 0.9,
+            "evidence": (f"error at {agent or root.type} step {root.step} ({cause}) spread to "
+                         f"{c.size - 1} erroneous span(s): " + "; ".join(c.hops[:5])
+                         + f"; amplification {result.amplification:.1f}x"),
+        })
+    return out

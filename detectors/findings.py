@@ -1,0 +1,187 @@
+"""Findings: what a detector concluded about a trace, and how findings are kept in the store.
+
+A ``Finding`` names the failure mode, the span and agent it points at, the step, a confidence,
+evidence a person can read and the detector (name and version) that produced it. Findings live
+in ``handoffs_findings`` (a ReplacingMergeTree: reads use ``FINAL``); which traces were judged,
+and at what span count, lives in ``handoffs_detected_traces`` so detection can be incremental.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from handoffs import conventions as c
+from handoffs import taxonomy
+from handoffs.store import Store, schema
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failure mode seen in one trace, pointing at a span, an agent and a step."""
+
+    code: str
+    trace_id: str
+    span_id: str
+    agent: str
+    step: int
+    confidence: float
+    evidence: str
+    detector: str
+    detector_version: str
+    run_id: str = ""
+    source_id: str = ""
+    project: str = ""
+
+    @property
+    def name(self) -> str:
+        mode = taxonomy.BY_CODE.get(self.code)
+        return mode.name if mode else self.code
+
+    @property
+    def category(self) -> str:
+        mode = taxonomy.BY_CODE.get(self.code)
+        return mode.category if mode else ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        """The findings table's identity: one row per (trace, code, span, agent, step)."""
+        return (self.trace_id, self.code, self.span_id, self.agent, self.step)
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's per-finding object (DESIGN.md)."""
+        return {"code": self.code, "name": self.name, "agent": self.agent, "step": self.step,
+                "span_id": self.span_id, "confidence": round(self.confidence, 4),
+                "evidence": self.evidence}
+
+    def evaluation_event(self) -> dict[str, str]:
+        """The finding as OpenTelemetry GenAI ``gen_ai.evaluation.result`` event attributes."""
+        return {c.GEN_AI_EVALUATION_NAME: f"handoffs.{self.code}",
+                c.GEN_AI_EVALUATION_SCORE_LABEL: "fail",
+                c.GEN_AI_EVALUATION_SCORE_VALUE: f"{self.confidence:.4g}",
+                c.GEN_AI_EVALUATION_EXPLANATION: self.evidence}
+
+
+@dataclass
+class TraceFindings:
+    """Everything detected in one trace (possibly nothing), with the ids that name it."""
+
+    trace_id: str
+    run_id: str = ""
+    source_id: str = ""
+    project: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+    def codes(self) -> set[str]:
+        return {f.code for f in self.findings}
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's per-trace object: ``{"trace_id", "source_id", "findings": [...]}``."""
+        ordered = sorted(self.findings, key=lambda f: (f.step, f.code, f.span_id))
+        return {"trace_id": self.trace_id, "source_id": self.source_id, "run_id": self.run_id,
+                "findings": [f.to_json() for f in ordered]}
+
+
+def dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per table key, the most confident one (the table would keep only one too)."""
+    best: dict[tuple[str, str, str, str, int], Finding] = {}
+    for f in findings:
+        if f.key not in best or f.confidence > best[f.key].confidence:
+            best[f.key] = f
+    return list(best.values())
+
+
+_FINDING_COLUMNS = ("project", "run_id", "trace_id", "source_id", "code", "name", "category", "agent",
+                    "step", "span_id", "confidence", "evidence", "detector", "detector_version")
+
+
+def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, int],
+          version: str, replace: Sequence[str] = ()) -> None:
+    """Store the findings of ``traces`` and mark them detected at their span counts.
+
+    Traces in ``replace`` were judged before: their old findings go first, so a finding that no
+    longer holds (a delegation that has since closed) does not linger. The detected marks are
+    written last, so an interrupted run leaves the traces pending rather than half-judged.
+    """
+    if replace:
+        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE trace_id IN {{traces:Array(String)}}",
+                      {"traces": list(replace)})
+    rows = [f for tf in traces for f in tf.findings]
+    if rows:
+        cols: dict[str, list[Any]] = {k: [] for k in _FINDING_COLUMNS}
+        for f in rows:
+            record = asdict(f) | {"name": f.name, "category": f.category}
+            for k in _FINDING_COLUMNS:
+                cols[k].append(record[k])
+        store.insert(schema.FINDINGS_TABLE, pa.table({
+            **{k: pa.array(v, pa.string()) for k, v in cols.items() if k not in ("step", "confidence")},
+            "step": pa.array(cols["step"], pa.int32()),
+            "confidence": pa.array(cols["confidence"], pa.float64()),
+        }))
+    if traces:
+        store.insert(schema.DETECTED_TABLE, pa.table({
+            "project": pa.array([tf.project for tf in traces], pa.string()),
+            "trace_id": pa.array([tf.trace_id for tf in traces], pa.string()),
+            "detector_version": pa.array([version] * len(traces), pa.string()),
+            "span_count": pa.array([span_counts.get(tf.trace_id, 0) for tf in traces], pa.uint64()),
+        }))
+
+
+def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
+            incremental: bool) -> tuple[list[str], dict[str, int], set[str]]:
+    """Traces to judge: (ids, span count of each, ids judged before by any version).
+
+    Incremental: only traces never judged by ``version``, or whose span count changed since.
+    """
+    where = "WHERE TraceId IN {traces:Array(String)}" if trace_ids is not None else ""
+    params: dict[str, Any] = {"version": version}
+    if trace_ids is not None:
+        params["traces"] = list(trace_ids)
+    rows = store.query_arrow(f"""
+        SELECT t.trace_id AS trace_id, t.n AS spans, d.n AS judged_at, d.any_version AS seen
+        FROM (SELECT TraceId AS trace_id, count() AS n FROM {schema.SPAN_TABLE} {where}
+              GROUP BY TraceId) AS t
+        LEFT JOIN (SELECT trace_id, maxIf(span_count, detector_version = {{version:String}}) AS n,
+                          1 AS any_version
+                   FROM {schema.DETECTED_TABLE} FINAL GROUP BY trace_id) AS d
+            ON d.trace_id = t.trace_id
+        ORDER BY trace_id""", params).to_pydict()
+    ids, counts, seen = [], {}, set()
+    for tid, n, judged, was_seen in zip(rows.get("trace_id", []), rows.get("spans", []),
+                                        rows.get("judged_at", []), rows.get("seen", []), strict=True):
+        if incremental and judged == n:
+            continue
+        ids.append(tid)
+        counts[tid] = int(n)
+        if was_seen:
+            seen.add(tid)
+    return ids, counts, seen
+
+
+def load(store: Store, trace_ids: Sequence[str] | None = None) -> list[TraceFindings]:
+    """Stored findings of ``trace_ids`` (every judged trace when None), one entry per trace."""
+    where = "WHERE trace_id IN {traces:Array(String)}" if trace_ids is not None else ""
+    params = {"traces": list(trace_ids)} if trace_ids is not None else None
+    # Run and source ids come from the runs table, so traces without findings carry them too.
+    traces = store.query(f"""
+        SELECT d.trace_id AS trace_id, d.project AS project, r.run_id AS run_id, r.source_id AS source_id
+        FROM (SELECT trace_id, any(project) AS project FROM {schema.DETECTED_TABLE} FINAL {where}
+              GROUP BY trace_id) AS d
+        LEFT JOIN (SELECT trace_id, any(run_id) AS run_id, any(source_id) AS source_id
+                   FROM {schema.RUNS_TABLE} FINAL GROUP BY trace_id) AS r ON r.trace_id = d.trace_id
+        ORDER BY trace_id""", params)
+    rows = store.query(f"""
+        SELECT project, run_id, trace_id, source_id, code, agent, step, span_id, confidence, evidence,
+            detector, detector_version
+        FROM {schema.FINDINGS_TABLE} FINAL {where}
+        ORDER BY trace_id, step, code""", params)
+    out: dict[str, TraceFindings] = {
+        r["trace_id"]: TraceFindings(r["trace_id"], r["run_id"], r["source_id"], r["project"]) for r in traces}
+    for r in rows:
+        tf = out.setdefault(r["trace_id"], TraceFindings(r["trace_id"]))
+        tf.findings.append(Finding(**r))
+        tf.run_id, tf.source_id, tf.project = r["run_id"], r["source_id"], r["project"]
+    return list(out.values())

@@ -1,0 +1,195 @@
+"""The one normalised shape every detector reads: spans, events and hand-off edges, as SQL.
+
+Detectors never read raw attribute spellings. ``prelude()`` gives a ``WITH`` clause whose
+common table expressions turn the rows of a set of traces (``{traces:Array(String)}``) into
+typed columns: ``s`` (one row per span), ``ev`` (one row per span event, arrayJoined), the
+typed event views (``outputs``, ``decisions``, ``terminations``, ``checkpoints``, ``resumes``,
+``approvals``) and ``e``, the hand-off edges (delegator, delegate, task, mode, the span that
+carries it). Spans written by other instrumentations reach this shape through the collector's
+normalisation (``handoff.*`` and the GenAI proposal's ``gen_ai.agent.handoff.*`` names), so
+one reading serves every source. ``FINAL`` drops duplicate rows of at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+from handoffs import conventions as c
+from handoffs.store import schema
+
+TRACES_PARAM = "{traces:Array(String)}"
+
+
+def _a(key: str) -> str:
+    """A span attribute by its conventions name (names are our constants, never user input)."""
+    return f"SpanAttributes['{key}']"
+
+
+def _r(key: str) -> str:
+    return f"ResourceAttributes['{key}']"
+
+
+def _e(key: str) -> str:
+    return f"a['{key}']"
+
+
+def _first(*exprs: str) -> str:
+    """The first non-empty string among ``exprs``."""
+    out = "''"
+    for expr in reversed(exprs):
+        out = f"if({expr} != '', {expr}, {out})"
+    return out
+
+
+def _flag(expr: str) -> str:
+    return f"lower({expr}) IN ('true', '1', 'yes')"
+
+
+_TRANSFER_PREFIX = c.delegation_span_name("")
+
+SPANS = f"""s AS (
+    SELECT
+        TraceId AS trace_id,
+        SpanId AS span_id,
+        ParentSpanId AS parent_id,
+        Timestamp AS ts,
+        addNanoseconds(Timestamp, Duration) AS end_ts,
+        SpanName AS name,
+        multiIf(
+            {_a(c.SPAN_TYPE)} != '', {_a(c.SPAN_TYPE)},
+            {_a(c.GEN_AI_HANDOFF_TARGET_NAME)} != '' OR startsWith(SpanName, '{_TRANSFER_PREFIX}'),
+                '{c.SpanType.DELEGATION.value}',
+            {_a(c.GEN_AI_OPERATION_NAME)} = '{c.Operation.INVOKE_AGENT.value}', '{c.SpanType.AGENT.value}',
+            {_a(c.GEN_AI_OPERATION_NAME)} = '{c.Operation.EXECUTE_TOOL.value}', '{c.SpanType.TOOL.value}',
+            {_a(c.GEN_AI_OPERATION_NAME)} = '{c.Operation.CHAT.value}', '{c.SpanType.LLM.value}',
+            '') AS type,
+        {_a(c.GEN_AI_AGENT_NAME)} AS agent,
+        lower({_a(c.AGENT_ROLE)}) AS role,
+        {_first(_a(c.GEN_AI_REQUEST_MODEL), _a(c.GEN_AI_RESPONSE_MODEL))} AS model,
+        toInt32OrDefault({_a(c.STEP)}, toInt32(-1)) AS step,
+        StatusCode = 'Error' AS failed,
+        {_first("StatusMessage", "arrayElement(Events.Attributes, indexOf(Events.Name, 'exception'))['exception.message']")}
+            AS error,
+        {_a(c.RUN_ID)} AS run_id,
+        {_r(c.RESOURCE_PROJECT)} AS project,
+        {_r(c.RESOURCE_SOURCE_ID)} AS source_id,
+        {_a(c.GEN_AI_TOOL_NAME)} AS tool,
+        {_a(c.TOOL_ARGS_HASH)} AS args_hash,
+        {_a(c.TOOL_TARGET)} AS tool_target,
+        {_flag(_a(c.TOOL_SIDE_EFFECT))} AS side_effect,
+        {_flag(_a(c.TOOL_HIGH_STAKES))} AS high_stakes,
+        {_a(c.IDEMPOTENCY_KEY)} AS idempotency_key,
+        toInt32OrZero({_a(c.RETRY_ATTEMPT)}) AS retry_attempt,
+        {_a(c.RETRY_OF)} AS retry_of,
+        {_a(c.VERIFICATION_CHECK)} AS check_name,
+        {_a(c.VERIFICATION_TARGET)} AS check_target,
+        lower({_a(c.VERIFICATION_VERDICT)}) AS verdict,
+        toFloat64OrDefault({_a(c.VERIFICATION_COVERAGE)}, toFloat64(1)) AS coverage,
+        {_a(c.COMPENSATION_OF)} AS compensation_of,
+        JSONExtract(if({_a(c.INPUT_OUTPUT_IDS)} = '', '[]', {_a(c.INPUT_OUTPUT_IDS)}), 'Array(String)')
+            AS input_ids,
+        toInt64OrZero({_a(c.GEN_AI_USAGE_INPUT_TOKENS)}) AS input_tokens,
+        toInt64OrZero({_a(c.GEN_AI_USAGE_OUTPUT_TOKENS)}) AS output_tokens,
+        {_first(_a(c.SOURCE_AGENT), _a(c.GEN_AI_HANDOFF_SOURCE_NAME))} AS delegator,
+        {_first(_a(c.TARGET_AGENT), _a(c.GEN_AI_HANDOFF_TARGET_NAME),
+                f"if(startsWith(SpanName, '{_TRANSFER_PREFIX}'), substring(SpanName, {len(_TRANSFER_PREFIX) + 1}), '')")}
+            AS delegate,
+        {_first(_a(c.DELEGATION_ID), "SpanId")} AS delegation_id,
+        {_a(c.TASK)} AS task,
+        {_flag(_a(c.TASK_AMBIGUOUS))} AS ambiguous,
+        {_first(_a(c.TASK_HASH), f"if({_a(c.TASK)} != '', hex(cityHash64({_a(c.TASK)})), '')")} AS task_hash,
+        {_first(_a(c.MODE), f"'{c.HandoffMode.DELEGATE.value}'")} AS mode,
+        lower({_a(c.DELEGATION_STATUS)}) AS status,
+        {_a(c.RESUME_FROM_CHECKPOINT)} AS resumed_from,
+        {_a(c.MESSAGE_CONTENT)} AS content,
+        {_a(c.MESSAGE_ROLE)} AS message_role
+    FROM {schema.SPAN_TABLE} FINAL
+    WHERE TraceId IN {TRACES_PARAM}
+)"""
+
+EVENTS = f"""ev AS (
+    SELECT
+        TraceId AS trace_id,
+        SpanId AS span_id,
+        Events.Timestamp AS ts,
+        Events.Name AS event,
+        Events.Attributes AS a
+    FROM {schema.SPAN_TABLE} FINAL
+    ARRAY JOIN Events
+    WHERE TraceId IN {TRACES_PARAM}
+)"""
+
+OUTPUTS = f"""outputs AS (
+    SELECT trace_id, span_id, ts, toInt32OrDefault({_e(c.STEP)}, toInt32(-1)) AS step,
+        {_e(c.OUTPUT_ID)} AS output_id,
+        {_e(c.OUTPUT_HASH)} AS output_hash,
+        toInt64OrZero({_e(c.OUTPUT_TOKENS)}) AS tokens,
+        {_flag(_e(c.OUTPUT_UNIT_COMPLETE))} AS unit_complete,
+        {_e(c.OUTPUT_CONTENT)} AS content
+    FROM ev WHERE event = '{c.EVENT_OUTPUT}'
+)"""
+
+DECISIONS = f"""decisions AS (
+    SELECT trace_id, span_id, ts, toInt32OrDefault({_e(c.STEP)}, toInt32(-1)) AS step,
+        lower({_e(c.DECISION_ACTION)}) AS action,
+        {_e(c.DECISION_AGENT)} AS agent,
+        {_e(c.DECISION_RESULT_HASH)} AS result_hash,
+        {_e(c.DECISION_REASON)} AS reason,
+        {_e(c.OUTPUT_ID)} AS output_id
+    FROM ev WHERE event = '{c.EVENT_DECISION}'
+)"""
+
+TERMINATIONS = f"""terminations AS (
+    SELECT trace_id, span_id, ts, toInt32OrDefault({_e(c.STEP)}, toInt32(-1)) AS step,
+        lower({_e(c.TERMINATION_REASON)}) AS reason,
+        {_flag(_e(c.TERMINATION_SUCCESS_CLAIMED))} AS success_claimed,
+        {_e(c.TERMINATION_AGENT)} AS agent
+    FROM ev WHERE event = '{c.EVENT_TERMINATION}'
+)"""
+
+CHECKPOINTS = f"""checkpoints AS (
+    SELECT trace_id, span_id, ts, toInt32OrDefault({_e(c.STEP)}, toInt32(-1)) AS step, {_e(c.CHECKPOINT_ID)} AS checkpoint_id
+    FROM ev WHERE event = '{c.EVENT_CHECKPOINT}'
+)"""
+
+RESUMES = f"""resumes AS (
+    SELECT trace_id, span_id, ts, toInt32OrDefault({_e(c.STEP)}, toInt32(-1)) AS step, {_e(c.CHECKPOINT_ID)} AS checkpoint_id
+    FROM ev WHERE event = '{c.EVENT_RESUME}'
+)"""
+
+APPROVALS = f"""approvals AS (
+    SELECT trace_id, span_id, ts, toInt32OrDefault({_e(c.STEP)}, toInt32(-1)) AS step,
+        {_e(c.APPROVAL_ACTION)} AS action,
+        {_e(c.APPROVAL_APPROVER)} AS approver,
+        lower({_e(c.APPROVAL_DECISION)}) AS decision
+    FROM ev WHERE event = '{c.EVENT_APPROVAL}'
+)"""
+
+# The hand-off edge: one row per delegation, whatever spelling carried it.
+EDGES = f"""e AS (
+    SELECT trace_id, span_id, parent_id, delegation_id, delegator, delegate, task, task_hash,
+        mode, status, step, ts, end_ts, failed, run_id
+    FROM s WHERE type = '{c.SpanType.DELEGATION.value}'
+)"""
+
+# Which agent wrote each output: the delegate of the delegation that carries its event.
+PRODUCED = """produced AS (
+    SELECT o.trace_id AS trace_id, o.span_id AS span_id, o.output_id AS output_id, o.ts AS ts,
+        o.output_hash AS output_hash, o.unit_complete AS unit_complete, o.tokens AS tokens,
+        e.delegator AS delegator, e.delegate AS delegate, e.delegation_id AS delegation_id,
+        e.step AS step
+    FROM outputs AS o INNER JOIN e ON o.trace_id = e.trace_id AND o.span_id = e.span_id
+)"""
+
+# Verifications and what they judged (an output id or a delegation id).
+VERIFICATIONS = f"""v AS (
+    SELECT trace_id, span_id, ts, end_ts, agent, step, check_name, check_target, verdict,
+        coverage, failed
+    FROM s WHERE type = '{c.SpanType.VERIFICATION.value}'
+)"""
+
+_ALL = (SPANS, EVENTS, OUTPUTS, DECISIONS, TERMINATIONS, CHECKPOINTS, RESUMES, APPROVALS, EDGES,
+        PRODUCED, VERIFICATIONS)
+
+
+def prelude() -> str:
+    """The ``WITH`` clause of every detector query; unused expressions cost nothing."""
+    return "WITH\n" + ",\n".join(_ALL) + "\n"

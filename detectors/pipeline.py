@@ -1,0 +1,157 @@
+"""Detection end to end: pick the traces to judge, run every detector on them, store findings.
+
+Traces are judged in chunks (``CHUNK_TRACES`` at a time) so memory stays bounded and progress
+can be reported; each chunk runs the structural SQL detectors, the error-cascade graph, and,
+for imported message logs, the text models of ``handoffs.detectors.textual``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from handoffs import conventions as c
+from handoffs.store import Store, schema
+
+from . import cascade, structural
+from .findings import Finding, TraceFindings, dedupe, load, pending, write
+
+log = logging.getLogger("handoffs.detectors")
+
+CHUNK_TRACES = 2000
+VERSION = f"structural-{structural.VERSION}"
+
+Progress = Callable[[int, int], None]  # (traces done, traces total)
+
+_META_SQL = f"""
+SELECT TraceId AS trace_id,
+    anyIf(SpanAttributes['{c.RUN_ID}'], SpanAttributes['{c.RUN_ID}'] != '') AS run_id,
+    anyIf(ResourceAttributes['{c.RESOURCE_SOURCE_ID}'], ResourceAttributes['{c.RESOURCE_SOURCE_ID}'] != '')
+        AS source_id,
+    anyIf(ResourceAttributes['{c.RESOURCE_PROJECT}'], ResourceAttributes['{c.RESOURCE_PROJECT}'] != '')
+        AS project,
+    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages
+FROM {schema.SPAN_TABLE}
+WHERE TraceId IN {{traces:Array(String)}}
+GROUP BY TraceId
+"""
+
+_MESSAGES_SQL = f"""
+SELECT TraceId AS trace_id, toInt32OrDefault(SpanAttributes['{c.STEP}'], toInt32(-1)) AS step,
+    SpanAttributes['{c.GEN_AI_AGENT_NAME}'] AS agent, SpanAttributes['{c.MESSAGE_ROLE}'] AS role,
+    SpanAttributes['{c.MESSAGE_CONTENT}'] AS content, SpanId AS span_id
+FROM {schema.SPAN_TABLE} FINAL
+WHERE TraceId IN {{traces:Array(String)}} AND SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}'
+ORDER BY trace_id, step
+"""
+
+
+def version() -> str:
+    """The detector set's version: structural queries plus the text models when present."""
+    try:
+        from . import textual
+    except ImportError:
+        return VERSION
+    return f"{VERSION}+textual-{getattr(textual, 'VERSION', getattr(textual, 'ATTRIBUTION_VERSION', '0'))}"
+
+
+def message_logs(store: Store, trace_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Message spans of imported conversation logs, per trace, in step order."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if trace_ids:
+        for row in store.query_arrow(_MESSAGES_SQL, {"traces": list(trace_ids)}).to_pylist():
+            out[row["trace_id"]].append(row)
+    return out
+
+
+def to_messages(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Rows of ``message_logs`` as ``textual.Message`` objects."""
+    from .textual import Message
+
+    return [Message(step=r["step"], agent=r["agent"], role=r["role"], content=r["content"]) for r in rows]
+
+
+def _text_findings(meta: dict[str, Any], rows: Sequence[dict[str, Any]], ver: str) -> list[Finding]:
+    from .textual import classify_messages
+
+    span_of_step = {r["step"]: r["span_id"] for r in rows}
+    out = []
+    for tf in classify_messages(to_messages(rows)):
+        out.append(Finding(code=tf.code, trace_id=meta["trace_id"], span_id=span_of_step.get(tf.step, ""),
+                           agent=tf.agent, step=int(tf.step), confidence=float(tf.confidence),
+                           evidence=tf.evidence, detector="textual", detector_version=ver,
+                           run_id=meta["run_id"], source_id=meta["source_id"], project=meta["project"]))
+    return out
+
+
+def judge(store: Store, trace_ids: Sequence[str], ver: str | None = None) -> list[TraceFindings]:
+    """Run every detector on ``trace_ids`` (one chunk) and return findings per trace; stores nothing."""
+    ver = ver or version()
+    if not trace_ids:
+        return []
+    params = {"traces": list(trace_ids)}
+    metas = {r["trace_id"]: r for r in store.query(_META_SQL, params)}
+    found: dict[str, list[Finding]] = defaultdict(list)
+
+    def add(code: str, detector: str, row: dict[str, Any]) -> None:
+        meta = metas.get(row["trace_id"], {})
+        found[row["trace_id"]].append(Finding(
+            code=code, trace_id=row["trace_id"], span_id=row["span_id"], agent=row["agent"] or "",
+            step=int(row["step"]), confidence=float(row["confidence"]), evidence=row["evidence"],
+            detector=detector, detector_version=ver, run_id=meta.get("run_id", ""),
+            source_id=meta.get("source_id", ""), project=meta.get("project", "")))
+
+    for det in structural.DETECTORS:
+        if det.sql:
+            for row in store.query_arrow(det.query(), params).to_pylist():
+                add(det.code, det.name, row)
+    for result in cascade.analyse_traces(store, trace_ids).values():
+        for row in cascade.findings_rows(result):
+            add(row["code"], structural.BY_CODE[row["code"]].name, row)
+    logs = [t for t, m in metas.items() if m["messages"] > 0]
+    if logs:
+        for tid, rows in message_logs(store, logs).items():
+            found[tid].extend(_text_findings(metas[tid], rows, ver))
+    out = []
+    for tid in trace_ids:
+        meta = metas.get(tid, {})
+        out.append(TraceFindings(tid, meta.get("run_id", ""), meta.get("source_id", ""),
+                                 meta.get("project", ""), dedupe(found.get(tid, []))))
+    return out
+
+
+def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
+                   progress: Progress | None = None) -> list[TraceFindings]:
+    """Judge the traces that need it, store their findings; return the freshly judged traces."""
+    ver = version()
+    ids, counts, seen = pending(store, ver, trace_ids, incremental)
+    done: list[TraceFindings] = []
+    if progress:
+        progress(0, len(ids))
+    for i in range(0, len(ids), CHUNK_TRACES):
+        chunk = ids[i:i + CHUNK_TRACES]
+        judged = judge(store, chunk, ver)
+        write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
+        done.extend(judged)
+        if progress:
+            progress(len(done), len(ids))
+    log.info("judged %d trace(s) with detector set %s", len(done), ver)
+    return done
+
+
+def detect(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
+           progress: Progress | None = None) -> list[TraceFindings]:
+    """Judge ``trace_ids`` (every stored trace when None) and return findings for each of them.
+
+    Incremental: traces already judged by this detector version at their current span count
+    are not judged again; their stored findings are returned. Idempotent: running it twice
+    stores no duplicate findings. Findings are stored in ``handoffs_findings``.
+    """
+    fresh = detect_pending(store, trace_ids, incremental, progress)
+    fresh_ids = {tf.trace_id for tf in fresh}
+    if trace_ids is not None and set(trace_ids) <= fresh_ids:
+        return fresh
+    stored = [tf for tf in load(store, trace_ids) if tf.trace_id not in fresh_ids]
+    return sorted(fresh + stored, key=lambda tf: tf.trace_id)

@@ -1,0 +1,588 @@
+"""Structural detectors: one SQL query per failure mode over the normalised shape.
+
+Each ``Detector`` reads the common table expressions of ``handoffs.detectors.normalise``
+(spans ``s``, hand-off edges ``e``, ``outputs``, ``decisions``, verifications ``v``, ...) for a
+set of traces and returns one row per finding: trace_id, span_id, agent, step, confidence and
+evidence a person can read. The work happens in ClickHouse where the spans live; the only
+per-trace graph walk (error cascades) is in ``handoffs.detectors.cascade``.
+
+Every detector's docstring-like ``doc`` says its signal, what it needs from a trace, and its
+blind spots; ``docs/detectors.md`` is generated from the same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handoffs import taxonomy as t
+from handoffs.conventions import DecisionAction as Act
+from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdict
+
+from .normalise import prelude
+
+VERSION = "1"
+
+ACCEPTED = f"'{Act.ACCEPTED.value}'"
+OVERWROTE = f"'{Act.OVERWROTE.value}'"
+MODIFIED = f"'{Act.MODIFIED.value}'"
+REDERIVED = f"'{Act.REDERIVED.value}'"
+PASS = f"'{Verdict.PASS.value}'"
+FAIL = f"'{Verdict.FAIL.value}'"
+ERROR = f"'{Verdict.ERROR.value}'"
+OPEN = f"'{DelegationStatus.OPEN.value}'"
+COMPLETED = f"'{DelegationStatus.COMPLETED.value}'"
+DELEGATE = f"'{HandoffMode.DELEGATE.value}'"
+TOOL = f"'{SpanType.TOOL.value}'"
+AGENT = f"'{SpanType.AGENT.value}'"
+LLM = f"'{SpanType.LLM.value}'"
+RUN = f"'{SpanType.RUN.value}'"
+DELEGATION = f"'{SpanType.DELEGATION.value}'"
+VERIFICATION = f"'{SpanType.VERIFICATION.value}'"
+
+# Roles that coordinate others; an agent declaring another role and acting like one of these
+# is out of its role (FM-1.2). Role names are free text, so this is a list of common spellings.
+COORDINATING_ROLES = ("supervisor", "manager", "orchestrator", "planner", "lead", "coordinator",
+                      "router", "triage", "boss", "director")
+_COORD = "[" + ",".join(f"'{r}'" for r in COORDINATING_ROLES) + "]"
+
+# A termination reason saying a limit stopped the run rather than the work being done (FM-1.5).
+LIMIT_REASON = r"(max|limit|budget|timeout|timed.out|exhaust|exceed|too.many)"
+# A verification check that judges the task's own requirements (FM-1.1).
+SPEC_CHECK = r"(spec|constraint|requirement|format|schema|contract|acceptance)"
+# Below this share of the output checked, a passing verification is called incomplete (FM-3.2).
+MIN_COVERAGE = 0.5
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One failure mode's structural detector: its code, its query, and what it can see."""
+
+    code: str
+    name: str
+    signal: str
+    needs: str
+    blind_spots: str
+    sql: str = ""  # empty: judged elsewhere (cascade graph, text models)
+
+    def query(self) -> str:
+        return prelude() + self.sql
+
+
+# Verifications that failed and were never followed by a pass on the same target.
+_UNRESOLVED_FAILS = f"""(
+    SELECT f.trace_id AS trace_id, count() AS n, groupArray(f.check_name) AS checks
+    FROM v AS f
+    LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v
+               WHERE verdict = {PASS} GROUP BY trace_id, check_target) AS p
+        ON f.trace_id = p.trace_id AND f.check_target = p.check_target
+    WHERE f.verdict IN ({FAIL}, {ERROR}) AND p.last_pass < f.ts
+    GROUP BY f.trace_id
+)"""
+
+# Per delegation: outputs delivered, tokens, and when the first logical unit completed.
+_OUTPUT_STATS = """(
+    SELECT trace_id, span_id, count() AS n_out, sum(tokens) AS tokens,
+        countIf(unit_complete) AS units, minIf(ts, unit_complete) AS first_unit,
+        groupArray(output_id) AS ids
+    FROM outputs GROUP BY trace_id, span_id
+)"""
+
+# Model family of each agent in a trace: the leading letters of its model name (gpt, claude...).
+_FAMILY = """(
+    SELECT trace_id, agent, any(extract(lower(model), '^[a-z]+')) AS family, any(model) AS agent_model
+    FROM s WHERE agent != '' AND model != '' GROUP BY trace_id, agent
+)"""
+
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector(
+        t.OVERWRITE, "overwrite",
+        signal="a supervisor decision `overwrote` on a hand-off output, or `modified` before the "
+               "sub-agent completed its first logical unit (no output event with unit_complete yet)",
+        needs="delegation spans with handoff.output and handoff.decision events",
+        blind_spots="a supervisor that silently rewrites without recording a decision; text logs "
+                    "(use the text models)",
+        sql=f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id,
+    if(any(d.agent) != '', any(d.agent), any(x.delegator)) AS agent,
+    if(min(d.step) >= 0, min(d.step), any(x.step)) AS step,
+    max(if(d.action = {OVERWROTE} AND (o.units = 0 OR d.ts < o.first_unit), 1.0,
+           if(d.action = {OVERWROTE}, 0.9, 0.7))) AS confidence,
+    format('{{}} {{}} the output of {{}} (task {{}}, step {{}}) after {{}} output(s), {{}} tokens, {{}}',
+        if(any(d.agent) != '', any(d.agent), any(x.delegator)), any(d.action), any(x.delegate),
+        if(any(x.task) != '', substring(any(x.task), 1, 80), any(x.task_hash)), toString(any(x.step)),
+        toString(any(o.n_out)), toString(any(o.tokens)),
+        if(any(o.units) = 0 OR min(d.ts) < any(o.first_unit),
+           'before its first logical unit completed', 'after its first logical unit')) AS evidence
+FROM decisions AS d
+INNER JOIN e AS x ON d.trace_id = x.trace_id AND d.span_id = x.span_id
+LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
+WHERE d.action = {OVERWROTE} OR (d.action = {MODIFIED} AND (o.units = 0 OR d.ts < o.first_unit))
+GROUP BY x.trace_id, x.span_id
+"""),
+    Detector(
+        "re-derivation", "rederivation",
+        signal="a supervisor decision `rederived`; or the delegator re-running the very tool call "
+               "(same tool, same arguments hash) its delegate already ran successfully",
+        needs="decision events; tool spans with gen_ai.tool.name and handoff.tool.args_hash",
+        blind_spots="recomputation through a different tool or different arguments",
+        sql=f"""
+SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
+    SELECT x.trace_id AS trace_id, x.span_id AS span_id,
+        if(d.agent != '', d.agent, x.delegator) AS agent, if(d.step >= 0, d.step, x.step) AS step,
+        1.0 AS confidence,
+        format('{{}} re-derived the result of {{}} (task {{}}) instead of using it{{}}',
+            if(d.agent != '', d.agent, x.delegator), x.delegate,
+            if(x.task != '', substring(x.task, 1, 80), x.task_hash),
+            if(d.reason != '', concat(': ', d.reason), '')) AS evidence
+    FROM decisions AS d INNER JOIN e AS x ON d.trace_id = x.trace_id AND d.span_id = x.span_id
+    WHERE d.action = {REDERIVED}
+    UNION ALL
+    SELECT t2.trace_id, t2.span_id, t2.agent, t2.step, 0.8,
+        format('{{}} re-ran {{}} with the same arguments that {{}} already ran successfully at step {{}}',
+            t2.agent, t2.tool, t1.agent, toString(t1.step))
+    FROM s AS t1
+    INNER JOIN s AS t2 ON t1.trace_id = t2.trace_id AND t1.tool = t2.tool AND t1.args_hash = t2.args_hash
+    INNER JOIN (SELECT DISTINCT trace_id, delegator, delegate FROM e) AS x
+        ON x.trace_id = t1.trace_id AND x.delegate = t1.agent AND x.delegator = t2.agent
+    WHERE t1.type = {TOOL} AND t2.type = {TOOL} AND t1.args_hash != '' AND NOT t1.failed
+        AND t2.ts >= t1.end_ts AND t1.agent != t2.agent
+)
+"""),
+    Detector(
+        t.STEP_REPETITION, "step_repetition",
+        signal="the same agent repeating a successful tool call (same tool, same arguments hash) "
+               "that is not a retry; or the same task delegated again to the same agent after its "
+               "output was accepted",
+        needs="tool spans with handoff.tool.args_hash and retry markers; delegations with task hashes",
+        blind_spots="repetition with varied arguments or reworded tasks; text logs (text models)",
+        sql=f"""
+SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
+    SELECT trace_id, (calls[2]).2 AS span_id, agent, (calls[2]).3 AS step, 0.95 AS confidence,
+        format('{{}} called {{}} {{}} times with the same arguments (first at step {{}}), none a retry',
+            agent, tool, toString(length(calls)), toString((calls[1]).3)) AS evidence
+    FROM (
+        SELECT trace_id, agent, tool, arraySort(groupArray((ts, span_id, step))) AS calls
+        FROM s
+        WHERE type = {TOOL} AND args_hash != '' AND NOT failed AND retry_of = '' AND retry_attempt <= 1
+        GROUP BY trace_id, agent, tool, args_hash HAVING count() >= 2
+    )
+    UNION ALL
+    SELECT y.trace_id, y.span_id, y.delegator, y.step, 0.9,
+        format('{{}} delegated task {{}} to {{}} again at step {{}} after accepting its output',
+            y.delegator, if(y.task != '', substring(y.task, 1, 80), y.task_hash), y.delegate,
+            toString(y.step))
+    FROM e AS y
+    INNER JOIN (
+        SELECT x.trace_id AS trace_id, x.delegator AS delegator, x.delegate AS delegate,
+            x.task_hash AS task_hash, min(d.ts) AS accepted_at
+        FROM e AS x INNER JOIN decisions AS d ON d.trace_id = x.trace_id AND d.span_id = x.span_id
+        WHERE d.action = {ACCEPTED} AND x.task_hash != ''
+        GROUP BY x.trace_id, x.delegator, x.delegate, x.task_hash
+    ) AS acc ON acc.trace_id = y.trace_id AND acc.delegator = y.delegator
+        AND acc.delegate = y.delegate AND acc.task_hash = y.task_hash
+    WHERE y.ts > acc.accepted_at
+)
+"""),
+    Detector(
+        "FM-1.4", "history_loss",
+        signal="within one agent turn, an LLM call's input tokens drop below half of the previous "
+               "call's (at least 200 before): the context was truncated or reset",
+        needs="LLM spans with gen_ai.usage.input_tokens under one parent",
+        blind_spots="deliberate summarisation looks the same; facts re-asked without a token drop",
+        sql=f"""
+SELECT trace_id, (calls[i]).3 AS span_id, agent, (calls[i]).4 AS step, 0.6 AS confidence,
+    format('{{}}: input tokens fell from {{}} to {{}} between two calls of one turn',
+        agent, toString((calls[i - 1]).2), toString((calls[i]).2)) AS evidence
+FROM (
+    SELECT trace_id, agent, calls,
+        arrayFirstIndex((x, p) -> p >= 200 AND x * 2 < p,
+            arrayMap(c -> c.2, calls), arrayPushFront(arrayPopBack(arrayMap(c -> c.2, calls)), 0)) AS i
+    FROM (
+        SELECT trace_id, parent_id, agent, arraySort(groupArray((ts, input_tokens, span_id, step))) AS calls
+        FROM s WHERE type = {LLM} AND input_tokens > 0
+        GROUP BY trace_id, parent_id, agent HAVING count() >= 2
+    )
+) WHERE i > 0
+"""),
+    Detector(
+        "FM-1.5", "termination_unaware",
+        signal="termination reason naming a limit (max turns, budget, timeout); or agent, tool, "
+               "LLM or delegation spans starting after the run's termination event",
+        needs="the handoff.termination event on the run span",
+        blind_spots="loops that end by themselves below the limit; runs that never record termination",
+        sql=f"""
+SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
+    SELECT m.trace_id AS trace_id, m.span_id AS span_id, m.agent AS agent, r.step AS step,
+        0.85 AS confidence,
+        format('the run stopped on a limit ({{}}), not on the work being done', m.reason) AS evidence
+    FROM terminations AS m LEFT JOIN s AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
+    WHERE match(m.reason, '{LIMIT_REASON}')
+    UNION ALL
+    SELECT x.trace_id, argMin(x.span_id, x.ts), argMin(x.agent, x.ts), argMin(x.step, x.ts), 0.8,
+        format('{{}} span(s) started after the termination event, first by {{}} at step {{}}',
+            toString(count()), argMin(x.agent, x.ts), toString(argMin(x.step, x.ts)))
+    FROM s AS x
+    INNER JOIN (SELECT trace_id, min(ts) AS ts FROM terminations GROUP BY trace_id) AS m
+        ON m.trace_id = x.trace_id
+    WHERE x.ts > m.ts AND x.type IN ({AGENT}, {TOOL}, {LLM}, {DELEGATION})
+    GROUP BY x.trace_id
+)
+"""),
+    Detector(
+        "FM-2.1", "conversation_reset",
+        signal="a second root span (no parent) starting after the trace's first root: the "
+               "conversation began again inside the same run",
+        needs="parent links intact within the trace",
+        blind_spots="a restart written to a new trace; text logs (text models)",
+        sql=f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.agent AS agent, x.step AS step,
+    0.6 AS confidence,
+    format('a new root span {{}} ({{}}) started at step {{}} after the run had begun', x.name,
+        if(x.agent != '', x.agent, x.type), toString(x.step)) AS evidence
+FROM s AS x
+INNER JOIN (SELECT trace_id, min(ts) AS first FROM s WHERE parent_id = '' GROUP BY trace_id) AS r
+    ON r.trace_id = x.trace_id
+WHERE x.parent_id = '' AND x.ts > r.first AND x.type != {RUN}
+"""),
+    Detector(
+        "FM-2.2", "no_clarification",
+        signal="a delegation whose task is marked ambiguous (handoff.task.ambiguous) and whose "
+               "delegate delivered output without first handing a question back to the delegator",
+        needs="the ambiguity marker on delegation spans",
+        blind_spots="ambiguity nobody marked; text logs (text models read assumptions stated "
+                    "without a question)",
+        sql="""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegate AS agent, x.step AS step,
+    0.8 AS confidence,
+    format('{} answered ambiguous task {} from {} without asking for clarification',
+        x.delegate, if(x.task != '', substring(x.task, 1, 80), x.task_hash), x.delegator) AS evidence
+FROM e AS x
+INNER JOIN (SELECT trace_id, span_id, min(ts) AS first_out FROM outputs GROUP BY trace_id, span_id) AS o
+    ON o.trace_id = x.trace_id AND o.span_id = x.span_id
+INNER JOIN s AS sx ON sx.trace_id = x.trace_id AND sx.span_id = x.span_id
+LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS asked FROM e GROUP BY trace_id, delegator, delegate) AS q
+    ON q.trace_id = x.trace_id AND q.delegator = x.delegate AND q.delegate = x.delegator
+WHERE sx.ambiguous AND NOT (q.asked > x.ts AND q.asked < o.first_out)
+"""),
+    Detector(
+        "FM-2.3", "task_derailment",
+        signal="text only: topic drift between the delegated task and later messages",
+        needs="message content (imported logs or opted-in capture)",
+        blind_spots="structure alone cannot tell what an output is about",
+    ),
+    Detector(
+        "FM-2.4", "information_withholding",
+        signal="a delegation that completed (status completed, caller waiting) with no output "
+               "handed back to the delegator",
+        needs="delegation status and handoff.output events",
+        blind_spots="an output that omits part of what the worker found (needs content)",
+        sql=f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegate AS agent, x.step AS step,
+    0.6 AS confidence,
+    format('{{}} completed task {{}} for {{}} but handed back no output', x.delegate,
+        if(x.task != '', substring(x.task, 1, 80), x.task_hash), x.delegator) AS evidence
+FROM e AS x
+LEFT JOIN (SELECT DISTINCT trace_id, span_id, 1 AS has FROM outputs) AS o
+    ON o.trace_id = x.trace_id AND o.span_id = x.span_id
+WHERE x.status = {COMPLETED} AND x.mode = {DELEGATE} AND o.has = 0 AND NOT x.failed
+"""),
+    Detector(
+        "FM-2.5", "ignored_input",
+        signal="an output the delegator accepted but never consumed, while it consumed other "
+               "outputs afterwards (handoff.input.output_ids)",
+        needs="data flow: handoff.input.output_ids on the spans that use outputs",
+        blind_spots="systems that do not record data flow; use the text models on logs",
+        sql=f"""
+SELECT p.trace_id AS trace_id, p.span_id AS span_id, p.delegator AS agent, p.step AS step,
+    0.6 AS confidence,
+    format('{{}} accepted output {{}} of {{}} but never used it; it later used {{}} other output(s)',
+        p.delegator, p.output_id, p.delegate, toString(later.n)) AS evidence
+FROM produced AS p
+INNER JOIN decisions AS d ON d.trace_id = p.trace_id AND d.span_id = p.span_id
+    AND (d.output_id = p.output_id OR d.output_id = '')
+INNER JOIN (
+    SELECT trace_id, agent, min(ts) AS first_use, max(ts) AS last_use, count() AS n,
+        groupUniqArrayArray(input_ids) AS used
+    FROM s WHERE length(input_ids) > 0 GROUP BY trace_id, agent
+) AS later ON later.trace_id = p.trace_id AND later.agent = p.delegator
+LEFT JOIN (SELECT trace_id, groupUniqArrayArray(input_ids) AS all_used FROM s GROUP BY trace_id) AS u
+    ON u.trace_id = p.trace_id
+WHERE d.action = {ACCEPTED} AND p.output_id != '' AND later.last_use > d.ts
+    AND NOT has(u.all_used, p.output_id)
+"""),
+    Detector(
+        "FM-2.6", "reasoning_action_mismatch",
+        signal="a hand-off naming one delegate while a different agent runs the delegated work "
+               "(the agent span under the delegation span)",
+        needs="the delegate's agent span nested under the delegation span",
+        blind_spots="plan-versus-action inside one agent's reasoning (text models)",
+        sql=f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegator AS agent, x.step AS step,
+    0.7 AS confidence,
+    format('{{}} handed task {{}} to {{}} but {{}} did the work', x.delegator,
+        if(x.task != '', substring(x.task, 1, 80), x.task_hash), x.delegate, any(ch.agent)) AS evidence
+FROM e AS x
+INNER JOIN s AS ch ON ch.trace_id = x.trace_id AND ch.parent_id = x.span_id
+WHERE ch.type = {AGENT} AND ch.agent != '' AND x.delegate != '' AND ch.agent != x.delegate
+GROUP BY x.trace_id, x.span_id, x.delegator, x.step, x.task, x.task_hash, x.delegate
+"""),
+    Detector(
+        t.PREMATURE_TERMINATION, "premature_termination",
+        signal="the run terminated with delegations still open, or claimed success while a "
+               "verification had failed and was never passed again",
+        needs="the handoff.termination event; delegation status; verification spans",
+        blind_spots="objectives nobody delegated or verified; text logs (text models)",
+        sql=f"""
+SELECT m.trace_id AS trace_id, m.span_id AS span_id,
+    if(m.agent != '', m.agent, r.agent) AS agent,
+    multiIf(m.step >= 0, m.step, last.step >= 0, last.step, r.step) AS step,
+    if(o.n > 0, 0.95, 0.9) AS confidence,
+    concat('terminated (', if(m.reason != '', m.reason, 'no reason'), ')',
+        if(o.n > 0, format(' with {{}} delegation(s) still open (to {{}})', toString(o.n),
+            arrayStringConcat(o.agents, ', ')), ''),
+        if(m.success_claimed AND f.n > 0, format(' claiming success over {{}} failed check(s): {{}}',
+            toString(f.n), arrayStringConcat(f.checks, ', ')), '')) AS evidence
+FROM terminations AS m
+LEFT JOIN s AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
+LEFT JOIN (SELECT trace_id, count() AS n, groupUniqArray(delegate) AS agents FROM e
+           WHERE status = {OPEN} GROUP BY trace_id) AS o ON o.trace_id = m.trace_id
+LEFT JOIN {_UNRESOLVED_FAILS} AS f ON f.trace_id = m.trace_id
+LEFT JOIN (SELECT x.trace_id AS trace_id, max(x.step) AS step FROM s AS x
+           INNER JOIN (SELECT trace_id, min(ts) AS ts FROM terminations GROUP BY trace_id) AS mt
+               ON mt.trace_id = x.trace_id
+           WHERE x.ts <= mt.ts AND x.type != {RUN} GROUP BY x.trace_id) AS last ON last.trace_id = m.trace_id
+WHERE o.n > 0 OR (m.success_claimed AND f.n > 0)
+"""),
+    Detector(
+        t.MISSING_VERIFICATION, "missing_verification",
+        signal="a hand-off output accepted with no verification of it (by output id or delegation "
+               "id) anywhere in the trace; or a passing verification that checked under half of "
+               "the output (handoff.verification.coverage)",
+        needs="decision events; verification spans naming their target",
+        blind_spots="checks that are not recorded as verification spans",
+        sql=f"""
+SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
+    SELECT x.trace_id AS trace_id, x.span_id AS span_id,
+        if(any(d.agent) != '', any(d.agent), x.delegator) AS agent,
+        if(min(d.step) >= 0, min(d.step), x.step) AS step, 0.8 AS confidence,
+        format('{{}} accepted the output of {{}} (task {{}}) without any verification',
+            if(any(d.agent) != '', any(d.agent), x.delegator), x.delegate,
+            if(x.task != '', substring(x.task, 1, 80), x.task_hash)) AS evidence
+    FROM e AS x
+    INNER JOIN decisions AS d ON d.trace_id = x.trace_id AND d.span_id = x.span_id
+    LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
+    LEFT JOIN (SELECT trace_id, groupUniqArray(check_target) AS targets FROM v GROUP BY trace_id) AS vt
+        ON vt.trace_id = x.trace_id
+    WHERE d.action = {ACCEPTED}
+        AND NOT has(vt.targets, x.delegation_id) AND NOT has(vt.targets, x.span_id)
+        AND NOT hasAny(vt.targets, o.ids)
+    GROUP BY x.trace_id, x.span_id, x.delegator, x.delegate, x.step, x.task, x.task_hash
+    UNION ALL
+    SELECT trace_id, span_id, agent, step, 0.7,
+        format('{{}} passed check {{}} on {{}} after checking {{}}% of it', agent, check_name,
+            check_target, toString(round(coverage * 100)))
+    FROM v WHERE verdict = {PASS} AND coverage < {MIN_COVERAGE}
+)
+"""),
+    Detector(
+        "FM-3.3", "incorrect_verification",
+        signal="a verification passed a target that a later verification failed, or whose "
+               "delegation ended in error",
+        needs="verification spans with verdicts and targets",
+        blind_spots="a wrong pass nobody checked again",
+        sql=f"""
+SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
+    SELECT ok.trace_id AS trace_id, ok.span_id AS span_id, ok.agent AS agent, ok.step AS step,
+        0.9 AS confidence,
+        format('check {{}} by {{}} passed {{}}, then check {{}} failed it at step {{}}',
+            ok.check_name, ok.agent, ok.check_target, any(bad.check_name), toString(min(bad.step))) AS evidence
+    FROM v AS ok INNER JOIN v AS bad ON ok.trace_id = bad.trace_id AND ok.check_target = bad.check_target
+    WHERE ok.verdict = {PASS} AND bad.verdict = {FAIL} AND bad.ts > ok.ts AND ok.check_target != ''
+    GROUP BY ok.trace_id, ok.span_id, ok.agent, ok.step, ok.check_name, ok.check_target
+    UNION ALL
+    SELECT ok.trace_id, ok.span_id, ok.agent, ok.step, 0.8,
+        format('check {{}} by {{}} passed the work of {{}}, whose delegation failed: {{}}',
+            ok.check_name, ok.agent, x.delegate, substring(sx.error, 1, 120))
+    FROM v AS ok
+    INNER JOIN e AS x ON x.trace_id = ok.trace_id
+        AND (ok.check_target = x.delegation_id OR ok.check_target = x.span_id)
+    INNER JOIN s AS sx ON sx.trace_id = x.trace_id AND sx.span_id = x.span_id
+    WHERE ok.verdict = {PASS} AND x.failed
+)
+"""),
+    Detector(
+        "FM-1.1", "task_spec_violation",
+        signal="a verification of the task's declared requirements (a check whose name says "
+               "spec, constraint, requirement, format, schema, contract, acceptance) failed",
+        needs="verification spans whose check names say what they check",
+        blind_spots="requirements nobody checks; check names in other words; text logs (text models)",
+        sql=f"""
+SELECT f.trace_id AS trace_id, f.span_id AS span_id,
+    if(p.delegate != '', p.delegate, if(x.delegate != '', x.delegate, f.agent)) AS agent,
+    if(p.step >= 0 AND p.delegate != '', p.step, f.step) AS step, 0.8 AS confidence,
+    format('check {{}} failed on {{}}: the output breaks the task''s stated requirements',
+        f.check_name, if(p.delegate != '', p.delegate, if(x.delegate != '', x.delegate, f.check_target))) AS evidence
+FROM v AS f
+LEFT JOIN produced AS p ON p.trace_id = f.trace_id AND p.output_id = f.check_target
+LEFT JOIN e AS x ON x.trace_id = f.trace_id AND x.delegation_id = f.check_target
+WHERE f.verdict = {FAIL} AND match(lower(f.check_name), '{SPEC_CHECK}')
+"""),
+    Detector(
+        "FM-1.2", "role_violation",
+        signal="an agent whose declared role (handoff.agent.role) is not a coordinating one "
+               "delegating work or deciding on another agent's output",
+        needs="handoff.agent.role on agent spans",
+        blind_spots="agents without a declared role; a supervisor doing a worker's job itself "
+                    "(see re-derivation and overwrite)",
+        sql=f"""
+SELECT x.trace_id AS trace_id, argMin(x.span_id, x.ts) AS span_id, x.agent AS agent,
+    argMin(x.step, x.ts) AS step, 0.7 AS confidence,
+    format('{{}} (role {{}}) {{}} times took a coordinator''s action: {{}}', x.agent, any(r.agent_role),
+        toString(count()), arrayStringConcat(groupUniqArray(x.what), ', ')) AS evidence
+FROM (
+    SELECT trace_id, span_id, ts, step, delegator AS agent, 'delegated work' AS what FROM e
+    UNION ALL
+    SELECT d.trace_id, d.span_id, d.ts, y.step, d.agent, concat(d.action, ' an output')
+    FROM decisions AS d INNER JOIN e AS y ON y.trace_id = d.trace_id AND y.span_id = d.span_id
+    WHERE d.agent != ''
+) AS x
+INNER JOIN (SELECT trace_id, agent, any(role) AS agent_role FROM s WHERE role != '' AND agent != ''
+            GROUP BY trace_id, agent) AS r ON r.trace_id = x.trace_id AND r.agent = x.agent
+WHERE NOT arrayExists(k -> position(r.agent_role, k) > 0, {_COORD})
+GROUP BY x.trace_id, x.agent
+"""),
+    Detector(
+        "duplicate-side-effect", "duplicate_side_effect",
+        signal="two successful calls of one side-effecting tool on the same target (or the same "
+               "arguments hash) without a shared idempotency key",
+        needs="tool spans with handoff.tool.side_effect, handoff.tool.target or args_hash, "
+              "handoff.idempotency_key",
+        blind_spots="side effects not marked as such; a target the tool does not name",
+        sql=f"""
+SELECT trace_id, (calls[2]).2 AS span_id, (calls[2]).4 AS agent, (calls[2]).3 AS step,
+    if(arrayCount(c -> c.5 = '', calls) > 0, 0.95, 0.85) AS confidence,
+    format('{{}} ran {{}} times on {{}} and succeeded each time, {{}}', tool, toString(length(calls)),
+        key, if(arrayCount(c -> c.5 = '', calls) > 0, 'without an idempotency key',
+            'with different idempotency keys')) AS evidence
+FROM (
+    SELECT trace_id, tool, if(tool_target != '', tool_target, args_hash) AS key,
+        arraySort(groupArray((ts, span_id, step, agent, idempotency_key))) AS calls
+    FROM s
+    WHERE type = {TOOL} AND side_effect AND NOT failed AND (tool_target != '' OR args_hash != '')
+    GROUP BY trace_id, tool, key
+    HAVING count() >= 2 AND (countIf(idempotency_key = '') > 0 OR uniqExact(idempotency_key) > 1)
+)
+"""),
+    Detector(
+        "missing-compensation", "missing_compensation",
+        signal="a failed span (not retried successfully) after successful side effects in the same "
+               "action (same parent, its children, or the same agent) that no compensation span undid",
+        needs="side-effect markers on tool spans; compensation spans with handoff.compensation.of",
+        blind_spots="side effects not marked; rollbacks recorded as ordinary tool calls",
+        sql=f"""
+SELECT f.trace_id AS trace_id, argMin(f.span_id, f.ts) AS span_id, argMin(f.agent, f.ts) AS agent,
+    argMin(f.step, f.ts) AS step, 0.9 AS confidence,
+    format('{{}} failed at step {{}} ({{}}) after {{}} side effect(s) nobody undid: {{}}',
+        argMin(if(f.agent != '', f.agent, f.name), f.ts), toString(argMin(f.step, f.ts)),
+        substring(argMin(f.error, f.ts), 1, 120), toString(uniqExact(se.span_id)),
+        arrayStringConcat(groupUniqArray(concat(se.tool, '@', toString(se.step))), ', ')) AS evidence
+FROM s AS f
+INNER JOIN s AS se ON se.trace_id = f.trace_id
+LEFT JOIN (SELECT DISTINCT trace_id, compensation_of FROM s WHERE compensation_of != '') AS comp
+    ON comp.trace_id = se.trace_id AND comp.compensation_of = se.span_id
+LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed) AS rt
+    ON rt.trace_id = f.trace_id AND rt.retry_of = f.span_id
+WHERE f.failed AND f.type IN ({TOOL}, {AGENT}, {DELEGATION}) AND se.type = {TOOL} AND se.side_effect
+    AND NOT se.failed AND se.ts < f.ts AND se.span_id != f.span_id
+    AND (se.parent_id = f.parent_id OR se.parent_id = f.span_id OR (se.agent = f.agent AND f.agent != ''))
+    AND comp.compensation_of = '' AND rt.retry_of = ''
+GROUP BY f.trace_id
+"""),
+    Detector(
+        "restart-instead-of-resume", "restart_instead_of_resume",
+        signal="after a checkpoint and a failure, work completed before the checkpoint (same "
+               "delegated task, or same tool call) is done again with no resume event",
+        needs="handoff.checkpoint events; handoff.resume events or handoff.resume.checkpoint_id",
+        blind_spots="a restart written to a new trace or run",
+        sql=f"""
+SELECT y.trace_id AS trace_id, argMin(y.span_id, y.ts) AS span_id, argMin(y.agent, y.ts) AS agent,
+    argMin(y.step, y.ts) AS step, 0.9 AS confidence,
+    format('after a failure at step {{}}, {{}} step(s) finished before checkpoint {{}} were done again (first: {{}} at step {{}}) instead of resuming from it',
+        toString(any(fl.step)), toString(count()), any(cp.checkpoint_id), argMin(y.what, y.ts),
+        toString(argMin(y.step, y.ts))) AS evidence
+FROM (
+    SELECT trace_id, span_id, ts, end_ts, step, failed,
+        if(type = {DELEGATION}, delegator, agent) AS agent,
+        if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
+    FROM s
+    WHERE (type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != '')
+) AS y
+INNER JOIN (SELECT trace_id, min(ts) AS ts, any(checkpoint_id) AS checkpoint_id FROM checkpoints
+            GROUP BY trace_id) AS cp ON cp.trace_id = y.trace_id
+INNER JOIN (SELECT trace_id, ts, step FROM s WHERE failed AND type != {RUN}) AS fl
+    ON fl.trace_id = y.trace_id
+INNER JOIN (
+    SELECT trace_id, span_id, end_ts,
+        if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
+    FROM s WHERE NOT failed AND ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
+) AS done ON done.trace_id = y.trace_id AND done.what = y.what
+LEFT JOIN (
+    SELECT trace_id, ts FROM resumes
+    UNION ALL SELECT trace_id, ts FROM s WHERE resumed_from != ''
+) AS rs ON rs.trace_id = y.trace_id AND rs.ts >= fl.ts
+WHERE fl.ts > cp.ts AND done.end_ts <= cp.ts AND y.ts > fl.ts AND rs.trace_id = ''
+GROUP BY y.trace_id
+"""),
+    Detector(
+        "unapproved-high-stakes-action", "unapproved_high_stakes",
+        signal="a tool span marked high-stakes that ran with no `approved` approval event on it "
+               "(or on its parent naming it), or despite a `denied` one",
+        needs="handoff.tool.high_stakes on tool spans; handoff.approval events",
+        blind_spots="high-stakes tools nobody marked",
+        sql=f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.agent AS agent, x.step AS step,
+    if(countIf(ap.decision = 'denied') > 0, 1.0, 0.95) AS confidence,
+    format('{{}} ran high-stakes {{}}{{}} {{}}', x.agent, if(x.tool != '', x.tool, x.name),
+        if(x.tool_target != '', concat(' on ', x.tool_target), ''),
+        if(countIf(ap.decision = 'denied') > 0, 'although a human denied it', 'without a human approval')) AS evidence
+FROM s AS x
+LEFT JOIN approvals AS ap ON ap.trace_id = x.trace_id
+    AND (ap.span_id = x.span_id OR (ap.span_id = x.parent_id AND (ap.action = x.tool OR ap.action = x.name)))
+WHERE x.high_stakes AND x.type = {TOOL}
+GROUP BY x.trace_id, x.span_id, x.agent, x.step, x.tool, x.name, x.tool_target
+HAVING countIf(ap.decision = 'approved') = 0
+"""),
+    Detector(
+        "conformity", "conformity",
+        signal="an agent accepted an output that a verification later failed, and the accepting "
+               "agent runs the same model family as the output's author",
+        needs="decision events; verifications after acceptance; gen_ai.request.model on agent spans",
+        blind_spots="acceptance of a flaw nobody checks later; agents whose model is not recorded",
+        sql=f"""
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, any(acc.agent) AS agent, x.step AS step,
+    0.8 AS confidence,
+    format('{{}} ({{}}) accepted the output of {{}} ({{}}, same model family) that check {{}} later failed',
+        any(acc.agent), any(fa.agent_model), x.delegate, any(fb.agent_model), any(bad.check_name)) AS evidence
+FROM e AS x
+INNER JOIN (SELECT trace_id, span_id, ts, if(agent != '', agent, '') AS agent, output_id FROM decisions
+            WHERE action = {ACCEPTED}) AS acc ON acc.trace_id = x.trace_id AND acc.span_id = x.span_id
+LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
+INNER JOIN v AS bad ON bad.trace_id = x.trace_id
+    AND (bad.check_target = x.delegation_id OR bad.check_target = x.span_id OR has(o.ids, bad.check_target))
+INNER JOIN {_FAMILY} AS fa ON fa.trace_id = x.trace_id AND fa.agent = if(acc.agent != '', acc.agent, x.delegator)
+INNER JOIN {_FAMILY} AS fb ON fb.trace_id = x.trace_id AND fb.agent = x.delegate
+WHERE bad.verdict = {FAIL} AND bad.ts > acc.ts AND fa.family = fb.family AND fa.family != ''
+GROUP BY x.trace_id, x.span_id, x.step, x.delegate
+"""),
+    Detector(
+        t.ERROR_CASCADE, "error_cascade",
+        signal="an erroneous output (its producer failed, or a check failed it) consumed "
+               "downstream without a passing check, and the consumer erring in turn; points at "
+               "the root error (earliest error with no erroneous ancestor)",
+        needs="StatusCode Error or exception events; data flow through handoff.input.output_ids",
+        blind_spots="errors that are wrong answers nobody checked (no error status, no failed check)",
+    ),
+)
+
+BY_CODE: dict[str, Detector] = {d.code: d for d in DETECTORS}

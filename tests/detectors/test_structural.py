@@ -1,0 +1,187 @@
+"""Each structural detector on a trace the SDK wrote: it fires on the failure and not on a clean run."""
+
+from __future__ import annotations
+
+from handoffs import sdk
+from handoffs.detectors import detect
+from handoffs.store import Store
+
+
+def _clean_run(name: str = "clean") -> str:
+    """A supervisor delegating two tasks, verifying and accepting each, terminating with success."""
+    with sdk.run(name) as run:
+        with sdk.agent("supervisor", role="supervisor", model="gpt-4o") as sup:
+            outs = []
+            for worker, task in (("schema_writer", "write the schema"), ("router", "write the routes")):
+                with sup.delegate(worker, task=task, consumes=outs) as d:
+                    with sdk.agent(worker, role="worker", model="claude-3-5-sonnet") as w:
+                        with w.llm(input_tokens=300, output_tokens=80):
+                            pass
+                        with w.tool("write_file", {"path": worker}, side_effect=True, target=worker,
+                                    idempotency_key=f"k-{worker}"):
+                            pass
+                        out = d.output(f"{worker} result", tokens=120, unit_complete=True)
+                    with sup.verify("unit tests", target=out, coverage=1.0) as v:
+                        v.verdict("pass")
+                    d.decision("accepted", output=out)
+                outs.append(out)
+        run.terminate("done", success_claimed=True, agent="supervisor")
+    return run.run_id
+
+
+def _codes(store: Store) -> dict[str, set[str]]:
+    return {tf.run_id: tf.codes() for tf in detect(store)}
+
+
+def test_clean_run_has_no_findings(store: Store, traced) -> None:
+    with traced():
+        rid = _clean_run()
+    assert _codes(store)[rid] == set()
+
+
+def test_overwrite_before_first_unit(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("overwrite") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("coder", task="write f") as d:
+                    with sdk.agent("coder", role="worker") as w:
+                        with w.llm(input_tokens=10, output_tokens=40):
+                            pass
+                        out = d.output("def f(", tokens=40, unit_complete=False)
+                    step = d.decision("overwrote", output=out, result="def f(): return 1")
+            run.terminate("done", success_claimed=True, agent="supervisor")
+    [tf] = detect(store)
+    [f] = [f for f in tf.findings if f.code == "overwrite"]
+    assert (f.agent, f.step, f.confidence) == ("supervisor", step, 1.0)
+    assert "before its first logical unit" in f.evidence
+
+
+def test_premature_termination_with_open_delegation(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("premature") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("tester", task="write tests"):
+                    with sdk.agent("tester", role="worker"):
+                        pass
+            step = run.terminate("done", success_claimed=True, agent="supervisor")
+    [tf] = detect(store)
+    [f] = [f for f in tf.findings if f.code == "FM-3.1"]
+    assert (f.agent, f.step) == ("supervisor", step)
+    assert "still open" in f.evidence and "tester" in f.evidence
+
+
+def test_step_repetition_and_not_retries(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("repeat") as run:
+            with sdk.agent("researcher") as a:
+                with a.tool("search", {"q": "x"}):
+                    pass
+                with a.tool("search", {"q": "x"}) as second:
+                    pass
+                with a.tool("fetch", {"u": 1}) as first:
+                    first.error("timeout")
+                with a.tool("fetch", {"u": 1}, retry_of=first):
+                    pass
+            run.terminate("done", success_claimed=True)
+    [tf] = detect(store)
+    reps = [f for f in tf.findings if f.code == "FM-1.3"]
+    assert [(f.span_id, f.agent) for f in reps] == [(second.span_id, "researcher")]
+
+
+def test_duplicate_side_effect_without_idempotency_key(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("dup") as run:
+            with sdk.agent("payer") as a:
+                with a.tool("charge", {"amount": 5}, side_effect=True, target="card-1") as first:
+                    pass
+                with a.tool("charge", {"amount": 5}, side_effect=True, target="card-1",
+                            retry_of=first) as again:
+                    pass
+                with a.tool("email", {"to": "a"}, side_effect=True, target="a", idempotency_key="m1") as m:
+                    pass
+                with a.tool("email", {"to": "a"}, side_effect=True, target="a", idempotency_key="m1",
+                            retry_of=m):
+                    pass
+            run.terminate("done", success_claimed=True)
+    [tf] = detect(store)
+    dups = [f for f in tf.findings if f.code == "duplicate-side-effect"]
+    assert [f.span_id for f in dups] == [again.span_id]
+
+
+def test_missing_compensation_and_its_fix(store: Store, traced) -> None:
+    with traced():
+        for compensate in (False, True):
+            with sdk.run(f"comp-{compensate}") as run:
+                with sdk.agent("deployer") as a:
+                    with a.tool("create_db", {"n": 1}, side_effect=True, target="db") as made:
+                        pass
+                    with a.tool("migrate", {"n": 1}, side_effect=True, target="db") as mig:
+                        mig.error("migration failed")
+                    if compensate:
+                        with a.compensate("drop_db", of=made):
+                            pass
+                run.terminate("error", success_claimed=False)
+            if not compensate:
+                broken, failed_span = run.run_id, mig.span_id
+            else:
+                fixed = run.run_id
+    found = {tf.run_id: tf for tf in detect(store)}
+    [f] = [f for f in found[broken].findings if f.code == "missing-compensation"]
+    assert (f.span_id, f.agent) == (failed_span, "deployer")
+    assert "missing-compensation" not in found[fixed].codes()
+
+
+def test_unapproved_high_stakes(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("stakes") as run:
+            with sdk.agent("ops") as a:
+                with a.tool("delete_prod", {"t": 1}, high_stakes=True, side_effect=True, target="prod") as bad:
+                    pass
+                with a.tool("delete_prod", {"t": 2}, high_stakes=True, side_effect=True, target="stage") as ok:
+                    ok.approval("delete_prod", approver="alice")
+            run.terminate("done", success_claimed=True)
+    [tf] = detect(store)
+    assert [f.span_id for f in tf.findings if f.code == "unapproved-high-stakes-action"] == [bad.span_id]
+
+
+def test_missing_verification_and_incorrect_verification(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("verify") as run:
+            with sdk.agent("supervisor", role="supervisor", model="gpt-4o") as sup:
+                with sup.delegate("coder", task="a") as d1:
+                    with sdk.agent("coder", model="gpt-4o-mini"):
+                        o1 = d1.output("a", tokens=10, unit_complete=True)
+                    d1.decision("accepted", output=o1)
+                with sup.delegate("coder", task="b") as d2:
+                    with sdk.agent("coder", model="gpt-4o-mini"):
+                        o2 = d2.output("b", tokens=10, unit_complete=True)
+                    with sup.verify("smoke", target=o2) as v1:
+                        v1.verdict("pass")
+                    d2.decision("accepted", output=o2)
+                with sup.verify("integration", target=o2) as v2:
+                    v2.verdict("fail")
+            run.terminate("done", success_claimed=False)
+    [tf] = detect(store)
+    by = {f.code: f for f in tf.findings}
+    assert by["FM-3.2"].span_id == d1.span_id
+    assert by["FM-3.3"].span_id == v1.span_id
+    assert by["conformity"].agent == "supervisor"  # gpt-4o accepted gpt-4o-mini's flawed output
+
+
+def test_detect_is_incremental_and_idempotent(store: Store, traced) -> None:
+    with traced():
+        _clean_run("a")
+        with sdk.run("b") as run:
+            with sdk.agent("supervisor") as sup:
+                with sup.delegate("w", task="t"):
+                    pass
+            run.terminate("done", success_claimed=True)
+    first = detect(store)
+    again = detect(store)
+    assert [tf.to_json() for tf in first] == [tf.to_json() for tf in again]
+    n = store.scalar("SELECT count() FROM handoffs_findings FINAL")
+    assert n == sum(len(tf.findings) for tf in first) > 0
+    from handoffs.detectors import detect_pending
+    assert detect_pending(store) == []
+    detect(store, incremental=False)
+    assert store.scalar("SELECT count() FROM handoffs_findings FINAL") == n

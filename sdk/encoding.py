@@ -2,9 +2,10 @@
 
 The span table stores attribute values as strings (``Map(String, String)``). The Collector's
 exporter writes ``pcommon.Value.AsString()``: strings as they are, booleans ``true``/``false``,
-integers in decimal, doubles as JSON (ES6) numbers (``1`` not ``1.0``), arrays as compact JSON.
+integers in decimal, doubles as numbers (``1`` not ``1.0``), arrays and maps as compact JSON.
 Anything that writes span rows (this SDK's store exporter, the collector, importers) should use
-``attribute_str`` so that a value reads the same whichever way it arrived.
+``attribute_str`` so that a value reads the same whichever way it arrived. Doubles follow
+``handoffs.collector``'s rule (``float_str``), which agrees with Go's for everyday values.
 """
 
 from __future__ import annotations
@@ -26,30 +27,21 @@ _STATUS_NAMES: dict[StatusCode, str] = {code: STATUS_CODES[code.value] for code 
 
 
 def float_str(value: float) -> str:
-    """A double as Go's JSON encoder (and so the Collector) writes it: ES6 number formatting."""
-    if math.isnan(value) or math.isinf(value):
-        # The Collector writes an error text here; a readable token is more useful and as rare.
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    magnitude = abs(value)
-    if 1e-6 <= magnitude < 1e21:
-        if value.is_integer():
-            return str(int(value))
-        text = repr(value)
-        # repr switches to exponent form below 1e-4 (non-integers above 2**53 do not exist).
-        return text if "e" not in text else _plain_small(value)
-    mantissa, _, exponent = repr(value).partition("e")
-    exp = int(exponent)
-    return f"{mantissa.removesuffix('.0')}e{'+' if exp >= 0 else '-'}{abs(exp)}"
+    """A double as text: the shortest ``%.Ng`` (N = 15..17) that reads back as ``value``.
 
-
-def _plain_small(value: float) -> str:
-    """Numbers between 1e-6 and 1e-4, which repr writes in exponent form and ES6 does not."""
-    digits = repr(abs(value)).split("e")[0].replace(".", "")
-    exp = int(repr(abs(value)).split("e")[1])
-    text = "0." + "0" * (-exp - 1) + digits.rstrip("0")
-    return "-" + text if value < 0 else text
+    The same rule as ``handoffs.collector`` (so a value reads the same whichever way it
+    arrived); it matches Go's JSON formatting for the values agents record (``1`` for 1.0,
+    ``0.25``), and differs from it only in exponent spelling below 1e-4 and from 1e15 up.
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    for precision in (15, 16):
+        text = f"{value:.{precision}g}"
+        if float(text) == value:
+            return text
+    return f"{value:.17g}"
 
 
 def _json_item(value: Any) -> str:
@@ -58,7 +50,7 @@ def _json_item(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return float_str(value) if math.isfinite(value) else "null"
+        return float_str(value) if math.isfinite(value) else json.dumps(float_str(value))
     if isinstance(value, bytes):
         return json.dumps(base64.b64encode(value).decode("ascii"))
     if value is None:

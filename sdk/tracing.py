@@ -15,16 +15,18 @@ import contextvars
 import functools
 import hashlib
 import inspect
+import itertools
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from time import time_ns
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from handoffs import __version__
@@ -40,6 +42,14 @@ _DECISIONS = frozenset(a.value for a in c.DecisionAction)
 _VERDICTS = frozenset(v.value for v in c.Verdict)
 _STATUSES = frozenset(s.value for s in c.DelegationStatus)
 _APPROVALS = frozenset({"approved", "denied"})
+# Enum member lookups cost a descriptor call each; these run on every span.
+_EXECUTE_TOOL = c.Operation.EXECUTE_TOOL.value
+_INVOKE_AGENT = c.Operation.INVOKE_AGENT.value
+_CHAT = c.Operation.CHAT.value
+_DELEGATE = c.HandoffMode.DELEGATE.value
+_COMPLETED = c.DelegationStatus.COMPLETED.value
+_OPEN = c.DelegationStatus.OPEN.value
+_FAILED = c.DelegationStatus.FAILED.value
 
 
 @dataclass
@@ -52,6 +62,19 @@ class Settings:
 
 
 settings = Settings()
+
+
+def _trusted_attributes(span: Span) -> dict[str, Any] | None:
+    """The SDK span's attribute dict, to fill with values this module built itself, or None.
+
+    OpenTelemetry validates every value it is given one by one; for a hand-off that is most of
+    its cost. The values below are built here from str/int/float/bool only, so they skip that
+    step when the installed SDK has the layout we know (``tests/sdk`` checks that it does); user
+    attributes and any other SDK take the public ``set_attributes``.
+    """
+    bounded = getattr(span, "_attributes", None)
+    data = getattr(bounded, "_dict", None)
+    return data if isinstance(data, dict) and getattr(bounded, "maxlen", None) is not None else None
 
 
 def _clean(text: str) -> str:
@@ -76,17 +99,13 @@ def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
 class _RunState:
     """A run's id and its step counter, shared by every span of the run in any thread."""
 
-    __slots__ = ("run_id", "_step", "_lock")
+    __slots__ = ("run_id", "next_step")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self._step = 0
-        self._lock = threading.Lock()
-
-    def next_step(self) -> int:
-        with self._lock:
-            self._step += 1
-            return self._step
+        # itertools.count's next() is one C call, atomic under the GIL: a thread-safe counter
+        # without a lock on the hot path. Free-threaded builds would need a lock here.
+        self.next_step: Callable[[], int] = itertools.count(1).__next__
 
 
 _NO_RUN = _RunState("")  # spans outside any run still get increasing steps
@@ -94,8 +113,7 @@ _run_var: contextvars.ContextVar[_RunState] = contextvars.ContextVar("handoffs_r
 _agent_var: contextvars.ContextVar[Agent | None] = contextvars.ContextVar("handoffs_agent", default=None)
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     """One output a sub-agent delivered on a delegation; pass it to ``consumes=`` and ``decision``."""
 
     id: str
@@ -113,7 +131,7 @@ def _output_ids(consumes: Iterable[Output | str] | None) -> str:
 class _Scope:
     """One span, opened by ``with``: made current on entry, ended on exit (errors recorded)."""
 
-    __slots__ = ("_name", "_attributes", "span", "step", "run", "_token", "_failed")
+    __slots__ = ("_name", "_attributes", "span", "step", "run", "_token", "_failed", "_data")
     span_type: str = ""
 
     def __init__(self, name: str, attributes: dict[str, Any]) -> None:
@@ -129,7 +147,15 @@ class _Scope:
         self._failed = False
 
     def __enter__(self) -> Any:
-        self.span = settings.tracer.start_span(self._name, attributes=self._attributes)
+        span = settings.tracer.start_span(self._name)
+        data = _trusted_attributes(span)
+        if data is not None and len(self._attributes) + len(data) <= span._attributes.maxlen:  # type: ignore[attr-defined]
+            data.update(self._attributes)
+        else:
+            data = None
+            span.set_attributes(self._attributes)
+        self.span = span
+        self._data = data
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 
@@ -174,7 +200,7 @@ class _Scope:
 def _approval_event(span: Span, action: str, approver: str, decision: str) -> None:
     if decision not in _APPROVALS:
         raise UsageError(f"approval decision must be one of {sorted(_APPROVALS)}, not {decision!r}")
-    span.add_event(c.EVENT_APPROVAL, {c.APPROVAL_ACTION: _clean(action), c.APPROVAL_APPROVER: approver,
+    span.add_event(c.EVENT_APPROVAL, {c.APPROVAL_ACTION: _clean(action), c.APPROVAL_APPROVER: str(approver),
                                       c.APPROVAL_DECISION: decision,
                                       c.STEP: _run_var.get().next_step()})
 
@@ -182,7 +208,7 @@ def _approval_event(span: Span, action: str, approver: str, decision: str) -> No
 class Run(_Scope):
     """The run span: one task given to the team, with its id, tags, topology and CI metadata."""
 
-    __slots__ = ("run_id", "_state", "_run_token")
+    __slots__ = ("run_id", "_state", "_run_token", "_user_attributes")
     span_type = c.SpanType.RUN.value
 
     def __init__(self, name: str, *, run_id: str | None = None, tags: Iterable[str] = (),
@@ -192,8 +218,7 @@ class Run(_Scope):
         self._state = _RunState(self.run_id)
         token = _run_var.set(self._state)  # the run span is step 1 of its own run
         try:
-            attrs: dict[str, Any] = dict(attributes or {})
-            attrs.update(ci_metadata())
+            attrs: dict[str, Any] = ci_metadata()
             attrs[c.RUN_NAME] = name
             attrs[c.GEN_AI_CONVERSATION_ID] = self.run_id
             attrs[c.RUN_TAGS] = json.dumps(list(tags), separators=(",", ":"))
@@ -204,9 +229,12 @@ class Run(_Scope):
             super().__init__(f"{c.RUN_SPAN_PREFIX} {name}", attrs)
         finally:
             _run_var.reset(token)
+        self._user_attributes = {k: v for k, v in (attributes or {}).items() if k not in attrs}
 
     def __enter__(self) -> Run:
         super().__enter__()
+        if self._user_attributes:
+            self.span.set_attributes(self._user_attributes)  # validated by OpenTelemetry, unlike ours
         self._run_token = _run_var.set(self._state)
         return self
 
@@ -221,7 +249,7 @@ class Run(_Scope):
         attrs: dict[str, Any] = {c.TERMINATION_REASON: _clean(reason),
                                  c.TERMINATION_SUCCESS_CLAIMED: bool(success_claimed), c.STEP: step}
         if agent:
-            attrs[c.TERMINATION_AGENT] = agent
+            attrs[c.TERMINATION_AGENT] = str(agent)
         self.span.add_event(c.EVENT_TERMINATION, attrs)
         return step
 
@@ -248,8 +276,8 @@ class Agent(_Scope):
                  consumes: Iterable[Output | str] | None = None) -> None:
         self.name = name
         self.model = model
-        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: c.Operation.INVOKE_AGENT.value,
-                                 c.GEN_AI_AGENT_NAME: name}
+        name = str(name)
+        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: _INVOKE_AGENT, c.GEN_AI_AGENT_NAME: name}
         if role:
             attrs[c.AGENT_ROLE] = role
         if model:
@@ -260,7 +288,7 @@ class Agent(_Scope):
             attrs[c.GEN_AI_AGENT_DESCRIPTION] = description
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
-        super().__init__(f"{c.Operation.INVOKE_AGENT.value} {name}", attrs)
+        super().__init__(f"{_INVOKE_AGENT} {name}", attrs)
 
     def __enter__(self) -> Agent:
         super().__enter__()
@@ -272,7 +300,7 @@ class Agent(_Scope):
         _agent_var.reset(self._agent_token)
         super().__exit__(exc_type, exc, tb)
 
-    def delegate(self, target: str, task: str | None = None, *, mode: str = c.HandoffMode.DELEGATE.value,
+    def delegate(self, target: str, task: str | None = None, *, mode: str = _DELEGATE,
                  consumes: Iterable[Output | str] | None = None) -> Delegation:
         """Hand work to ``target``: its outputs and this agent's decisions are recorded on it."""
         return Delegation(self.name, target, task, mode=mode, consumes=consumes)
@@ -304,21 +332,23 @@ class Agent(_Scope):
 class Delegation(_Scope):
     """An ``execute_tool transfer_to_<target>`` span: the hand-off, with outputs and decisions as events."""
 
-    __slots__ = ("source", "target", "delegation_id", "_outputs", "_decided", "_unit_done", "_status")
+    __slots__ = ("source", "target", "delegation_id", "_outputs", "_decided", "_unit_done", "_status",
+                 "_events")
     span_type = c.SpanType.DELEGATION.value
 
     def __init__(self, source: str, target: str, task: str | None = None, *,
-                 mode: str = c.HandoffMode.DELEGATE.value,
+                 mode: str = _DELEGATE,
                  consumes: Iterable[Output | str] | None = None) -> None:
-        self.source = source
-        self.target = target
+        self.source = source = str(source)
+        self.target = target = str(target)
         self._outputs = 0
         self._decided = False
         self._unit_done = False
         self._status: str | None = None
+        self._events: list[Event] = []
         tool = f"transfer_to_{target}"
         attrs: dict[str, Any] = {
-            c.GEN_AI_OPERATION_NAME: c.Operation.EXECUTE_TOOL.value, c.GEN_AI_TOOL_NAME: tool,
+            c.GEN_AI_OPERATION_NAME: _EXECUTE_TOOL, c.GEN_AI_TOOL_NAME: tool,
             c.GEN_AI_AGENT_NAME: source, c.SOURCE_AGENT: source, c.TARGET_AGENT: target,
             c.GEN_AI_HANDOFF_SOURCE_NAME: source, c.GEN_AI_HANDOFF_TARGET_NAME: target, c.MODE: mode,
         }
@@ -328,7 +358,7 @@ class Delegation(_Scope):
                 attrs[c.TASK] = _clean(task)
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
-        super().__init__(c.delegation_span_name(target), attrs)
+        super().__init__(f"{_EXECUTE_TOOL} {tool}", attrs)  # conventions.delegation_span_name, inlined
         self.delegation_id = f"{self.run.run_id}:d{self.step}" if self.run.run_id else ""
         self._attributes[c.DELEGATION_ID] = self.delegation_id
 
@@ -349,11 +379,11 @@ class Delegation(_Scope):
         attrs: dict[str, Any] = {c.OUTPUT_ID: out.id, c.OUTPUT_HASH: out.hash, c.OUTPUT_INDEX: self._outputs,
                                  c.OUTPUT_UNIT_COMPLETE: unit_complete, c.STEP: step}
         if tokens is not None:
-            attrs[c.OUTPUT_TOKENS] = tokens
+            attrs[c.OUTPUT_TOKENS] = int(tokens)
         if settings.capture_content:
             text = content if isinstance(content, str) else content.decode("utf-8", "replace")
             attrs[c.OUTPUT_CONTENT] = _clean(text)
-        self.span.add_event(c.EVENT_OUTPUT, attrs)
+        self._event(c.EVENT_OUTPUT, attrs)
         return out
 
     def decision(self, action: str | c.DecisionAction, *, output: Output | str | None = None,
@@ -372,9 +402,17 @@ class Delegation(_Scope):
             attrs[c.DECISION_RESULT_HASH] = content_hash(result)
         if reason:
             attrs[c.DECISION_REASON] = _clean(reason)
-        self.span.add_event(c.EVENT_DECISION, attrs)
+        self._event(c.EVENT_DECISION, attrs)
         self._decided = True
         return step
+
+    def _event(self, name: str, attributes: dict[str, Any]) -> None:
+        if self._data is None:
+            self.span.add_event(name, attributes)
+        else:
+            # Held until the span closes, then added in one step: the SDK's add_event takes two
+            # locks and validates each value again, a third of a hand-off's cost.
+            self._events.append(Event(name, attributes, time_ns()))
 
     def set_status(self, status: str | c.DelegationStatus) -> None:
         """Override the status set on exit (failed on error; completed once decided or a unit is done; else open)."""
@@ -387,12 +425,17 @@ class Delegation(_Scope):
         status = self._status
         if status is None:
             if self._failed:
-                status = c.DelegationStatus.FAILED.value
+                status = _FAILED
             elif self._decided or self._unit_done:
-                status = c.DelegationStatus.COMPLETED.value
+                status = _COMPLETED
             else:
-                status = c.DelegationStatus.OPEN.value
-        self.span.set_attribute(c.DELEGATION_STATUS, status)
+                status = _OPEN
+        if self._events:
+            self.span._events.extend(self._events)  # type: ignore[attr-defined]
+        if self._data is not None and len(self._data) < self.span._attributes.maxlen:  # type: ignore[attr-defined]
+            self._data[c.DELEGATION_STATUS] = status
+        else:
+            self.span.set_attribute(c.DELEGATION_STATUS, status)
 
 
 class Tool(_Scope):
@@ -406,23 +449,24 @@ class Tool(_Scope):
                  target: str | None = None, side_effect: bool = False, high_stakes: bool = False,
                  idempotency_key: str | None = None, retry_of: Tool | str | None = None,
                  attempt: int | None = None, consumes: Iterable[Output | str] | None = None) -> None:
-        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: c.Operation.EXECUTE_TOOL.value,
+        name = str(name)
+        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: _EXECUTE_TOOL,
                                  c.GEN_AI_TOOL_NAME: name, c.TOOL_ARGS_HASH: _args_hash(args),
-                                 c.TOOL_SIDE_EFFECT: side_effect, c.TOOL_HIGH_STAKES: high_stakes}
+                                 c.TOOL_SIDE_EFFECT: bool(side_effect), c.TOOL_HIGH_STAKES: bool(high_stakes)}
         if agent:
             attrs[c.GEN_AI_AGENT_NAME] = agent
         if target is not None:
-            attrs[c.TOOL_TARGET] = target
+            attrs[c.TOOL_TARGET] = str(target)
         if idempotency_key is not None:
-            attrs[c.IDEMPOTENCY_KEY] = idempotency_key
+            attrs[c.IDEMPOTENCY_KEY] = str(idempotency_key)
         if retry_of is not None:
-            attrs[c.RETRY_OF] = retry_of.span_id if isinstance(retry_of, Tool) else retry_of
-            attrs[c.RETRY_ATTEMPT] = attempt if attempt is not None else 2
+            attrs[c.RETRY_OF] = retry_of.span_id if isinstance(retry_of, Tool) else str(retry_of)
+            attrs[c.RETRY_ATTEMPT] = int(attempt) if attempt is not None else 2
         elif attempt is not None:
-            attrs[c.RETRY_ATTEMPT] = attempt
+            attrs[c.RETRY_ATTEMPT] = int(attempt)
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
-        super().__init__(f"{c.Operation.EXECUTE_TOOL.value} {name}", attrs)
+        super().__init__(f"{_EXECUTE_TOOL} {name}", attrs)
 
     def __enter__(self) -> Tool:
         return super().__enter__()
@@ -436,17 +480,17 @@ class Llm(_Scope):
 
     def __init__(self, agent: str | None, model: str, *, input_tokens: int | None = None,
                  output_tokens: int | None = None, consumes: Iterable[Output | str] | None = None) -> None:
-        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: c.Operation.CHAT.value,
-                                 c.GEN_AI_REQUEST_MODEL: model}
+        model = str(model)
+        attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: _CHAT, c.GEN_AI_REQUEST_MODEL: model}
         if agent:
             attrs[c.GEN_AI_AGENT_NAME] = agent
         if input_tokens is not None:
-            attrs[c.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+            attrs[c.GEN_AI_USAGE_INPUT_TOKENS] = int(input_tokens)
         if output_tokens is not None:
-            attrs[c.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+            attrs[c.GEN_AI_USAGE_OUTPUT_TOKENS] = int(output_tokens)
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
-        super().__init__(f"{c.Operation.CHAT.value} {model}", attrs)
+        super().__init__(f"{_CHAT} {model}", attrs)
 
     def __enter__(self) -> Llm:
         return super().__enter__()
@@ -467,8 +511,8 @@ class Verification(_Scope):
 
     def __init__(self, agent: str | None, check: str, *, target: Output | Delegation | str | None = None,
                  coverage: float | None = None) -> None:
-        self.check = check
         self._verdict: str | None = None
+        self.check = check = str(check)
         attrs: dict[str, Any] = {c.VERIFICATION_CHECK: check}
         if agent:
             attrs[c.GEN_AI_AGENT_NAME] = agent
@@ -478,7 +522,7 @@ class Verification(_Scope):
         elif isinstance(target, Delegation):
             attrs[c.VERIFICATION_TARGET] = target.delegation_id
         elif target is not None:
-            attrs[c.VERIFICATION_TARGET] = target
+            attrs[c.VERIFICATION_TARGET] = str(target)
         if coverage is not None:
             attrs[c.VERIFICATION_COVERAGE] = float(coverage)
         super().__init__(f"{c.VERIFY_SPAN_PREFIX} {check}", attrs)
@@ -514,7 +558,7 @@ class Compensation(_Scope):
         if agent:
             attrs[c.GEN_AI_AGENT_NAME] = agent
         if of is not None:
-            attrs[c.COMPENSATION_OF] = of.span_id if isinstance(of, Tool) else of
+            attrs[c.COMPENSATION_OF] = of.span_id if isinstance(of, Tool) else str(of)
         super().__init__(f"{c.COMPENSATE_SPAN_PREFIX} {action}", attrs)
 
     def __enter__(self) -> Compensation:

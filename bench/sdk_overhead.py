@@ -1,0 +1,231 @@
+"""SDK overhead: what a hand-off costs against a bare OpenTelemetry span, and what a burst loses.
+
+1. Cost: a hand-off (a delegation span with one output event and one decision event) against a
+   bare ``tracer.start_as_current_span`` under the same processor and exporter, timed in
+   interleaved blocks in the same process; the figure is the median of the per-pair ratios.
+2. Burst: a producer ending spans as fast as it can into OTLP/HTTP (a real exporter posting to
+   a sink process on loopback), through OpenTelemetry's default ``BatchSpanProcessor`` and
+   through ours; spans delivered and lost, and peak RSS, each in a fresh process.
+
+    python bench/sdk_overhead.py                 # both, writes bench/results/sdk_overhead.txt
+    python bench/sdk_overhead.py --pairs 41 --block 2000 --burst 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from handoffs import sdk
+
+RESULTS = Path(__file__).parent / "results" / "sdk_overhead.txt"
+
+
+class CountingExporter(SpanExporter):
+    """Counts spans and does nothing else: isolates the cost of making spans."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def measure_cost(pairs: int, block: int) -> dict[str, float]:
+    """Median ratio (hand-off / bare span) over ``pairs`` interleaved blocks of ``block`` each."""
+    exporter = CountingExporter()
+    provider = sdk.configure("bench", exporter=exporter)
+    tracer = provider.get_tracer("bench")
+    ratios: list[float] = []
+    bare_us: list[float] = []
+    ours_us: list[float] = []
+    with sdk.run("bench") as _run, sdk.agent("supervisor", role="supervisor") as sup:
+        def bare() -> float:
+            t0 = time.perf_counter()
+            for _ in range(block):
+                with tracer.start_as_current_span("handoff"):
+                    pass
+            return time.perf_counter() - t0
+
+        def handoff() -> float:
+            t0 = time.perf_counter()
+            for _ in range(block):
+                with sup.delegate("worker", task="write the schema") as d:
+                    out = d.output("CREATE TABLE t (id Int64)", tokens=120, unit_complete=True)
+                    d.decision("accepted", output=out)
+            return time.perf_counter() - t0
+
+        bare(), handoff()  # warm up both paths
+        for i in range(pairs):
+            gc.collect()
+            # Alternate which goes first, so drift and the exporter's rhythm hit both alike.
+            if i % 2:
+                b, h = bare(), handoff()
+            else:
+                h, b = handoff(), bare()
+            ratios.append(h / b)
+            bare_us.append(b / block * 1e6)
+            ours_us.append(h / block * 1e6)
+    sdk.shutdown()
+    return {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "bare_us_median": statistics.median(bare_us), "handoff_us_median": statistics.median(ours_us),
+            "spans_counted": exporter.count}
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def serve_sink(port_file: str) -> None:
+    """An OTLP/HTTP endpoint that accepts and discards (its own process, so it takes no GIL from the producer)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    Path(port_file).write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+class CountingOtlp(SpanExporter):
+    """The real OTLP/HTTP exporter, counting what it delivered."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.inner = sdk.otlp_exporter(endpoint)
+        self.delivered = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            self.delivered += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+def burst(which: str, n: int, port: int) -> dict[str, object]:
+    """End ``n`` spans as fast as possible through processor ``which``; count what arrived."""
+    exporter = CountingOtlp(f"http://127.0.0.1:{port}")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if which == "default":
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter))  # OTel's defaults: queue 2,048
+        tracer = provider.get_tracer("bench")
+        for _ in range(n):
+            with tracer.start_as_current_span("burst"):
+                pass
+        provider.shutdown()
+        extra = {}
+    else:
+        provider = sdk.configure("bench", exporter=exporter)
+        tracer = provider.get_tracer("bench")
+        for _ in range(n):
+            with tracer.start_as_current_span("burst"):
+                pass
+        stats = sdk.stats()
+        sdk.shutdown()
+        extra = {"blocked": stats.blocked, "dropped_counted": stats.dropped, "failed": stats.failed}
+    elapsed = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"processor": which, "spans": n, "delivered": exporter.delivered, "lost": n - exporter.delivered,
+            "seconds": round(elapsed, 2), "peak_rss_mb": round(rss / 1024, 1),
+            "rss_growth_mb": round((rss - rss_before) / 1024, 1), **extra}
+
+
+def run_bursts(n: int) -> list[dict[str, object]]:
+    port_file = Path(f"/tmp/handoffs-bench-sink-{os.getpid()}")
+    port_file.unlink(missing_ok=True)
+    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port_file)])
+    try:
+        for _ in range(100):
+            if port_file.exists() and port_file.read_text():
+                break
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        results = []
+        for which in ("default", "ours"):
+            out = subprocess.run([sys.executable, __file__, "--burst-child", which, "--burst", str(n),
+                                  "--port", str(port)], capture_output=True, text=True, check=True)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        return results
+    finally:
+        sink.terminate()
+        sink.wait()
+        port_file.unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=101, help="interleaved timing blocks per side")
+    parser.add_argument("--block", type=int, default=300, help="hand-offs (or bare spans) per block")
+    parser.add_argument("--burst", type=int, default=100_000, help="spans in the burst test")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
+    parser.add_argument("--sink", help=argparse.SUPPRESS)
+    parser.add_argument("--burst-child", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        serve_sink(args.sink)
+        return
+    if args.burst_child:
+        print(json.dumps(burst(args.burst_child, args.burst, args.port)))
+        return
+
+    command = "python bench/sdk_overhead.py " + " ".join(sys.argv[1:])
+    lines = [f"# SDK overhead, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             f"# command: {command.strip()}",
+             f"# machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+             ""]
+    cost = measure_cost(args.pairs, args.block)
+    lines += [
+        f"hand-off (delegation + output + decision) vs bare OTel span, same processor, "
+        f"{args.pairs} interleaved pairs of {args.block}:",
+        f"  bare span        {cost['bare_us_median']:.1f} us (median per block)",
+        f"  hand-off         {cost['handoff_us_median']:.1f} us",
+        f"  ratio            {cost['ratio_median']:.2f}x median (min {cost['ratio_min']:.2f}, "
+        f"max {cost['ratio_max']:.2f}); target <= 1.25x",
+        "",
+        f"burst of {args.burst} spans, OTLP/HTTP protobuf to a sink on loopback, fresh process each:",
+    ]
+    for r in run_bursts(args.burst):
+        extra = (f", producer blocked {r['blocked']}x, counted drops {r['dropped_counted']}"
+                 if r["processor"] == "ours" else "")
+        lines.append(f"  {r['processor']:<8} delivered {r['delivered']:>7} lost {r['lost']:>7} "
+                     f"in {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB{extra}")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -167,14 +167,18 @@ class Recorder:
         self.all_handoffs.append(h)
         self.sources.add(source)
 
-    def delegated(self, source: str, target: str, task: str | None, result: str | None,
-                  error: str | None = None) -> None:
-        """A delegation the source waited on, whole: agents as tools, CrewAI's coworker tool."""
-        self.handoff(source, target, task, mode=c.HandoffMode.DELEGATE.value)
-        h = self.stack[-1] if self.stack and self.stack[-1].target == target else None
+    def returned(self, source: str, target: str, result: str | None, error: str | None = None) -> None:
+        """The delegation ``source`` awaited from ``target`` came back with ``result`` (or failed).
+
+        For delegations opened with ``handoff(..., mode="delegate")``: agents as tools, CrewAI's
+        coworker tools. The result is the target's output unless its own messages were seen.
+        """
+        h = next((x for x in reversed(self.stack) if x.source == source and x.target == target), None)
         if h is None:
             return
-        if result is not None and not h.turns:
+        while self.stack and self.stack[-1] is not h:
+            self.stack.pop()
+        if result and not h.outputs:
             self.message(target, result)
         if error is not None:
             h.failed = error

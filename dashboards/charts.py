@@ -1,0 +1,167 @@
+"""The dashboard's charts: Altair specs and the hand-off graph in Graphviz DOT.
+
+Charts leave background, fonts and gridlines to Streamlit's theme (``theme="streamlit"``), so
+they read in light and dark mode; the few fixed colours are mid-tones visible on both.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from handoffs import taxonomy as T
+
+from .ui import STATUS_COLORS
+
+_STATUS_SCALE = alt.Scale(domain=list(STATUS_COLORS), range=list(STATUS_COLORS.values()))
+FLAG_COLORS = {"flagged by a finding": "#e5484d", "error status": "#f5a524", "ok": "#3e63dd"}
+
+
+def mode_label(code: str) -> str:
+    """``FM-3.1 Premature termination``: code and name, for axes and legends."""
+    mode = T.BY_CODE.get(code)
+    return f"{code} {mode.name}" if mode else code
+
+
+def mode_order(codes: list[str]) -> list[str]:
+    """Codes in the taxonomy's order (MAST first), unknown ones after: the paper's row order."""
+    order = {m.code: i for i, m in enumerate(T.MODES)}
+    return sorted(set(codes), key=lambda c: (order.get(c, len(order)), c))
+
+
+def runs_timeline(runs: pd.DataFrame) -> alt.Chart:
+    """Findings per run over time, coloured by status: the build history strip."""
+    data = runs[["run_id", "started_at", "status", "findings", "commit", "branch"]].copy()
+    data["findings"] = data["findings"].fillna(0)
+    return alt.Chart(data).mark_bar(width={"band": 0.8} if len(data) < 3 else 6).encode(
+        x=alt.X("started_at:T", title=None),
+        y=alt.Y("findings:Q", title="findings"),
+        color=alt.Color("status:N", scale=_STATUS_SCALE, title="status"),
+        tooltip=["run_id", "status", "findings", "commit", "branch",
+                 alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M")],
+    ).properties(height=160)
+
+
+def waterfall(spans: pd.DataFrame) -> alt.Chart:
+    """The trace as a waterfall: one bar per span from its start to its end, tree-indented."""
+    data = spans[["label", "offset_ms", "end_ms", "flag", "name", "agent", "status",
+                  "duration_ms", "order"]].copy()
+    return alt.Chart(data).mark_bar(cornerRadius=2).encode(
+        x=alt.X("offset_ms:Q", title="ms since the run started"),
+        x2="end_ms:Q",
+        y=alt.Y("label:N", sort=alt.EncodingSortField("order"), title=None,
+                axis=alt.Axis(labelLimit=380)),
+        color=alt.Color("flag:N", title=None,
+                        scale=alt.Scale(domain=list(FLAG_COLORS), range=list(FLAG_COLORS.values()))),
+        tooltip=["name", "agent", "status", "flag", alt.Tooltip("duration_ms:Q", format=",.1f")],
+    ).properties(height=max(120, 22 * len(data)))
+
+
+def mode_heatmap(cells: pd.DataFrame, group_title: str, value: str = "share",
+                 value_format: str = ".0%") -> alt.LayerChart:
+    """MAST's figure: failure modes (rows) by group (columns); a cell is the share of runs
+    with the mode (or another ``value`` column, such as a count of findings)."""
+    data = cells.copy()
+    data["mode"] = data["code"].map(mode_label)
+    rows = [mode_label(c) for c in mode_order(list(data["code"]))]
+    top = float(data[value].max()) if len(data) else 1.0
+    domain = [0, 1] if value == "share" else [0, max(top, 1.0)]
+    base = alt.Chart(data).encode(
+        x=alt.X("grp:N", title=group_title, axis=alt.Axis(labelAngle=-30, labelLimit=160)),
+        y=alt.Y("mode:N", sort=rows, title=None, axis=alt.Axis(labelLimit=300)),
+    )
+    rect = base.mark_rect().encode(
+        color=alt.Color(f"{value}:Q", title=value.replace("_", " "),
+                        scale=alt.Scale(scheme="orangered", domain=domain)),
+        tooltip=[c for c in ("grp", "mode", "runs_with_mode", "runs_in_group", "findings")
+                 if c in data.columns] + [alt.Tooltip(f"{value}:Q", format=value_format)],
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text(f"{value}:Q", format=value_format),
+        color=alt.condition(f"datum['{value}'] > {domain[1] / 2}", alt.value("white"),
+                            alt.value("black")),
+    )
+    return (rect + text).properties(height=max(160, 28 * len(rows)))
+
+
+def trend_lines(data: pd.DataFrame, x: str, y: str, series: str, y_title: str,
+                y_format: str = ".0%") -> alt.Chart:
+    """One line per series over time (failure modes or agents)."""
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X(f"{x}:T", title=None),
+        y=alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        color=alt.Color(f"{series}:N", title=None),
+        tooltip=[series, alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{y}:Q", format=y_format)],
+    ).properties(height=260)
+
+
+def ranked_bars(data: pd.DataFrame, category: str, value: str, title: str,
+                value_format: str = ",.2f") -> alt.Chart:
+    """A horizontal bar per agent, largest first (who overwrites most, whose errors cascade)."""
+    return alt.Chart(data).mark_bar(color="#e5484d").encode(
+        x=alt.X(f"{value}:Q", title=title),
+        y=alt.Y(f"{category}:N", sort="-x", title=None),
+        tooltip=list(data.columns),
+    ).properties(height=max(80, 28 * len(data)))
+
+
+def side_by_side(data: pd.DataFrame) -> alt.Chart:
+    """Findings per mode for two sides of a comparison, grouped bars."""
+    data = data.copy()
+    data["mode"] = data["code"].map(mode_label)
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y("mode:N", title=None, sort=[mode_label(c) for c in mode_order(list(data["code"]))]),
+        yOffset="side:N",
+        x=alt.X("findings:Q", title="findings"),
+        color=alt.Color("side:N", title=None,
+                        scale=alt.Scale(domain=["A", "B"], range=["#3e63dd", "#e5484d"])),
+        tooltip=["side", "mode", "findings", "runs_with_mode"],
+    ).properties(height=max(120, 40 * data["code"].nunique()))
+
+
+def _rate_color(rate: float) -> str:
+    """Green below 20 % overwrites, amber to 50 %, red above (the seeds report 65-81 %)."""
+    if rate >= 0.5:
+        return "#e5484d"
+    if rate >= 0.2:
+        return "#f5a524"
+    return "#30a46c"
+
+
+def _quote(*lines: str) -> str:
+    """A DOT string literal; several lines are joined with DOT's centred line break."""
+    escaped = (str(t).replace("\\", "\\\\").replace('"', '\\"') for t in lines)
+    return '"' + "\\n".join(escaped) + '"'
+
+
+def handoff_graph(edges: pd.DataFrame, cascade_roots: dict[str, int]) -> str:
+    """Agents as nodes, delegations as edges, in DOT.
+
+    An edge is labelled with its delegations, overwrite rate and failures and coloured by the
+    overwrite rate; an agent whose errors started a cascade is drawn red with the count.
+    """
+    lines = [
+        "digraph handoffs {",
+        '  bgcolor="transparent"; rankdir=LR; pad=0.2;',
+        '  node [shape=box, style="rounded,filled", fillcolor="#3e63dd", fontcolor="white", '
+        'color="#3e63dd", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10, fontcolor="#8b8d98"];',
+    ]
+    agents = sorted(set(edges["source"]) | set(edges["target"]) | set(cascade_roots))
+    for agent in agents:
+        n = cascade_roots.get(agent, 0)
+        if n:
+            label = _quote(agent, f"{n} cascade root(s)")
+            lines.append(f'  {_quote(agent)} [label={label}, fillcolor="#e5484d", color="#e5484d"];')
+        else:
+            lines.append(f"  {_quote(agent)};")
+    for e in edges.itertuples(index=False):
+        rate = float(e.overwrite_rate)
+        label = f"{int(e.delegations)}× · overwrite {rate:.0%}"
+        if int(e.failures):
+            label += f" · {int(e.failures)} failed"
+        width = 1 + min(4, int(e.delegations) // 5)
+        lines.append(f"  {_quote(e.source)} -> {_quote(e.target)} [label={_quote(label)}, "
+                     f'color="{_rate_color(rate)}", penwidth={width}];')
+    lines.append("}")
+    return "\n".join(lines)

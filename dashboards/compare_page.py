@@ -1,0 +1,94 @@
+"""Compare two runs or two commits side by side, with a verdict on each difference.
+
+The verdict is B minus A with a bootstrap interval over runs (``verdict.py``): the gate
+package offers no comparison function the dashboard could call yet.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from handoffs import taxonomy as T
+from handoffs.dashboards import charts, ui
+from handoffs.dashboards.verdict import bootstrap_difference
+
+# Figures compared, with the direction that is harmful (True: higher is worse).
+FIGURES: dict[str, bool] = {
+    "findings": True,
+    "blocking": True,
+    "span_overwrite_rate": True,
+    T.OVERWRITE_RATE: True,
+    T.AUTONOMOUS_COMPLETION_RATE: False,
+    T.ERROR_AMPLIFICATION: True,
+    T.COORDINATION_OVERHEAD: True,
+    "error_spans": True,
+    "tokens": True,
+}
+VERDICT_ICONS = {"worse": "🔴 worse", "better": "🟢 better", "no clear difference": "⚪ no clear difference",
+                 "too few runs": "– too few runs"}
+
+st.title("Compare")
+project, since = ui.window()
+mode = st.radio("Compare", ["two commits", "two runs"], horizontal=True)
+
+if mode == "two runs":
+    runs = ui.q("runs", project=project, since=since, limit=500)
+    if len(runs) < 2:
+        ui.empty_state("pair of runs")
+        st.stop()
+    ids = list(runs["run_id"])
+    a_col, b_col = st.columns(2)
+    a = a_col.selectbox("A (baseline)", ids, index=1, key="run_a")
+    b = b_col.selectbox("B (candidate)", ids, index=0, key="run_b")
+    side_a, side_b = [a], [b]
+else:
+    commits = ui.q("commits", project, since)
+    if len(commits) < 2:
+        ui.empty_state("pair of commits")
+        st.stop()
+    labels = {c: f"{c[:10]} · {br} · {n} run(s)"
+              for c, br, n in zip(commits["commit"], commits["branch"], commits["runs"], strict=True)}
+    a_col, b_col = st.columns(2)
+    a = a_col.selectbox("A (baseline)", list(labels), index=1, format_func=labels.get, key="commit_a")
+    b = b_col.selectbox("B (candidate)", list(labels), index=0, format_func=labels.get, key="commit_b")
+    side_a, side_b = ui.q("runs_of_commit", project, a), ui.q("runs_of_commit", project, b)
+
+sa, sb = ui.q("side_samples", side_a), ui.q("side_samples", side_b)
+diffs = [bootstrap_difference(name, sa[name].astype(float).tolist(), sb[name].astype(float).tolist(),
+                              higher_is_worse=worse)
+         for name, worse in FIGURES.items() if sa[name].notna().any() or sb[name].notna().any()]
+table = pd.DataFrame([d.__dict__ for d in diffs])
+worse = table[table["verdict"] == "worse"]["figure"].tolist()
+if worse:
+    st.error(f"B is worse than A on {', '.join(worse)} (95 % interval excludes no change).")
+elif (table["verdict"] == "too few runs").all():
+    st.info("One run per side: the difference is shown, but a verdict needs at least two runs "
+            "per side (compare two commits with several runs each).")
+else:
+    st.success("No figure is clearly worse in B than in A.")
+table["verdict"] = table["verdict"].map(VERDICT_ICONS)
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "a": st.column_config.NumberColumn("A mean", format="%.3f"),
+    "b": st.column_config.NumberColumn("B mean", format="%.3f"),
+    "diff": st.column_config.NumberColumn("B − A", format="%+.3f"),
+    "low": st.column_config.NumberColumn("95 % low", format="%+.3f"),
+    "high": st.column_config.NumberColumn("95 % high", format="%+.3f"),
+    "n_a": "runs A", "n_b": "runs B"})
+st.caption("Means over runs; interval: percentile bootstrap of B − A resampling runs "
+           "(2,000 resamples). Verdicts need two runs or more per side.")
+
+st.subheader("Failure modes, side by side")
+ma, mb = ui.q("side_modes", side_a), ui.q("side_modes", side_b)
+both = pd.concat([ma.assign(side="A"), mb.assign(side="B")], ignore_index=True)
+if both.empty:
+    st.success("Neither side has findings.")
+else:
+    st.altair_chart(charts.side_by_side(both), width="stretch", theme="streamlit")
+    wide = (both.pivot_table(index="code", columns="side", values="findings", fill_value=0)
+            .reindex(columns=["A", "B"], fill_value=0))
+    st.dataframe(wide.rename(index=charts.mode_label), width="stretch")
+
+with st.expander("Per-run figures"):
+    st.dataframe(pd.concat([sa.assign(side="A"), sb.assign(side="B")], ignore_index=True),
+                 hide_index=True, width="stretch")

@@ -1,0 +1,534 @@
+"""Every query the dashboard runs, parameterised, aggregated in ClickHouse, read-only.
+
+Each function takes a ``Store`` and plain parameters and returns a small pandas frame built
+from the store's Arrow result: the heavy lifting (grouping, joins, pivots, windows) happens in
+ClickHouse, and pandas only ever sees the few hundred rows a page shows. Nothing here
+writes. The bench (``bench/dashboard.py``) times these functions page by page.
+
+Run status, as the runs page shows it:
+
+* ``failed`` / ``passed``: the gate evaluated the run (``handoffs_gate_results.run_ids``); a
+  check with verdict ``fail`` and severity other than ``warning`` fails it, a failing
+  ``warning`` check only warns.
+* without a gate result, from findings: ``failed`` when the run span's status is ``Error`` or
+  a finding has confidence >= ``BLOCKING_CONFIDENCE``; ``warning`` when it has only findings
+  below that; ``passed`` when a detector has seen its trace and found nothing; ``not checked``
+  when no detector has seen it yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import pandas as pd
+
+from handoffs import conventions as C
+from handoffs import taxonomy as T
+from handoffs.store import Store
+from handoffs.store.schema import (
+    DETECTED_TABLE,
+    FINDINGS_TABLE,
+    GATE_TABLE,
+    METRICS_TABLE,
+    RUNS_TABLE,
+    SPAN_TABLE,
+)
+
+BLOCKING_CONFIDENCE: Final = 0.5
+FAILING_VERDICTS: Final = ("fail", "failed")
+WARNING_SEVERITY: Final = "warning"
+# The seed metrics the runs page shows per run, in this order (names from the taxonomy).
+SEED_METRICS: Final[tuple[str, ...]] = (
+    T.OVERWRITE_RATE,
+    T.TOKENS_BEFORE_INTERRUPTION,
+    T.AUTONOMOUS_COMPLETION_RATE,
+    T.ERROR_AMPLIFICATION,
+    T.COORDINATION_OVERHEAD,
+)
+TREND_RUNS: Final = 10  # runs per branch in the sparkline
+MAX_TRACE_SPANS: Final = 3000  # a trace view beyond this is unreadable anyway
+HEATMAP_GROUPS: Final[dict[str, tuple[str, str]]] = {
+    # heatmap grouping -> (group of a finding, group whose run count is the denominator), SQL
+    # over the runs CTE ``r`` and findings ``f``. A closed set: pages offer these keys only.
+    "system": ("if(r.system != '', r.system, r.service)", "if(r.system != '', r.system, r.service)"),
+    "agent": ("if(f.agent != '', f.agent, '(no agent)')", "''"),  # share of all runs
+    "run": ("r.run_id", "r.run_id"),
+}
+
+# Every page filters runs by project ('' = all) and the start of its window (unix seconds).
+_RUN_FILTER = """
+    ({project:String} = '' OR project = {project:String})
+    AND toUnixTimestamp(started_at) >= {since:Int64}"""
+
+# Runs in the window (ReplacingMergeTree: FINAL so a re-sent run span counts once).
+_RUNS_CTE = f"""
+r AS (
+    SELECT run_id, project, trace_id, name, system, service, started_at, duration_ns,
+           status AS span_status, commit, branch, tags, topology
+    FROM {RUNS_TABLE} FINAL
+    WHERE {_RUN_FILTER}
+      AND (empty({{branches:Array(String)}}) OR has({{branches:Array(String)}}, branch))
+      AND ({{tag:String}} = '' OR has(tags, {{tag:String}}))
+      AND ({{run:String}} = '' OR run_id = {{run:String}})
+    ORDER BY started_at DESC
+    LIMIT {{limit:UInt32}}
+)"""
+
+# Findings of those runs: by run id, or by trace id when the detector left the run id empty.
+_RUN_FINDINGS_CTE = f"""
+rf AS (
+    SELECT r.run_id AS run_id, f.code AS code, f.confidence AS confidence, f.agent AS agent
+    FROM {FINDINGS_TABLE} AS f FINAL
+    INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
+    WHERE f.trace_id IN (SELECT trace_id FROM r) OR f.run_id IN (SELECT run_id FROM r)
+)"""
+
+
+def _frame(store: Store, sql: str, params: dict) -> pd.DataFrame:
+    """Run ``sql`` and return its (small, aggregated) result as a DataFrame."""
+    return store.query_arrow(sql, params).to_pandas()
+
+
+def _run_params(project: str, since: int, branches: Sequence[str] = (), tag: str = "",
+                run: str = "", limit: int = 500) -> dict:
+    return {"project": project, "since": int(since), "branches": list(branches), "tag": tag,
+            "run": run, "limit": int(limit)}
+
+
+# --- store state and filter options ------------------------------------------------------------
+
+def store_state(store: Store) -> dict[str, int]:
+    """Row counts that decide between the first-run page and the dashboard (metadata-only)."""
+    row = store.query(f"""
+        SELECT (SELECT count() FROM {RUNS_TABLE}) AS runs,
+               (SELECT count() FROM {SPAN_TABLE}) AS spans,
+               (SELECT count() FROM {FINDINGS_TABLE}) AS findings""")[0]
+    return {k: int(v) for k, v in row.items()}
+
+
+def filter_options(store: Store, project: str) -> dict[str, list[str]]:
+    """Projects, branches and tags to offer in the sidebar filters."""
+    row = store.query(f"""
+        SELECT arraySort(groupUniqArray(project)) AS projects,
+               arraySort(groupUniqArrayIf(branch, branch != ''
+                   AND ({{project:String}} = '' OR project = {{project:String}}))) AS branches,
+               arraySort(groupUniqArrayArrayIf(tags,
+                   {{project:String}} = '' OR project = {{project:String}})) AS tags
+        FROM {RUNS_TABLE}""", {"project": project})[0]
+    return {k: list(v) for k, v in row.items()}
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+_METRIC_COLUMNS = ",\n".join(
+    f"maxIfOrNull(value, metric = {{m{i}:String}}) AS `{m}`" for i, m in enumerate(SEED_METRICS))
+_METRIC_PARAMS = {f"m{i}": m for i, m in enumerate(SEED_METRICS)}
+_METRIC_SELECT = ", ".join(f"m.`{m}` AS `{m}`" for m in SEED_METRICS)
+
+RUNS_SQL = f"""
+WITH {_RUNS_CTE},
+{_RUN_FINDINGS_CTE},
+fa AS (
+    SELECT run_id, count() AS findings,
+           countIf(confidence >= {{blocking:Float64}}) AS blocking,
+           arraySort(groupUniqArray(code)) AS codes
+    FROM rf GROUP BY run_id
+),
+g AS (
+    SELECT arrayJoin(run_ids) AS run_id, count() AS gate_checks,
+           countIf(verdict IN {{failing:Array(String)}} AND severity != {{warning:String}}) AS gate_failed,
+           countIf(verdict IN {{failing:Array(String)}} AND severity = {{warning:String}}) AS gate_warned
+    FROM {GATE_TABLE} FINAL
+    WHERE hasAny(run_ids, (SELECT groupArray(run_id) FROM r))
+    GROUP BY run_id
+),
+d AS (SELECT DISTINCT trace_id FROM {DETECTED_TABLE} WHERE trace_id IN (SELECT trace_id FROM r)),
+t AS (
+    SELECT TraceId AS trace_id, count() AS spans,
+           sum(toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
+               + toUInt64OrZero(SpanAttributes[{{out_tok:String}}])) AS tokens
+    FROM {SPAN_TABLE}
+    WHERE TraceId IN (SELECT trace_id FROM r)
+    GROUP BY TraceId
+),
+m AS (
+    SELECT run_id, {_METRIC_COLUMNS}
+    FROM {METRICS_TABLE} FINAL
+    WHERE scope = {{scope_run:String}} AND run_id IN (SELECT run_id FROM r)
+    GROUP BY run_id
+),
+joined AS (
+    SELECT r.run_id AS run_id, r.name AS name, r.project AS project, r.trace_id AS trace_id,
+           r.started_at AS started_at, r.duration_ns / 1e9 AS duration_s,
+           r.commit AS commit, r.branch AS branch, r.tags AS tags,
+           if(r.system != '', r.system, r.service) AS system, r.topology AS topology,
+           coalesce(t.tokens, 0) AS tokens, coalesce(t.spans, 0) AS spans,
+           coalesce(fa.findings, 0) AS findings, coalesce(fa.blocking, 0) AS blocking,
+           fa.codes AS codes,
+           coalesce(g.gate_checks, 0) AS gate_checks, coalesce(g.gate_failed, 0) AS gate_failed,
+           multiIf(g.gate_checks > 0 AND g.gate_failed > 0, 'failed',
+                   g.gate_checks > 0 AND g.gate_warned > 0, 'warning',
+                   g.gate_checks > 0, 'passed',
+                   r.span_status = 'Error' OR fa.blocking > 0, 'failed',
+                   fa.findings > 0, 'warning',
+                   d.trace_id != '', 'passed',
+                   'not checked') AS status,
+           if(g.gate_checks > 0, 'gate', 'findings') AS status_from,
+           {_METRIC_SELECT}
+    FROM r
+    LEFT JOIN fa ON fa.run_id = r.run_id
+    LEFT JOIN g ON g.run_id = r.run_id
+    LEFT JOIN d ON d.trace_id = r.trace_id
+    LEFT JOIN t ON t.trace_id = r.trace_id
+    LEFT JOIN m ON m.run_id = r.run_id
+)
+SELECT *,
+       groupArray(findings) OVER (PARTITION BY branch ORDER BY started_at
+                                  ROWS BETWEEN {TREND_RUNS - 1} PRECEDING AND CURRENT ROW) AS trend
+FROM joined
+ORDER BY started_at DESC
+SETTINGS join_use_nulls = 1
+"""
+
+
+def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str] = (),
+         tag: str = "", run: str = "", limit: int = 500) -> pd.DataFrame:
+    """The runs page: one row per run with status, CI metadata, tokens, seed metrics, trend."""
+    params = _run_params(project, since, branches, tag, run, limit) | _METRIC_PARAMS | {
+        "blocking": BLOCKING_CONFIDENCE, "failing": list(FAILING_VERDICTS),
+        "warning": WARNING_SEVERITY, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
+        "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS, "scope_run": T.SCOPE_RUN,
+    }
+    return _frame(store, RUNS_SQL, params)
+
+
+# --- run detail ------------------------------------------------------------------------------
+
+def run_checks(store: Store, run_id: str) -> pd.DataFrame:
+    """The gate's checks that covered this run, failing ones first."""
+    return _frame(store, f"""
+        SELECT check_name, severity, verdict, value, limit_value, baseline, message, policy,
+               evaluated_at
+        FROM {GATE_TABLE} FINAL
+        WHERE has(run_ids, {{run:String}})
+        ORDER BY verdict IN {{failing:Array(String)}} DESC, severity = {{warning:String}},
+                 check_name""",
+        {"run": run_id, "failing": list(FAILING_VERDICTS), "warning": WARNING_SEVERITY})
+
+
+def run_findings(store: Store, run_id: str, trace_id: str) -> pd.DataFrame:
+    """The run's findings, blocking (high confidence) first, with their evidence."""
+    return _frame(store, f"""
+        SELECT code, name, category, agent, step, span_id, trace_id, confidence, evidence,
+               detector, detector_version, confidence >= {{blocking:Float64}} AS blocking
+        FROM {FINDINGS_TABLE} FINAL
+        WHERE run_id = {{run:String}} OR (run_id = '' AND trace_id = {{trace:String}})
+        ORDER BY blocking DESC, confidence DESC, step""",
+        {"run": run_id, "trace": trace_id, "blocking": BLOCKING_CONFIDENCE})
+
+
+TRACE_SQL = f"""
+SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name,
+       SpanAttributes[{{a_type:String}}] AS span_type,
+       if(SpanAttributes[{{a_agent:String}}] != '', SpanAttributes[{{a_agent:String}}],
+          SpanAttributes[{{a_source:String}}]) AS agent,
+       SpanAttributes[{{a_target:String}}] AS target,
+       toInt32OrNull(SpanAttributes[{{a_step:String}}]) AS step,
+       toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration AS duration_ns,
+       StatusCode AS status, StatusMessage AS status_message,
+       toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
+           + toUInt64OrZero(SpanAttributes[{{out_tok:String}}]) AS tokens,
+       substring(SpanAttributes[{{a_task:String}}], 1, 400) AS task,
+       substring(SpanAttributes[{{a_role:String}}], 1, 40) AS role,
+       substring(if(SpanAttributes[{{a_msg:String}}] != '', SpanAttributes[{{a_msg:String}}],
+                    arrayStringConcat(arrayFilter(x -> x != '',
+                        arrayMap(a -> a[{{a_out:String}}], `Events.Attributes`)), ' | ')),
+                 1, 600) AS message,
+       arrayStringConcat(arrayFilter(x -> x != '',
+           arrayMap(a -> a[{{a_action:String}}], `Events.Attributes`)), ',') AS decisions
+FROM {SPAN_TABLE}
+WHERE TraceId = {{trace:String}}
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY SpanId
+LIMIT {{limit:UInt32}}
+"""
+
+
+def trace_spans(store: Store, trace_id: str, limit: int = MAX_TRACE_SPANS) -> pd.DataFrame:
+    """One trace's spans in time order (for the waterfall and a finding's context)."""
+    return _frame(store, TRACE_SQL, {
+        "trace": trace_id, "limit": int(limit), "a_type": C.SPAN_TYPE,
+        "a_agent": C.GEN_AI_AGENT_NAME, "a_source": C.SOURCE_AGENT, "a_target": C.TARGET_AGENT,
+        "a_step": C.STEP, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
+        "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS, "a_task": C.TASK, "a_role": C.MESSAGE_ROLE,
+        "a_msg": C.MESSAGE_CONTENT, "a_out": C.OUTPUT_CONTENT, "a_action": C.DECISION_ACTION,
+    })
+
+
+HANDOFF_EDGES_SQL = f"""
+WITH e AS (
+    SELECT SpanAttributes[{{a_source:String}}] AS source, SpanAttributes[{{a_target:String}}] AS target,
+           arrayExists((n, a) -> n = {{ev_decision:String}} AND a[{{a_action:String}}] IN {{overwrites:Array(String)}},
+                       `Events.Name`, `Events.Attributes`) AS overwritten,
+           StatusCode = 'Error' OR SpanAttributes[{{a_status:String}}] = {{failed:String}} AS failed
+    FROM {SPAN_TABLE}
+    WHERE TraceId IN {{traces:Array(String)}}
+      AND SpanAttributes[{{a_type:String}}] = {{delegation:String}}
+    LIMIT 1 BY TraceId, SpanId
+),
+cascade AS (
+    SELECT agent, count() AS cascades
+    FROM {FINDINGS_TABLE} FINAL
+    WHERE trace_id IN {{traces:Array(String)}} AND code = {{cascade:String}}
+    GROUP BY agent
+)
+SELECT e.source AS source, e.target AS target, count() AS delegations,
+       countIf(e.overwritten) AS overwrites, countIf(e.overwritten) / count() AS overwrite_rate,
+       countIf(e.failed) AS failures, any(cascade.cascades) AS cascades
+FROM e LEFT JOIN cascade ON cascade.agent = e.target
+WHERE e.source != '' AND e.target != ''
+GROUP BY source, target
+ORDER BY delegations DESC
+"""
+
+
+def handoff_edges(store: Store, trace_ids: Sequence[str]) -> pd.DataFrame:
+    """Delegations between agents in these traces, with overwrite rate and cascade roots."""
+    return _frame(store, HANDOFF_EDGES_SQL, {
+        "traces": list(trace_ids), "a_source": C.SOURCE_AGENT, "a_target": C.TARGET_AGENT,
+        "ev_decision": C.EVENT_DECISION, "a_action": C.DECISION_ACTION,
+        "overwrites": [C.DecisionAction.OVERWROTE.value],
+        "a_status": C.DELEGATION_STATUS, "failed": C.DelegationStatus.FAILED.value,
+        "a_type": C.SPAN_TYPE, "delegation": C.SpanType.DELEGATION.value,
+        "cascade": T.ERROR_CASCADE,
+    })
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+def agent_metrics(store: Store, project: str, since: int, scope: str) -> pd.DataFrame:
+    """Agent- or pair-scoped metrics per run over time (scope: taxonomy SCOPE_AGENT/PAIR)."""
+    return _frame(store, f"""
+        WITH r AS (SELECT run_id, started_at FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER})
+        SELECT r.started_at AS started_at, m.run_id AS run_id, m.subject AS subject,
+               m.metric AS metric, m.value AS value, m.numerator AS numerator,
+               m.denominator AS denominator
+        FROM {METRICS_TABLE} AS m FINAL
+        INNER JOIN r ON r.run_id = m.run_id
+        WHERE m.scope = {{scope:String}}
+        ORDER BY started_at
+        LIMIT 20000""", {"project": project, "since": int(since), "scope": scope})
+
+
+def supervisor_overwrites(store: Store, project: str, since: int) -> pd.DataFrame:
+    """Which supervisor overwrites most: pair-scoped overwrite counts summed per source agent.
+
+    Falls back to overwrite findings by agent when the detectors stored no pair metrics.
+    """
+    return _frame(store, f"""
+        WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER}),
+        pairs AS (
+            SELECT splitByString('->', subject)[1] AS supervisor,
+                   sum(numerator) AS overwrites, sum(denominator) AS delegations
+            FROM {METRICS_TABLE} FINAL
+            WHERE scope = {{pair:String}} AND metric = {{metric:String}}
+              AND run_id IN (SELECT run_id FROM r)
+            GROUP BY supervisor
+        ),
+        found AS (
+            SELECT agent AS supervisor, count() AS overwrites, toFloat64(0) AS delegations
+            FROM {FINDINGS_TABLE} FINAL
+            WHERE code = {{code:String}} AND agent != ''
+              AND (run_id IN (SELECT run_id FROM r) OR trace_id IN (SELECT trace_id FROM r))
+            GROUP BY agent
+        )
+        SELECT supervisor, overwrites, delegations,
+               if(delegations > 0, overwrites / delegations, NULL) AS overwrite_rate,
+               source
+        FROM (
+            SELECT supervisor, overwrites, delegations, 'metrics' AS source FROM pairs
+            UNION ALL
+            SELECT supervisor, toFloat64(overwrites), delegations, 'findings' AS source FROM found
+            WHERE (SELECT count() FROM pairs) = 0
+        )
+        ORDER BY overwrites DESC
+        LIMIT 50""", {"project": project, "since": int(since), "pair": T.SCOPE_PAIR,
+                      "metric": T.OVERWRITE_RATE, "code": T.OVERWRITE})
+
+
+def cascade_roots(store: Store, project: str, since: int) -> pd.DataFrame:
+    """Which worker's errors cascade furthest: error-cascade findings by root agent, with the
+    agent-scoped error amplification (erroneous spans per root error) where it was computed."""
+    return _frame(store, f"""
+        WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER}),
+        c AS (
+            SELECT agent, count() AS cascades, uniqExact(trace_id) AS traces,
+                   max(confidence) AS max_confidence
+            FROM {FINDINGS_TABLE} FINAL
+            WHERE code = {{code:String}} AND agent != ''
+              AND (run_id IN (SELECT run_id FROM r) OR trace_id IN (SELECT trace_id FROM r))
+            GROUP BY agent
+        ),
+        a AS (
+            SELECT subject AS agent, avg(value) AS amplification, max(value) AS max_amplification
+            FROM {METRICS_TABLE} FINAL
+            WHERE scope = {{agent_scope:String}} AND metric = {{metric:String}}
+              AND run_id IN (SELECT run_id FROM r)
+            GROUP BY subject
+        )
+        SELECT if(c.agent != '', c.agent, a.agent) AS agent, c.cascades AS cascades,
+               c.traces AS runs_affected, a.amplification AS mean_amplification,
+               a.max_amplification AS max_amplification
+        FROM c FULL OUTER JOIN a ON a.agent = c.agent
+        ORDER BY max_amplification DESC, cascades DESC
+        LIMIT 50""", {"project": project, "since": int(since), "code": T.ERROR_CASCADE,
+                      "agent_scope": T.SCOPE_AGENT, "metric": T.ERROR_AMPLIFICATION})
+
+
+def agent_modes(store: Store, project: str, since: int) -> pd.DataFrame:
+    """Failure modes per agent and day: how many findings, in how many runs."""
+    return _frame(store, f"""
+        WITH r AS (SELECT run_id, trace_id, started_at FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER})
+        SELECT toDate(r.started_at) AS day, if(f.agent != '', f.agent, '(no agent)') AS agent,
+               f.code AS code, count() AS findings, uniqExact(r.run_id) AS runs
+        FROM {FINDINGS_TABLE} AS f FINAL
+        INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
+        GROUP BY day, agent, code
+        ORDER BY day, agent, code
+        LIMIT 20000""", {"project": project, "since": int(since)})
+
+
+# --- failure modes ---------------------------------------------------------------------------
+
+def mode_heatmap(store: Store, project: str, since: int, by: str, limit: int = 40) -> pd.DataFrame:
+    """Share of runs in each group that show each mode (MAST's figure): group x code."""
+    if by not in HEATMAP_GROUPS:
+        raise ValueError(f"heatmap grouping must be one of {sorted(HEATMAP_GROUPS)}, not {by!r}")
+    group, size_group = HEATMAP_GROUPS[by]
+    return _frame(store, f"""
+        WITH r AS (
+            SELECT run_id, trace_id, system, service, started_at
+            FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER}
+            ORDER BY started_at DESC LIMIT {{limit_runs:UInt32}}
+        ),
+        hits AS (
+            SELECT {group} AS grp, {size_group} AS size_key, f.code AS code,
+                   uniqExact(r.run_id) AS runs_with_mode, count() AS findings
+            FROM {FINDINGS_TABLE} AS f FINAL
+            INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
+            GROUP BY grp, size_key, code
+        ),
+        sizes AS (SELECT {size_group} AS size_key, count() AS runs_in_group FROM r GROUP BY size_key),
+        top AS (SELECT grp FROM hits GROUP BY grp ORDER BY sum(findings) DESC LIMIT {{limit:UInt32}})
+        SELECT hits.grp AS grp, hits.code AS code, hits.runs_with_mode AS runs_with_mode,
+               hits.findings AS findings, sizes.runs_in_group AS runs_in_group,
+               hits.runs_with_mode / sizes.runs_in_group AS share
+        FROM hits INNER JOIN sizes ON sizes.size_key = hits.size_key
+        WHERE hits.grp IN (SELECT grp FROM top)
+        ORDER BY grp, code""",
+        {"project": project, "since": int(since), "limit": int(limit), "limit_runs": 5000})
+
+
+def mode_trend(store: Store, project: str, since: int) -> pd.DataFrame:
+    """Per day and mode: share of that day's runs that show the mode."""
+    return _frame(store, f"""
+        WITH r AS (SELECT run_id, trace_id, started_at FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER}),
+        per_day AS (SELECT toDate(started_at) AS day, count() AS runs FROM r GROUP BY day),
+        hits AS (
+            SELECT toDate(r.started_at) AS day, f.code AS code, uniqExact(r.run_id) AS runs_with_mode
+            FROM {FINDINGS_TABLE} AS f FINAL
+            INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
+            GROUP BY day, code
+        )
+        SELECT hits.day AS day, hits.code AS code, hits.runs_with_mode AS runs_with_mode,
+               per_day.runs AS runs, hits.runs_with_mode / per_day.runs AS share
+        FROM hits INNER JOIN per_day ON per_day.day = hits.day
+        ORDER BY day, code""", {"project": project, "since": int(since)})
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+def commits(store: Store, project: str, since: int) -> pd.DataFrame:
+    """Commits with runs in the window, newest first, with their run count."""
+    return _frame(store, f"""
+        SELECT commit, any(branch) AS branch, count() AS runs, max(started_at) AS last_run
+        FROM {RUNS_TABLE} FINAL
+        WHERE {_RUN_FILTER} AND commit != ''
+        GROUP BY commit ORDER BY last_run DESC LIMIT 200""",
+        {"project": project, "since": int(since)})
+
+
+def runs_of_commit(store: Store, project: str, commit: str, limit: int = 200) -> list[str]:
+    """Run ids of one commit (newest first)."""
+    rows = store.query(f"""
+        SELECT run_id FROM {RUNS_TABLE} FINAL
+        WHERE ({{project:String}} = '' OR project = {{project:String}}) AND commit = {{commit:String}}
+        ORDER BY started_at DESC LIMIT {{limit:UInt32}}""",
+        {"project": project, "commit": commit, "limit": int(limit)})
+    return [r["run_id"] for r in rows]
+
+
+def side_samples(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Per-run figures of one side of a comparison: the units the bootstrap resamples.
+
+    One row per run: delegations, overwrites, failed delegations, tokens, findings, blocking
+    findings, and the run-scoped seed metrics.
+    """
+    return _frame(store, f"""
+        WITH r AS (
+            SELECT run_id, trace_id, status AS span_status FROM {RUNS_TABLE} FINAL
+            WHERE run_id IN {{runs:Array(String)}}
+        ),
+        s AS (
+            SELECT TraceId AS trace_id,
+                   countIf(SpanAttributes[{{a_type:String}}] = {{delegation:String}}) AS delegations,
+                   countIf(SpanAttributes[{{a_type:String}}] = {{delegation:String}} AND
+                           arrayExists((n, a) -> n = {{ev_decision:String}}
+                                       AND a[{{a_action:String}}] IN {{overwrites:Array(String)}},
+                                       `Events.Name`, `Events.Attributes`)) AS overwrites,
+                   countIf(StatusCode = 'Error') AS error_spans,
+                   sum(toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
+                       + toUInt64OrZero(SpanAttributes[{{out_tok:String}}])) AS tokens
+            FROM {SPAN_TABLE}
+            WHERE TraceId IN (SELECT trace_id FROM r)
+            GROUP BY TraceId
+        ),
+        {_RUN_FINDINGS_CTE},
+        fa AS (SELECT run_id, count() AS findings,
+                      countIf(confidence >= {{blocking:Float64}}) AS blocking FROM rf GROUP BY run_id),
+        m AS (
+            SELECT run_id, {_METRIC_COLUMNS}
+            FROM {METRICS_TABLE} FINAL
+            WHERE scope = {{scope_run:String}} AND run_id IN (SELECT run_id FROM r)
+            GROUP BY run_id
+        )
+        SELECT r.run_id AS run_id, coalesce(s.delegations, 0) AS delegations,
+               coalesce(s.overwrites, 0) AS overwrites,
+               if(s.delegations > 0, s.overwrites / s.delegations, NULL) AS span_overwrite_rate,
+               coalesce(s.error_spans, 0) AS error_spans, coalesce(s.tokens, 0) AS tokens,
+               coalesce(fa.findings, 0) AS findings, coalesce(fa.blocking, 0) AS blocking,
+               {_METRIC_SELECT}
+        FROM r
+        LEFT JOIN s ON s.trace_id = r.trace_id
+        LEFT JOIN fa ON fa.run_id = r.run_id
+        LEFT JOIN m ON m.run_id = r.run_id
+        ORDER BY run_id
+        SETTINGS join_use_nulls = 1""", {
+        "runs": list(run_ids), "a_type": C.SPAN_TYPE, "delegation": C.SpanType.DELEGATION.value,
+        "ev_decision": C.EVENT_DECISION, "a_action": C.DECISION_ACTION,
+        "overwrites": [C.DecisionAction.OVERWROTE.value],
+        "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS, "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS,
+        "blocking": BLOCKING_CONFIDENCE, "scope_run": T.SCOPE_RUN,
+    } | _METRIC_PARAMS)
+
+
+def side_modes(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Findings per failure mode on one side of a comparison."""
+    return _frame(store, f"""
+        WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL
+                   WHERE run_id IN {{runs:Array(String)}} LIMIT {{limit:UInt32}}),
+        {_RUN_FINDINGS_CTE}
+        SELECT code, count() AS findings, uniqExact(run_id) AS runs_with_mode
+        FROM rf GROUP BY code ORDER BY code""",
+        {"runs": list(run_ids), "limit": len(run_ids) or 1})

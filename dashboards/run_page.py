@@ -1,0 +1,144 @@
+"""Run detail: its checks and findings (failing first, with evidence and context), the trace
+as a waterfall with flagged spans marked, and the hand-off graph."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from handoffs import taxonomy as T
+from handoffs.dashboards import charts, queries, ui
+
+CONTEXT_STEPS = 2  # a finding's context: spans this many steps before and after it
+MAX_FINDINGS = 50
+MAX_WATERFALL = 300
+
+
+def tree_order(spans: pd.DataFrame) -> pd.DataFrame:
+    """Spans in depth-first order with their depth (one trace, at most a few thousand rows)."""
+    ids = set(spans["span_id"])
+    children: dict[str, list[int]] = {}
+    for i, parent in enumerate(spans["parent_span_id"]):
+        children.setdefault(parent if parent in ids else "", []).append(i)
+    order: list[tuple[int, int]] = []
+    stack = [(i, 0) for i in reversed(children.get("", []))]
+    while stack:
+        i, depth = stack.pop()
+        order.append((i, depth))
+        stack.extend((c, depth + 1) for c in reversed(children.get(spans.at[i, "span_id"], [])))
+    rows = spans.iloc[[i for i, _ in order]].copy()
+    rows["depth"] = [d for _, d in order]
+    rows["order"] = range(len(rows))
+    return rows
+
+
+def finding_context(spans: pd.DataFrame, finding: pd.Series) -> pd.DataFrame:
+    """The flagged span, its parent, and the spans a few steps around it, in time order."""
+    span = spans[spans["span_id"] == finding["span_id"]]
+    near = spans["span_id"].isin(set(span["span_id"]) | set(span["parent_span_id"]))
+    if finding["step"] is not None and not pd.isna(finding["step"]):
+        step = int(finding["step"])
+        near |= spans["step"].between(step - CONTEXT_STEPS, step + CONTEXT_STEPS)
+    ctx = spans[near].sort_values("start_ns")
+    return ctx.assign(at=ctx["span_id"].eq(finding["span_id"]).map({True: "▶", False: ""}))[
+        ["at", "step", "agent", "name", "status", "message", "decisions", "task"]]
+
+
+st.title("Run detail")
+project, _ = ui.window()
+recent = ui.q("runs", project=project, limit=200)
+wanted = st.query_params.get("run", "")
+if wanted and wanted not in set(recent["run_id"]):
+    recent = pd.concat([ui.q("runs", run=wanted, limit=1), recent], ignore_index=True)
+if recent.empty:
+    ui.empty_state("runs")
+    st.stop()
+ids = list(recent["run_id"])
+if wanted and wanted not in ids:
+    st.warning(f"No run `{wanted}` in this store; showing the latest run instead.")
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0)
+st.query_params["run"] = run_id
+run = recent[recent["run_id"] == run_id].iloc[0]
+
+st.subheader(f"{ui.status_label(run['status'])} · {run_id}")
+st.caption(f"status from {run['status_from']} · project {run['project'] or '–'} · system "
+           f"{run['system'] or '–'} · topology {run['topology'] or '–'} · trace `{run['trace_id']}`")
+cols = st.columns(6)
+cols[0].metric("When", pd.Timestamp(run["started_at"]).strftime("%Y-%m-%d %H:%M"))
+cols[1].metric("Commit", (run["commit"] or "–")[:10])
+cols[2].metric("Branch", run["branch"] or "–")
+cols[3].metric("Duration", ui.fmt_duration(run["duration_s"]))
+cols[4].metric("Tokens", f"{int(run['tokens'] or 0):,}")
+cols[5].metric("Overwrite rate", "–" if pd.isna(run[T.OVERWRITE_RATE])
+               else f"{run[T.OVERWRITE_RATE]:.0%}")
+
+checks = ui.q("run_checks", run_id)
+findings = ui.q("run_findings", run_id, run["trace_id"])
+spans = ui.q("trace_spans", run["trace_id"])
+checks_tab, trace_tab, graph_tab = st.tabs([
+    f"Checks ({len(checks)}) and findings ({len(findings)})", f"Trace ({len(spans)} spans)",
+    "Hand-off graph"])
+
+with checks_tab:
+    if not checks.empty:
+        st.markdown("**Gate checks**")
+        failing = checks["verdict"].isin(queries.FAILING_VERDICTS)
+        st.dataframe(checks.assign(verdict=checks["verdict"].where(~failing, "❌ " + checks["verdict"])),
+                     hide_index=True, width="stretch")
+    if findings.empty:
+        st.success("No findings: the detectors flagged nothing in this run."
+                   if run["status"] != "not checked" else
+                   "Not checked yet: run `handoffs detect` to judge this run.")
+    else:
+        st.markdown(f"**Findings** (confidence ≥ {queries.BLOCKING_CONFIDENCE} blocks; click one "
+                    "to see its span and the messages around it)")
+        for i, f in findings.head(MAX_FINDINGS).iterrows():
+            icon = "❌" if f["blocking"] else "⚠️"
+            step = "" if pd.isna(f["step"]) else f" · step {int(f['step'])}"
+            with st.expander(f"{icon} {f['code']} {f['name']} · {f['agent'] or 'no agent'}{step} · "
+                             f"confidence {f['confidence']:.0%}", expanded=i == 0):
+                st.markdown(f"**Evidence:** {f['evidence']}")
+                st.caption(f"{f['category']} · span `{f['span_id']}` · detector {f['detector']} "
+                           f"{f['detector_version']}")
+                ctx = finding_context(spans, f)
+                if ctx.empty:
+                    st.caption("The flagged span is not among this trace's stored spans.")
+                else:
+                    st.dataframe(ctx, hide_index=True, width="stretch")
+        if len(findings) > MAX_FINDINGS:
+            st.caption(f"{len(findings) - MAX_FINDINGS} more findings not shown.")
+
+with trace_tab:
+    if spans.empty:
+        st.info("No spans of this trace are stored (the run span may have arrived alone).")
+    else:
+        tree = tree_order(spans)
+        t0 = int(tree["start_ns"].min())
+        flagged = set(findings["span_id"])
+        tree = tree.assign(
+            offset_ms=(tree["start_ns"] - t0) / 1e6,
+            end_ms=(tree["start_ns"] + tree["duration_ns"].astype("int64") - t0) / 1e6,
+            duration_ms=tree["duration_ns"].astype("int64") / 1e6,
+            flag=["flagged by a finding" if s in flagged else "error status" if st_ == "Error"
+                  else "ok" for s, st_ in zip(tree["span_id"], tree["status"], strict=True)],
+            label=["· " * d + n + ("  ⚑" if s in flagged else "")
+                   for d, n, s in zip(tree["depth"], tree["name"], tree["span_id"], strict=True)],
+        )
+        if len(tree) > MAX_WATERFALL:
+            st.caption(f"Waterfall of the first {MAX_WATERFALL} of {len(tree)} spans.")
+        st.altair_chart(charts.waterfall(tree.head(MAX_WATERFALL)), width="stretch",
+                        theme="streamlit")
+        st.dataframe(tree[["label", "agent", "span_type", "step", "status", "duration_ms", "tokens",
+                           "decisions", "message"]].rename(columns={"label": "span"}),
+                     hide_index=True, width="stretch")
+
+with graph_tab:
+    edges = ui.q("handoff_edges", [run["trace_id"]])
+    roots = findings[findings["code"] == T.ERROR_CASCADE]["agent"].value_counts().to_dict()
+    if edges.empty:
+        st.info("No delegation spans in this run, so no hand-off graph.")
+    else:
+        st.graphviz_chart(charts.handoff_graph(edges, roots), width="stretch")
+        st.caption("Edges: delegations, coloured by overwrite rate (green < 20 % ≤ amber < 50 % ≤ "
+                   "red). Red agents: roots of error cascades.")
+        st.dataframe(edges, hide_index=True, width="stretch")

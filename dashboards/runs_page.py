@@ -1,0 +1,72 @@
+"""Runs, like CI builds: status, when, commit, branch, duration, tokens, seed metrics, trend."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from handoffs import taxonomy as T
+from handoffs.dashboards import charts, queries, ui
+
+st.title("Runs")
+
+project, since = ui.window()
+options = ui.q("filter_options", project)
+left, right = st.columns([3, 2])
+branches = left.multiselect("Branch", options["branches"], key="branches",
+                            placeholder="all branches")
+tag = right.selectbox("Tag", [""] + options["tags"], key="tag",
+                      format_func=lambda t: t or "any tag")
+
+runs = ui.q("runs", project=project, since=since, branches=branches, tag=tag)
+if runs.empty:
+    ui.empty_state("runs match these filters")
+    st.stop()
+
+failed = int((runs["status"] == "failed").sum())
+checked = int((runs["status"] != "not checked").sum())
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Runs", len(runs))
+c2.metric("Failed", failed)
+c3.metric("Pass rate", f"{1 - failed / checked:.0%}" if checked else "–")
+c4.metric("Mean overwrite rate",
+          f"{runs[T.OVERWRITE_RATE].mean():.0%}" if runs[T.OVERWRITE_RATE].notna().any() else "–")
+
+st.altair_chart(charts.runs_timeline(runs), width="stretch", theme="streamlit")
+
+table = runs.assign(
+    status=runs["status"].map(ui.status_label),
+    link="run?run=" + runs["run_id"],
+    tokens=runs["tokens"].fillna(0).astype(int),
+    findings=runs["findings"].fillna(0).astype(int),
+    trend=runs["trend"].map(list),
+)
+metric_columns = {
+    m: st.column_config.NumberColumn(m.replace("_", " "), format="%.2f") for m in queries.SEED_METRICS
+    if table[m].notna().any()
+}
+st.dataframe(
+    table[["status", "run_id", "link", "started_at", "commit", "branch", "tags", "duration_s",
+           "tokens", "findings", *metric_columns, "trend"]],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "status": st.column_config.TextColumn("status", help="gate verdict, else from findings"),
+        "run_id": st.column_config.TextColumn("run"),
+        "link": st.column_config.LinkColumn("detail", display_text="open ↗"),
+        "started_at": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm"),
+        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+        "tags": st.column_config.ListColumn("tags"),
+        "findings": st.column_config.NumberColumn("findings"),
+        "trend": st.column_config.BarChartColumn(
+            "findings, last runs on branch", help=f"the last {queries.TREND_RUNS} runs"),
+        **metric_columns,
+    },
+)
+
+pick, go = st.columns([3, 1], vertical_alignment="bottom")
+labels = dict(zip(runs["run_id"], table["status"], strict=True))
+chosen = pick.selectbox("Open a run", runs["run_id"], format_func=lambda r: f"{r} · {labels[r]}")
+go.page_link("run_page.py", label="Open run detail", icon="🔎", query_params={"run": chosen})
+st.caption("Status comes from the gate's checks when the gate evaluated a run; otherwise a "
+           f"finding with confidence ≥ {queries.BLOCKING_CONFIDENCE} fails it and weaker "
+           "findings only warn (docs/dashboard.md).")

@@ -1,0 +1,106 @@
+"""What every page shares: the store connection, cached queries, filters, status labels.
+
+The store is opened once per server process (``st.cache_resource``), read-only
+(``migrate=False``); query results are cached for ``CACHE_TTL`` seconds, keyed by the store
+URL and the query's parameters, so moving between pages does not re-run the same SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import pandas as pd
+import streamlit as st
+
+from handoffs.store import Store, open_store
+from handoffs.store.url import default_store_url
+
+from . import queries
+
+CACHE_TTL: Final = 30  # seconds: fresh enough to watch runs arrive, cheap on page switches
+WINDOWS: Final[dict[str, int | None]] = {
+    "last 24 hours": 86_400,
+    "last 7 days": 7 * 86_400,
+    "last 30 days": 30 * 86_400,
+    "last 90 days": 90 * 86_400,
+    "all time": None,
+}
+STATUS_LABELS: Final[dict[str, str]] = {
+    "failed": "❌ failed",
+    "warning": "⚠️ warning",
+    "passed": "✅ passed",
+    "not checked": "⏳ not checked",
+}
+# One colour per status, legible on light and dark backgrounds.
+STATUS_COLORS: Final[dict[str, str]] = {
+    "failed": "#e5484d", "warning": "#f5a524", "passed": "#30a46c", "not checked": "#8b8d98",
+}
+
+
+def store_url() -> str:
+    """The store this dashboard reads: ``$HANDOFFS_STORE`` (set by ``handoffs dashboard``)."""
+    return default_store_url()
+
+
+@st.cache_resource(show_spinner=False)
+def _open(url: str) -> Store:
+    return open_store(url, migrate=False)
+
+
+def store() -> Store:
+    return _open(store_url())
+
+
+@st.cache_data(ttl=CACHE_TTL, show_spinner=False)
+def _cached(url: str, name: str, args: tuple, kwargs: tuple) -> Any:
+    return getattr(queries, name)(_open(url), *args, **dict(kwargs))
+
+
+def q(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``queries.<name>`` on this dashboard's store, through the short-lived cache."""
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    return _cached(store_url(), name, tuple(args), frozen)
+
+
+def window() -> tuple[str, int]:
+    """The sidebar's project and time window, as (project, since in unix seconds).
+
+    ``since`` is rounded to the minute so cached results are reused within a minute.
+    """
+    project = st.session_state.get("project", "")
+    seconds = WINDOWS.get(st.session_state.get("window", "all time"))
+    since = 0 if seconds is None else int(time.time() // 60 * 60) - seconds
+    return project, since
+
+
+def sidebar_filters() -> None:
+    """Project and time window, shared by every page (kept in session state)."""
+    options = q("filter_options", "")
+    projects = options["projects"]
+    with st.sidebar:
+        if len(projects) > 1:
+            st.selectbox("Project", [""] + projects, key="project",
+                         format_func=lambda p: p or "all projects")
+        st.selectbox("Time window", list(WINDOWS), index=len(WINDOWS) - 1, key="window")
+        st.caption(f"Store: `{store().url.redacted()}`")
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def empty_state(what: str) -> None:
+    """A short note instead of an empty chart, saying how to get data onto this page."""
+    st.info(f"No {what} in this window yet. Widen the time window in the sidebar, or run "
+            "`handoffs detect` so findings and metrics exist for the stored runs.")

@@ -1,0 +1,169 @@
+"""Every dashboard page rendered by Streamlit's AppTest on a seeded store: what it shows.
+
+AppTest runs the app in this process, so the app opens the test's own database in the
+process's chDB directory by URL (``chdb://dir?database=...``), or reaches the same database
+through the store's ClickHouse HTTP endpoint (``clickhouse://``): both engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from dashboard_seed import BAD, CASCADE_EVIDENCE, CONTEXT_MESSAGE, OVERWRITE_EVIDENCE, RUNS, seed
+from streamlit.testing.v1 import AppTest
+
+from handoffs import taxonomy as T
+from handoffs.dashboards import APP_PATH
+from handoffs.store import Store
+from handoffs.store.sharing import owned_endpoint
+from handoffs.store.url import ENV_STORE
+
+TIMEOUT = 60
+
+
+def store_url(store: Store, engine: str) -> str:
+    if engine == "chdb":
+        return f"chdb://{store.url.path}?database={store.url.database}"
+    ep = owned_endpoint(store.url.path)
+    assert ep is not None
+    return (f"clickhouse://default:{ep.password}@{ep.host}:{ep.port}/{store.url.database}"
+            "?compress=0")
+
+
+@pytest.fixture(params=["chdb", "http"])
+def app_url(request: pytest.FixtureRequest, store: Store,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A seeded store's URL, set as ``$HANDOFFS_STORE`` for the app, on each engine."""
+    seed(store)
+    url = store_url(store, request.param)
+    monkeypatch.setenv(ENV_STORE, url)
+    yield url
+
+
+def page(name: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
+    at.run()
+    if name:
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.switch_page(name)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    """Everything the page wrote as text: markdown, captions, metrics, alerts, labels."""
+    parts: list[str] = []
+    for kind in ("markdown", "caption", "title", "subheader", "info", "success", "warning",
+                 "error", "code"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    parts += [e.label for e in at.expander]
+    parts += [t.label for t in at.tabs]
+    return "\n".join(parts)
+
+
+def test_runs_page_lists_runs_with_status_and_ci_metadata(app_url: str) -> None:
+    at = page()
+    table = at.dataframe[0].value
+    assert set(table["run_id"]) == {r.run_id for r in RUNS}
+    status = dict(zip(table["run_id"], table["status"], strict=True))
+    assert status == {"run-bad": "❌ failed", "run-ok": "✅ passed", "run-new": "⚠️ warning"}
+    row = table.set_index("run_id").loc["run-bad"]
+    assert row["commit"] == BAD.commit and row["branch"] == "main"
+    assert row["tokens"] == 174 and row["findings"] == 2
+    assert row[T.OVERWRITE_RATE] == pytest.approx(0.5)
+    assert list(row["trend"]) == [0, 2]  # run-ok then run-bad on main
+    text = text_of(at)
+    assert "Runs 3" in text and "Failed 1" in text
+
+
+def test_runs_page_filters_by_branch_and_tag(app_url: str) -> None:
+    at = page()
+    at.multiselect(key="branches").select("feature/x").run()
+    assert list(at.dataframe[0].value["run_id"]) == ["run-new"]
+    at.multiselect(key="branches").unselect("feature/x").run()
+    at.selectbox(key="tag").select("canary").run()
+    assert list(at.dataframe[0].value["run_id"]) == ["run-bad"]
+
+
+def test_run_detail_shows_failing_check_findings_evidence_and_context(app_url: str) -> None:
+    at = page("run_page.py", run=BAD.run_id)
+    text = text_of(at)
+    assert f"❌ failed · {BAD.run_id}" in text
+    checks = at.dataframe[0].value
+    assert checks.iloc[0]["check_name"] == "error_cascades == 0"  # failing check first
+    assert checks.iloc[0]["verdict"] == "❌ fail"
+    labels = [e.label for e in at.expander]
+    assert labels[0].startswith("❌ error-cascade Error cascade · coder · step 3")
+    assert labels[1].startswith("❌ overwrite")
+    assert CASCADE_EVIDENCE in text and OVERWRITE_EVIDENCE in text
+    # The first finding's context: its span, marked, with the message it carried.
+    context = at.expander[0].dataframe[0].value
+    marked = context[context["at"] == "▶"]
+    assert list(marked["name"]) == ["chat gpt"] and CONTEXT_MESSAGE in marked.iloc[0]["message"]
+
+
+def test_run_detail_trace_marks_flagged_spans_and_draws_the_handoff_graph(app_url: str) -> None:
+    at = page("run_page.py", run=BAD.run_id)
+    tree = next(d.value for d in at.dataframe if "span" in d.value.columns)
+    flagged = [s for s in tree["span"] if s.endswith("⚑")]
+    assert len(flagged) == 2 and any("transfer_to_coder" in s for s in flagged)
+    assert tree.iloc[0]["span"].startswith("handoffs.run")  # tree order: root first
+    graph = at.get("graphviz_chart")[0].proto.spec
+    assert '"planner" -> "coder"' in graph and "overwrite 100%" in graph
+    assert "1 cascade root(s)" in graph
+
+
+def test_agents_page_names_the_overwriting_supervisor_and_cascading_worker(app_url: str) -> None:
+    at = page("agents_page.py")
+    frames = [d.value for d in at.dataframe]
+    sup = next(f for f in frames if "supervisor" in f.columns)
+    assert sup.iloc[0]["supervisor"] == "planner" and sup.iloc[0]["overwrites"] == 1
+    cas = next(f for f in frames if "cascades" in f.columns)
+    assert cas.iloc[0]["agent"] == "coder" and cas.iloc[0]["max_amplification"] == 2.0
+    assert len(at.get("vega_lite_chart")) >= 3
+
+
+def test_failure_modes_page_heatmap_by_system_and_agent(app_url: str) -> None:
+    at = page("modes_page.py")
+    spec = at.get("vega_lite_chart")[0].proto
+    assert "orangered" in spec.spec
+    totals = at.dataframe[0].value
+    assert set(totals["mode"]) == {"error-cascade Error cascade",
+                                   "overwrite Supervisor overwrote sub-agent output",
+                                   "FM-1.3 Step repetition"}
+    at.radio[0].set_value("agent").run()
+    assert not at.exception
+
+
+def test_compare_page_two_runs_and_two_commits(app_url: str) -> None:
+    at = page("compare_page.py")
+    at.radio[0].set_value("two runs").run()
+    at.selectbox(key="run_a").select("run-ok").run()
+    at.selectbox(key="run_b").select("run-bad").run()
+    table = at.dataframe[0].value.set_index("figure")
+    assert table.loc["findings", "diff"] == 2 and table.loc["findings", "verdict"] == "– too few runs"
+    modes = at.dataframe[1].value
+    assert modes.loc["error-cascade Error cascade", "B"] == 1
+    assert modes.loc["error-cascade Error cascade", "A"] == 0
+    at.radio[0].set_value("two commits").run()
+    assert not at.exception
+    assert "runs A" in at.dataframe[0].value.columns or "n_a" in at.dataframe[0].value.columns
+
+
+def test_empty_store_shows_first_run_page(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_STORE, store_url(store, "chdb"))
+    at = page()
+    text = text_of(at)
+    assert "This store has no runs yet" in text
+    assert "handoffs demo --store" in text
+    assert not at.dataframe
+
+
+def test_unreachable_store_is_a_message_not_a_stack_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_STORE, "clickhouse://default:x@127.0.0.1:9/nowhere")
+    at = page()
+    assert "Cannot read the store" in text_of(at)

@@ -45,4 +45,5 @@ def gate(policy_path: str, store_url: str | None, baseline: str | None, junit_pa
         report.write_junit(result, junit_path)
     report.append_step_summary(result)
     sys.stdout.flush()
-    raise click.exceptions.Exit(result.exit_code)
+    # SystemExit, not click's Exit: in non-standalone mode click returns Exit's code instead of exiting.
+    sys.exit(result.exit_code)

@@ -321,7 +321,7 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
     flt = replace(flt, branch=flt.branch or DEFAULT_BASELINE_BRANCH)
     candidates = [r for r in query_runs(store, flt, policy.project, exclude, limit=100_000)
                   if not current_commit or r.commit != current_commit]
-    what = f"branch {flt.branch}" if flt.branch else "any branch"
+    what = f"on branch {flt.branch}"
     if spec.green:
         green = {r["commit"] for r in store.query(_GREEN_SQL, {"project": policy.project})}
         candidates = [r for r in candidates if r.commit in green]

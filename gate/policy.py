@@ -176,7 +176,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = _decode_error_line(exc)
+        line = _decode_error_line(exc) or (len(text.splitlines()) or None)  # "at end of document"
         where = f"{source}:{line}" if line else source
         raise UsageError(f"{where}: not valid TOML: {exc}") from None
     return _Parser(text, source).policy(data)

@@ -1,0 +1,77 @@
+"""Policy files: the documented example parses; every mistake names the line at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handoffs.errors import UsageError
+from handoffs.gate import load_policy, parse_policy
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "handoffs.example.toml"
+
+
+def test_the_example_policy_parses_with_its_documented_defaults() -> None:
+    policy = load_policy(EXAMPLE)
+    assert policy.significance == 0.05 and policy.min_runs == 5
+    assert (policy.too_few_runs, policy.no_runs) == ("warn", "fail")
+    assert policy.baseline.filter.branch == "main" and policy.baseline.green
+    names = [c.name for c in policy.checks]
+    assert "supervisor overwrites" in names and "no premature termination" in names
+    completion = next(c for c in policy.checks if c.metric == "autonomous_completion_rate")
+    assert completion.direction == "higher" and completion.severity == "warn"
+
+
+def test_minimal_policy_gets_defaults_and_a_readable_name() -> None:
+    policy = parse_policy('[[check]]\nmetric = "error_amplification"\nmax_regression = 0.1\n', "p.toml")
+    check = policy.checks[0]
+    assert check.name == "error_amplification mean <= 10% worse than baseline"
+    assert check.direction == "lower" and check.severity == "fail" and check.line == 1
+    assert policy.name == "p" and policy.detect
+
+
+def _error(text: str) -> str:
+    with pytest.raises(UsageError) as info:
+        parse_policy(text, "handoffs.toml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ('[gate]\nsignificance = 0.05\nmin_runs = [\n', 3, "not valid TOML"),
+    ('[gate]\nsignificance = 0.05 0.1\n\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "not valid TOML"),
+    ('[gate]\nname = "x"\n\n[[check]]\nmetric = "overwrite_rate"\nmaxx = 0.2\n', 6, "unknown key 'maxx'"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n\n[[check]]\nmetric = "overwrite-rate"\nmax = 1\n',
+     6, "unknown metric 'overwrite-rate'"),
+    ('[[check]]\nfailure_mode = "FM-9.9"\nmax_count = 0\n', 2, "unknown failure mode"),
+    ('[[check]]\nmetric = "overwrite_rate"\n', 1, "sets no limit"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmax = "0.2"\n', 3, "max must be a number"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmax = true\n', 3, "max must be a number"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\nseverity = "error"\n', 4, "not one of fail, warn"),
+    ('[gate]\ntoo_few_runs = "maybe"\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2,
+     "not one of fail, warn, pass"),
+    ('[gate]\nsignificance = 2\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "between"),
+    ('[runs]\nsince = "yesterday"\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "ISO 8601"),
+    ('[[check]]\nmetric = "overwrite_rate"\nfailure_mode = "FM-3.1"\nmax = 1\n', 1, "exactly one of"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmax_count = 0\n', 3, "applies to failure_mode checks"),
+    ('[[check]]\nfailure_mode = "FM-3.1"\nmax = 0\n', 3, "applies to metric checks"),
+    ('[[check]]\nname = "a"\nmetric = "overwrite_rate"\nmax = 0.2\n[[check]]\nname = "a"\n'
+     'metric = "overwrite_rate"\nmin = 0\n', 5, "two checks are named 'a'"),
+    ('[gate]\nname = "x"\n', 1, "no checks"),
+    ('[gates]\nname = "x"\n', 1, "unknown table or key 'gates'"),
+])
+def test_a_malformed_policy_names_the_line_at_fault(text: str, line: int, words: str) -> None:
+    message = _error(text)
+    assert message.startswith(f"handoffs.toml:{line}: "), message
+    assert words in message
+
+
+def test_a_metric_of_ones_own_needs_a_direction() -> None:
+    assert "direction" in _error('[[check]]\nmetric = "my_score"\nmax = 1\n')
+    policy = parse_policy('[[check]]\nmetric = "my_score"\ndirection = "higher"\nmin = 0.5\n')
+    assert policy.checks[0].direction == "higher"
+
+
+def test_a_missing_policy_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="handoffs.example.toml"):
+        load_policy(tmp_path / "nope.toml")

@@ -142,6 +142,8 @@ EVENT_CHECKPOINT: Final = "handoff.checkpoint"
 EVENT_RESUME: Final = "handoff.resume"
 EVENT_APPROVAL: Final = "handoff.approval"
 EVENT_EXCEPTION: Final = "exception"  # OpenTelemetry's own
+EXCEPTION_MESSAGE: Final = "exception.message"  # on EVENT_EXCEPTION (OpenTelemetry's)
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 
 class SpanType(str, Enum):

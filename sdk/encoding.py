@@ -82,7 +82,7 @@ def attributes_str(attributes: Mapping[str, Any] | None) -> dict[str, str]:
     """A whole attribute map as strings."""
     if not attributes:
         return {}
-    return {key: attribute_str(value) for key, value in attributes.items()}
+    return {key: attribute_str(value) for key, value in attributes.items() if value is not None}
 
 
 def trace_id_hex(trace_id: int) -> str:

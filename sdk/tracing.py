@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -164,7 +165,10 @@ class _Scope:
         span = self.span
         if exc is not None:
             message = _clean(str(exc))
-            span.record_exception(exc, attributes={"exception.message": message}, escaped=True)
+            # The stack trace quotes the message and the source line: redact it as well.
+            trace_text = _clean("".join(traceback.format_exception(exc_type, exc, tb)))
+            span.record_exception(exc, attributes={c.EXCEPTION_MESSAGE: message,
+                                                   c.EXCEPTION_STACKTRACE: trace_text}, escaped=True)
             span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"
                                    if exc_type else message))
             self._failed = True

@@ -156,16 +156,22 @@ def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
             stack.extend(children[n.span_id])
         return None
 
+    explained_by: dict[str, str] = {}  # delegation -> the failed span under it that explains it
+    checked_bad: set[str] = set()
     for d in nodes.values():
         if d.type != SpanType.DELEGATION.value:
             continue
         targets = [d.delegation_id, d.span_id, *d.output_ids]
         verdicts = [last_verdict[t] for t in targets if t in last_verdict]
+        inner = subtree_failed(d)
+        if inner is not None:
+            explained_by[d.span_id] = inner.span_id
         if verdicts and max(verdicts)[1] in _BAD_VERDICTS:
             d.bad_output = "a check failed its output"
+            checked_bad.add(d.span_id)
         elif d.span_id in failed:
             d.bad_output = "its delegation failed"
-        elif d.output_ids and (inner := subtree_failed(d)) is not None:
+        elif d.output_ids and inner is not None:
             d.bad_output = f"{inner.agent or inner.type} failed under it"
     erroneous = failed | {sid for sid, n in nodes.items() if n.bad_output}
 
@@ -195,14 +201,15 @@ def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
         n = nodes[sid]
         if n.parent_id in erroneous:
             edges[sid].add(n.parent_id)
+        if sid in explained_by:
+            edges[explained_by[sid]].add(sid)
         if n.type == SpanType.VERIFICATION.value:
             continue  # a check consuming an output judges it; it is not harmed by it
         up = ancestors(n)
         for oid in inherited_inputs(n):
             d = producer.get(oid)
             # A delegation's own work (spans under it) and its ancestors are not its consumers.
-            if d is not None and d.span_id in erroneous and d.span_id != sid and d.span_id not in up \
-                    and d.span_id not in ancestors(n):
+            if d is not None and d.span_id in erroneous and d.span_id != sid and d.span_id not in up:
                 edges[d.span_id].add(sid)
                 flow_edges.add((d.span_id, sid))
     if not has_flow:
@@ -239,9 +246,10 @@ def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
                                 f"{_agent_of(nodes[w], nodes)} (step {nodes[w].step}"
                                 f"{', ' + nodes[w].error[:80] if nodes[w].error else ''})")
         cascades.append(Cascade(root, members, via_flow, hops))
-    flow_targets = {w for _, w in flow_edges}
-    own = sum(1 for s in erroneous
-              if s in flow_targets or not any(ch.span_id in erroneous for ch in children[s]))
+    # Own errors: failures not bubbling up from an erroneous child, and outputs a check failed
+    # although nothing under their delegation failed. Containment alone adds none.
+    own = sum(1 for s in failed if not any(ch.span_id in erroneous for ch in children[s])) \
+        + sum(1 for s in checked_bad if s not in explained_by and s not in failed)
     return TraceCascades(trace_id, cascades, own, nodes)
 
 

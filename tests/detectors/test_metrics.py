@@ -1,0 +1,89 @@
+"""The seed metrics on SDK traces whose answers are known by construction."""
+
+from __future__ import annotations
+
+from handoffs import sdk
+from handoffs import taxonomy as t
+from handoffs.detectors.metrics import compute_metrics
+from handoffs.store import Store
+
+
+def _team(overwrite: bool, rewrite_fails: bool) -> str:
+    """Two delegations: the first overwritten early (or accepted), the second accepted."""
+    with sdk.run("metrics", topology="centralized") as run:
+        with sdk.agent("sup", role="supervisor", model="gpt-4o") as sup:
+            with sup.llm(input_tokens=100, output_tokens=100):
+                pass
+            with sup.delegate("coder", task="f") as d:
+                with sdk.agent("coder", role="worker") as w:
+                    with w.llm(input_tokens=200, output_tokens=200):
+                        pass
+                    out = d.output("def f(", tokens=47, unit_complete=False)
+                if overwrite:
+                    d.decision("overwrote", output=out, result="def f(): pass")
+                    with sup.verify("tests", target=d) as v:
+                        v.verdict("fail" if rewrite_fails else "pass")
+                else:
+                    d.decision("accepted", output=out)
+            with sup.delegate("tester", task="t") as d2:
+                with sdk.agent("tester", role="worker") as w2:
+                    with w2.llm(input_tokens=100, output_tokens=100):
+                        pass
+                    out2 = d2.output("tests", tokens=30, unit_complete=True)
+                with sup.verify("lint", target=out2) as v2:
+                    v2.verdict("pass")
+                d2.decision("accepted", output=out2)
+        run.terminate("done", success_claimed=True, agent="sup")
+    return run.run_id
+
+
+def _by(rows: list[dict], run: str, scope: str, subject: str, metric: str) -> dict:
+    [row] = [r for r in rows if (r["run_id"], r["scope"], r["subject"], r["metric"]) == (run, scope, subject, metric)]
+    return row
+
+
+def test_seed_metrics(store: Store, traced) -> None:
+    with traced():
+        a = _team(overwrite=True, rewrite_fails=True)
+        b = _team(overwrite=False, rewrite_fails=False)
+    rows = compute_metrics(store)
+    assert _by(rows, a, "run", a, t.OVERWRITE_RATE)["value"] == 0.5
+    assert _by(rows, b, "run", b, t.OVERWRITE_RATE)["value"] == 0.0
+    assert _by(rows, a, "pair", "sup->coder", t.OVERWRITE_RATE)["value"] == 1.0
+    assert _by(rows, a, "agent", "sup", t.OVERWRITE_RATE)["value"] == 0.5
+    assert _by(rows, a, "run", a, t.TOKENS_BEFORE_INTERRUPTION)["value"] == 47
+    assert _by(rows, a, "run", a, t.AUTONOMOUS_COMPLETION_RATE)["value"] == 0.5
+    assert _by(rows, b, "run", b, t.AUTONOMOUS_COMPLETION_RATE)["value"] == 1.0
+    assert _by(rows, a, "run", a, t.REWRITE_BUG_RATE)["value"] == 1.0
+    assert _by(rows, a, "run", a, t.ORIGINAL_BUG_RATE)["value"] == 0.0
+    # coordinating agent (sup) 200 tokens against 600 tokens of work
+    assert abs(_by(rows, a, "run", a, t.COORDINATION_OVERHEAD)["value"] - 200 / 600) < 1e-9
+    assert _by(rows, a, "run", a, t.failure_rate_metric(t.OVERWRITE))["value"] == 1
+    assert _by(rows, b, "run", b, t.failure_rate_metric(t.OVERWRITE))["value"] == 0
+    stored = store.scalar("SELECT count() FROM handoffs_metrics FINAL")
+    compute_metrics(store)
+    assert store.scalar("SELECT count() FROM handoffs_metrics FINAL") == stored == len(rows)
+
+
+def test_error_amplification(store: Store, traced) -> None:
+    """A worker's error consumed by the next worker, who fails too: 2 own errors, 1 root."""
+    with traced():
+        with sdk.run("cascade") as run:
+            with sdk.agent("sup") as sup:
+                with sup.delegate("a", task="x") as d1:
+                    with sdk.agent("a") as a:
+                        with a.tool("compute", {"x": 1}) as bad:
+                            bad.error("wrong unit")
+                        out = d1.output("42 km", tokens=5, unit_complete=True)
+                    d1.decision("accepted", output=out)
+                with sup.delegate("b", task="y", consumes=[out]) as d2:
+                    with sdk.agent("b") as b:
+                        with b.tool("convert", {"v": 42}) as worse:
+                            worse.error("nonsense input")
+                        d2.output("?", tokens=1, unit_complete=True)
+            run.terminate("done", success_claimed=True, agent="sup")
+    rows = compute_metrics(store)
+    amp = _by(rows, run.run_id, "run", run.run_id, t.ERROR_AMPLIFICATION)
+    assert (amp["numerator"], amp["denominator"]) == (2, 1)
+    casc = _by(rows, run.run_id, "run", run.run_id, t.failure_rate_metric(t.ERROR_CASCADE))
+    assert casc["value"] == 1

@@ -25,7 +25,7 @@ VERSION = f"structural-{structural.VERSION}"
 
 Progress = Callable[[int, int], None]  # (traces done, traces total)
 
-_META_SQL = f"""
+TRACE_META_SQL = f"""
 SELECT TraceId AS trace_id,
     anyIf(SpanAttributes['{c.RUN_ID}'], SpanAttributes['{c.RUN_ID}'] != '') AS run_id,
     anyIf(ResourceAttributes['{c.RESOURCE_SOURCE_ID}'], ResourceAttributes['{c.RESOURCE_SOURCE_ID}'] != '')
@@ -92,7 +92,7 @@ def judge(store: Store, trace_ids: Sequence[str], ver: str | None = None) -> lis
     if not trace_ids:
         return []
     params = {"traces": list(trace_ids)}
-    metas = {r["trace_id"]: r for r in store.query(_META_SQL, params)}
+    metas = {r["trace_id"]: r for r in store.query(TRACE_META_SQL, params)}
     found: dict[str, list[Finding]] = defaultdict(list)
 
     def add(code: str, detector: str, row: dict[str, Any]) -> None:

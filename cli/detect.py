@@ -1,0 +1,119 @@
+"""``handoffs detect`` (findings per trace) and ``handoffs attribute`` (root cause per failed trace).
+
+Both judge what the store holds, incrementally: traces already judged at their current size are
+read back, not judged again. JSON Lines go to stdout, progress to stderr, so the output pipes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from handoffs.errors import UsageError
+from handoffs.store import open_store
+
+from .options import store_option
+
+FORMATS = click.Choice(["table", "jsonl"])
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr (quiet when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _check_found(asked: tuple[str, ...], found: set[str]) -> None:
+    missing = [t for t in asked if t not in found]
+    if missing:
+        raise UsageError(f"no trace {missing[0]} in the store; list stored traces with "
+                         "`handoffs detect --format jsonl` or check --store")
+
+
+def _emit_jsonl(rows: list[dict[str, Any]]) -> None:
+    out = sys.stdout
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@click.command()
+@store_option
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table for people, jsonl for programs (one object per trace).")
+@click.option("--trace", "trace_ids", multiple=True, metavar="ID", help="Only this trace (repeatable).")
+@click.option("--full", is_flag=True, help="Judge every trace again, not only new or grown ones.")
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Also compute and store the seed metrics of the runs judged.")
+def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bool, metrics: bool) -> None:
+    """Find failure modes in stored traces: one result per trace, with its findings."""
+    from handoffs.detectors import detect as run_detect
+    from handoffs.detectors.metrics import compute_metrics
+
+    store = open_store(store_url)
+    with _progress("detecting") as progress:
+        results = run_detect(store, list(trace_ids) or None, incremental=not full, progress=progress)
+    _check_found(trace_ids, {tf.trace_id for tf in results})
+    if metrics and results:
+        runs = sorted({tf.run_id or tf.trace_id for tf in results})
+        compute_metrics(store, runs if trace_ids else None)
+    if fmt == "jsonl":
+        _emit_jsonl([{k: v for k, v in tf.to_json().items() if k != "run_id"} for tf in results])
+        return
+    rows = [[tf.source_id or tf.run_id or tf.trace_id[:16], f.code, f.agent, str(f.step),
+             f"{f.confidence:.2f}", f.evidence]
+            for tf in results for f in sorted(tf.findings, key=lambda f: (f.step, f.code))]
+    failed = sum(1 for tf in results if tf.findings)
+    _table(f"{len(results)} trace(s), {failed} with findings",
+           ["run", "code", "agent", "step", "conf", "evidence"], rows)
+
+
+@click.command()
+@store_option
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table for people, jsonl for programs (one object per failed trace).")
+@click.option("--trace", "trace_ids", multiple=True, metavar="ID", help="Only this trace (repeatable).")
+def attribute(store_url: str | None, fmt: str, trace_ids: tuple[str, ...]) -> None:
+    """Name the root cause (agent, step) of each failed trace."""
+    from handoffs.detectors.attribution import attribute as run_attribute
+    from handoffs.detectors.attribution import stored_traces
+
+    store = open_store(store_url)
+    with _progress("attributing") as progress:
+        rows = run_attribute(store, list(trace_ids) or None, progress=progress)
+    if trace_ids:
+        _check_found(trace_ids, set(stored_traces(store, list(trace_ids))))
+    if fmt == "jsonl":
+        _emit_jsonl(rows)
+        return
+    _table(f"{len(rows)} failed trace(s)", ["trace", "source", "agent", "step", "conf"],
+           [[r["trace_id"][:16], r["source_id"], r["agent"], str(r["step"]), f"{r['confidence']:.2f}"]
+            for r in rows])

@@ -48,7 +48,7 @@ _COORD = "[" + ",".join(f"'{r}'" for r in COORDINATING_ROLES) + "]"
 # A termination reason saying a limit stopped the run rather than the work being done (FM-1.5).
 LIMIT_REASON = r"(max|limit|budget|timeout|timed.out|exhaust|exceed|too.many)"
 # A verification check that judges the task's own requirements (FM-1.1).
-SPEC_CHECK = r"(spec|constraint|requirement|format|schema|contract|acceptance)"
+SPEC_CHECK = r"(spec|constraint|requirement|contract|acceptance)"
 # Below this share of the output checked, a passing verification is called incomplete (FM-3.2).
 MIN_COVERAGE = 0.5
 
@@ -414,7 +414,8 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     Detector(
         "FM-1.1", "task_spec_violation",
         signal="a verification of the task's declared requirements (a check whose name says "
-               "spec, constraint, requirement, format, schema, contract, acceptance) failed",
+               "spec, constraint, requirement, contract or acceptance) failed and no later check "
+               "of the same target passed",
         needs="verification spans whose check names say what they check",
         blind_spots="requirements nobody checks; check names in other words; text logs (text models)",
         sql=f"""
@@ -426,7 +427,9 @@ SELECT f.trace_id AS trace_id, f.span_id AS span_id,
 FROM v AS f
 LEFT JOIN produced AS p ON p.trace_id = f.trace_id AND p.output_id = f.check_target
 LEFT JOIN e AS x ON x.trace_id = f.trace_id AND x.delegation_id = f.check_target
-WHERE f.verdict = {FAIL} AND match(lower(f.check_name), '{SPEC_CHECK}')
+LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v WHERE verdict = {PASS}
+           GROUP BY trace_id, check_target) AS ok ON ok.trace_id = f.trace_id AND ok.check_target = f.check_target
+WHERE f.verdict = {FAIL} AND match(lower(f.check_name), '{SPEC_CHECK}') AND ok.last_pass < f.ts
 """),
     Detector(
         "FM-1.2", "role_violation",

@@ -33,9 +33,9 @@ def runs_timeline(runs: pd.DataFrame) -> alt.Chart:
     """Findings per run over time, coloured by status: the build history strip."""
     data = runs[["run_id", "started_at", "status", "findings", "commit", "branch"]].copy()
     data["findings"] = data["findings"].fillna(0)
-    return alt.Chart(data).mark_bar(width={"band": 0.8} if len(data) < 3 else 6).encode(
-        x=alt.X("started_at:T", title=None),
-        y=alt.Y("findings:Q", title="findings"),
+    return alt.Chart(data).mark_circle(size=140, opacity=0.9).encode(
+        x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M", labelAngle=0)),
+        y=alt.Y("findings:Q", title="findings", scale=alt.Scale(domainMin=0, nice=True)),
         color=alt.Color("status:N", scale=_STATUS_SCALE, title="status"),
         tooltip=["run_id", "status", "findings", "commit", "branch",
                  alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M")],

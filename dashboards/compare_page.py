@@ -1,8 +1,5 @@
-"""Compare two runs or two commits side by side, with a verdict on each difference.
-
-The verdict is B minus A with a bootstrap interval over runs (``verdict.py``): the gate
-package offers no comparison function the dashboard could call yet.
-"""
+"""Compare two runs or two commits side by side, with the gate's verdict on each difference
+(``verdict.py``: the gate's own Welch and Fisher tests, at its default significance)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import streamlit as st
 
 from handoffs import taxonomy as T
 from handoffs.dashboards import charts, ui
-from handoffs.dashboards.verdict import bootstrap_difference
+from handoffs.dashboards.verdict import ALPHA, compare_figure, compare_share
 
 # Figures compared, with the direction that is harmful (True: higher is worse).
 FIGURES: dict[str, bool] = {
@@ -25,7 +22,7 @@ FIGURES: dict[str, bool] = {
     "error_spans": True,
     "tokens": True,
 }
-VERDICT_ICONS = {"worse": "🔴 worse", "better": "🟢 better", "no clear difference": "⚪ no clear difference",
+VERDICT_ICONS = {"regression": "🔴 regression", "no regression": "🟢 no regression",
                  "too few runs": "– too few runs"}
 
 st.title("Compare")
@@ -55,31 +52,39 @@ else:
     side_a, side_b = ui.q("runs_of_commit", project, a), ui.q("runs_of_commit", project, b)
 
 sa, sb = ui.q("side_samples", side_a), ui.q("side_samples", side_b)
-diffs = [bootstrap_difference(name, sa[name].astype(float).tolist(), sb[name].astype(float).tolist(),
-                              higher_is_worse=worse)
+ma, mb = ui.q("side_modes", side_a), ui.q("side_modes", side_b)
+hits_a = dict(zip(ma["code"], ma["runs_with_mode"], strict=True))
+hits_b = dict(zip(mb["code"], mb["runs_with_mode"], strict=True))
+diffs = [compare_figure(name, sa[name].astype(float).tolist(), sb[name].astype(float).tolist(),
+                        higher_is_worse=worse)
          for name, worse in FIGURES.items() if sa[name].notna().any() or sb[name].notna().any()]
+diffs += [compare_share(f"runs with {charts.mode_label(code)}", hits_a.get(code, 0), len(sa),
+                        hits_b.get(code, 0), len(sb))
+          for code in charts.mode_order([*hits_a, *hits_b])]
 table = pd.DataFrame([d.__dict__ for d in diffs])
-worse = table[table["verdict"] == "worse"]["figure"].tolist()
-if worse:
-    st.error(f"B is worse than A on {', '.join(worse)} (95 % interval excludes no change).")
+regressed = table[table["verdict"] == "regression"]["figure"].tolist()
+if regressed:
+    st.error(f"B regressed against A on {', '.join(regressed)} (significant at {ALPHA:g}, "
+             "the gate's test).")
 elif (table["verdict"] == "too few runs").all():
-    st.info("One run per side: the difference is shown, but a verdict needs at least two runs "
-            "per side (compare two commits with several runs each).")
+    st.info("One run per side: differences are shown, but the gate's verdict needs at least "
+            "two runs per side (compare two commits with several runs each).")
 else:
-    st.success("No figure is clearly worse in B than in A.")
+    st.success(f"No significant regression of B against A at {ALPHA:g} (the gate's test).")
 table["verdict"] = table["verdict"].map(VERDICT_ICONS)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "a": st.column_config.NumberColumn("A mean", format="%.3f"),
-    "b": st.column_config.NumberColumn("B mean", format="%.3f"),
-    "diff": st.column_config.NumberColumn("B − A", format="%+.3f"),
-    "low": st.column_config.NumberColumn("95 % low", format="%+.3f"),
-    "high": st.column_config.NumberColumn("95 % high", format="%+.3f"),
+    "a": st.column_config.NumberColumn("A", format="%.3f"),
+    "b": st.column_config.NumberColumn("B", format="%.3f"),
+    "worse_by": st.column_config.NumberColumn("B worse by", format="%+.3f"),
+    "low": st.column_config.NumberColumn("interval low", format="%+.3f"),
+    "high": st.column_config.NumberColumn("interval high", format="%+.3f"),
+    "p_value": st.column_config.NumberColumn("p", format="%.3g"),
     "n_a": "runs A", "n_b": "runs B"})
-st.caption("Means over runs; interval: percentile bootstrap of B − A resampling runs "
-           "(2,000 resamples). Verdicts need two runs or more per side.")
+st.caption("Per-run means compared with Welch's test, shares of runs with a failure mode with "
+           "Fisher's exact test, both one-sided for B worse than A: the gate's own comparisons "
+           "(handoffs.gate.stats).")
 
 st.subheader("Failure modes, side by side")
-ma, mb = ui.q("side_modes", side_a), ui.q("side_modes", side_b)
 both = pd.concat([ma.assign(side="A"), mb.assign(side="B")], ignore_index=True)
 if both.empty:
     st.success("Neither side has findings.")

@@ -7,9 +7,9 @@ writes. The bench (``bench/dashboard.py``) times these functions page by page.
 
 Run status, as the runs page shows it:
 
-* ``failed`` / ``passed``: the gate evaluated the run (``handoffs_gate_results.run_ids``); a
-  check with verdict ``fail`` and severity other than ``warning`` fails it, a failing
-  ``warning`` check only warns.
+* ``failed`` / ``warning`` / ``passed``: the gate evaluated the run
+  (``handoffs_gate_results.run_ids``): the worst verdict of its checks (the gate already
+  folds each check's severity into its verdict: ``fail``, ``warn``, ``pass``).
 * without a gate result, from findings: ``failed`` when the run span's status is ``Error`` or
   a finding has confidence >= ``BLOCKING_CONFIDENCE``; ``warning`` when it has only findings
   below that; ``passed`` when a detector has seen its trace and found nothing; ``not checked``
@@ -25,6 +25,7 @@ import pandas as pd
 
 from handoffs import conventions as C
 from handoffs import taxonomy as T
+from handoffs.gate.policy import FAIL, WARN
 from handoffs.store import Store
 from handoffs.store.schema import (
     DETECTED_TABLE,
@@ -36,8 +37,6 @@ from handoffs.store.schema import (
 )
 
 BLOCKING_CONFIDENCE: Final = 0.5
-FAILING_VERDICTS: Final = ("fail", "failed")
-WARNING_SEVERITY: Final = "warning"
 # The seed metrics the runs page shows per run, in this order (names from the taxonomy).
 SEED_METRICS: Final[tuple[str, ...]] = (
     T.OVERWRITE_RATE,
@@ -137,8 +136,8 @@ fa AS (
 ),
 g AS (
     SELECT arrayJoin(run_ids) AS run_id, count() AS gate_checks,
-           countIf(verdict IN {{failing:Array(String)}} AND severity != {{warning:String}}) AS gate_failed,
-           countIf(verdict IN {{failing:Array(String)}} AND severity = {{warning:String}}) AS gate_warned
+           countIf(verdict = {{fail:String}}) AS gate_failed,
+           countIf(verdict = {{warn:String}}) AS gate_warned
     FROM {GATE_TABLE} FINAL
     WHERE hasAny(run_ids, (SELECT groupArray(run_id) FROM r))
     GROUP BY run_id
@@ -196,8 +195,7 @@ def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str
          tag: str = "", run: str = "", limit: int = 500) -> pd.DataFrame:
     """The runs page: one row per run with status, CI metadata, tokens, seed metrics, trend."""
     params = _run_params(project, since, branches, tag, run, limit) | _METRIC_PARAMS | {
-        "blocking": BLOCKING_CONFIDENCE, "failing": list(FAILING_VERDICTS),
-        "warning": WARNING_SEVERITY, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
+        "blocking": BLOCKING_CONFIDENCE, "fail": FAIL, "warn": WARN, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
         "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS, "scope_run": T.SCOPE_RUN,
     }
     return _frame(store, RUNS_SQL, params)
@@ -212,9 +210,8 @@ def run_checks(store: Store, run_id: str) -> pd.DataFrame:
                evaluated_at
         FROM {GATE_TABLE} FINAL
         WHERE has(run_ids, {{run:String}})
-        ORDER BY verdict IN {{failing:Array(String)}} DESC, severity = {{warning:String}},
-                 check_name""",
-        {"run": run_id, "failing": list(FAILING_VERDICTS), "warning": WARNING_SEVERITY})
+        ORDER BY verdict = {{fail:String}} DESC, verdict = {{warn:String}} DESC, check_name""",
+        {"run": run_id, "fail": FAIL, "warn": WARN})
 
 
 def run_findings(store: Store, run_id: str, trace_id: str) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from handoffs import taxonomy as T
 from handoffs.dashboards import charts, queries, ui
+from handoffs.gate.policy import FAIL, PASS, WARN
 
 CONTEXT_STEPS = 2  # a finding's context: spans this many steps before and after it
 MAX_FINDINGS = 50
@@ -64,7 +65,7 @@ st.subheader(f"{ui.status_label(run['status'])} · {run_id}")
 st.caption(f"status from {run['status_from']} · project {run['project'] or '–'} · system "
            f"{run['system'] or '–'} · topology {run['topology'] or '–'} · trace `{run['trace_id']}`")
 cols = st.columns(6)
-cols[0].metric("When", pd.Timestamp(run["started_at"]).strftime("%Y-%m-%d %H:%M"))
+cols[0].metric("When", pd.Timestamp(run["started_at"]).strftime("%m-%d %H:%M"))
 cols[1].metric("Commit", (run["commit"] or "–")[:10])
 cols[2].metric("Branch", run["branch"] or "–")
 cols[3].metric("Duration", ui.fmt_duration(run["duration_s"]))
@@ -82,8 +83,8 @@ checks_tab, trace_tab, graph_tab = st.tabs([
 with checks_tab:
     if not checks.empty:
         st.markdown("**Gate checks**")
-        failing = checks["verdict"].isin(queries.FAILING_VERDICTS)
-        st.dataframe(checks.assign(verdict=checks["verdict"].where(~failing, "❌ " + checks["verdict"])),
+        icons = {FAIL: "❌ ", WARN: "⚠️ ", PASS: "✅ "}
+        st.dataframe(checks.assign(verdict=checks["verdict"].map(lambda v: icons.get(v, "") + v)),
                      hide_index=True, width="stretch")
     if findings.empty:
         st.success("No findings: the detectors flagged nothing in this run."

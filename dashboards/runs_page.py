@@ -46,7 +46,7 @@ metric_columns = {
 }
 st.dataframe(
     table[["status", "run_id", "link", "started_at", "commit", "branch", "tags", "duration_s",
-           "tokens", "findings", *metric_columns, "trend"]],
+           "tokens", "findings", "trend", *metric_columns]],
     hide_index=True,
     width="stretch",
     column_config={

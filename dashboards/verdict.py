@@ -1,63 +1,69 @@
-"""The compare page's verdict on a difference: B minus A with a bootstrap interval.
+"""The compare page's verdict on a difference, reached the way the CI gate reaches it.
 
-The unit resampled is the run (per-run figures from ``queries.side_samples``), so two
-commits with several runs each get an honest interval; with one run per side there is no
-spread to resample and the verdict says so instead of pretending.
+B is the candidate and A the baseline. Per-run figures go through the gate's Welch test
+(``handoffs.gate.stats.compare_means``), shares of runs showing a failure mode through its
+Fisher exact test (``compare_proportions``), at the gate's default significance, so the
+dashboard and ``handoffs gate`` never disagree on whether a change is a regression.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import numpy as np
+from handoffs.gate import stats
+from handoffs.gate.policy import Policy
 
-BOOTSTRAP_SAMPLES: Final = 2000
-LEVEL: Final = 0.95
-MIN_SAMPLES: Final = 2  # per side, for an interval
+ALPHA: Final[float] = Policy.significance  # the gate's default significance level
 
 
 @dataclass(frozen=True)
 class Difference:
-    """One figure compared: means of both sides, B - A, its interval, and what it means."""
+    """One figure compared: A's and B's value, how much worse B is, and the verdict."""
 
     figure: str
     a: float | None
     b: float | None
-    diff: float | None
+    worse_by: float | None  # > 0: B is worse, in the figure's units
     low: float | None
     high: float | None
+    p_value: float | None
     n_a: int
     n_b: int
-    verdict: str  # worse | better | no clear difference | too few runs
+    verdict: str  # regression | no regression | too few runs
+    test: str
 
 
-def bootstrap_difference(figure: str, a: Sequence[float], b: Sequence[float],
-                         higher_is_worse: bool = True, samples: int = BOOTSTRAP_SAMPLES,
-                         level: float = LEVEL, seed: int = 0) -> Difference:
-    """Difference of means B - A with a percentile bootstrap interval (runs resampled).
+def _clean(values: Sequence[float]) -> list[float]:
+    return [float(v) for v in values if v is not None and not math.isnan(v)]
 
-    ``worse`` when the whole interval lies on the harmful side of zero, ``better`` when on
-    the other, else ``no clear difference``. NaN values (a figure a run does not have) are
-    dropped first.
-    """
-    xa = np.asarray([v for v in a if v is not None and not np.isnan(v)], dtype=float)
-    xb = np.asarray([v for v in b if v is not None and not np.isnan(v)], dtype=float)
-    mean_a = float(xa.mean()) if xa.size else None
-    mean_b = float(xb.mean()) if xb.size else None
-    diff = mean_b - mean_a if mean_a is not None and mean_b is not None else None
-    if xa.size < MIN_SAMPLES or xb.size < MIN_SAMPLES:
-        return Difference(figure, mean_a, mean_b, diff, None, None, int(xa.size), int(xb.size),
-                          "too few runs")
-    rng = np.random.default_rng(seed)
-    boot_a = xa[rng.integers(0, xa.size, (samples, xa.size))].mean(axis=1)
-    boot_b = xb[rng.integers(0, xb.size, (samples, xb.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = (float(x) for x in np.percentile(boot_b - boot_a, [tail, 100 - tail]))
-    if low > 0 or high < 0:
-        harmful = (low > 0) == higher_is_worse
-        verdict = "worse" if harmful else "better"
-    else:
-        verdict = "no clear difference"
-    return Difference(figure, mean_a, mean_b, diff, low, high, int(xa.size), int(xb.size), verdict)
+
+def _from(figure: str, cmp: stats.Comparison) -> Difference:
+    return Difference(figure, cmp.baseline, cmp.current, cmp.effect, cmp.low, cmp.high,
+                      cmp.p_value, cmp.n_baseline, cmp.n_current,
+                      "regression" if cmp.significant else "no regression", cmp.test)
+
+
+def compare_figure(figure: str, a: Sequence[float], b: Sequence[float],
+                   higher_is_worse: bool = True, alpha: float = ALPHA) -> Difference:
+    """Per-run values of A and B: is B's mean significantly worse (Welch, one-sided)?"""
+    xa, xb = _clean(a), _clean(b)
+    if len(xa) < 2 or len(xb) < 2:
+        ma = stats.mean(xa) if xa else None
+        mb = stats.mean(xb) if xb else None
+        sign = 1.0 if higher_is_worse else -1.0
+        worse = sign * (mb - ma) if ma is not None and mb is not None else None
+        return Difference(figure, ma, mb, worse, None, None, None, len(xa), len(xb),
+                          "too few runs", "welch-t")
+    return _from(figure, stats.compare_means(xb, xa, alpha, higher_is_worse=higher_is_worse))
+
+
+def compare_share(figure: str, hits_a: int, runs_a: int, hits_b: int, runs_b: int,
+                  alpha: float = ALPHA) -> Difference:
+    """Share of runs with a failure mode: is B's share significantly higher (Fisher)?"""
+    if runs_a < 1 or runs_b < 1:
+        return Difference(figure, None, None, None, None, None, None, runs_a, runs_b,
+                          "too few runs", "fisher-exact")
+    return _from(figure, stats.compare_proportions(hits_b, runs_b, hits_a, runs_a, alpha))

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from handoffs import conventions as C
 from handoffs import taxonomy as T
+from handoffs.gate.policy import FAIL, PASS
 from handoffs.store import Event, SpanBatch, Store, schema
 
 PROJECT = "shop"
@@ -134,7 +135,7 @@ def seed(store: Store) -> None:
     store.insert(schema.GATE_TABLE, pa.table({
         "project": [PROJECT] * 2, "gate_id": ["g1", "g1"], "policy": ["handoffs.toml"] * 2,
         "check_name": ["overwrite_rate <= 0.2", "error_cascades == 0"],
-        "severity": ["error", "error"], "verdict": ["pass", "fail"],
+        "severity": [FAIL, FAIL], "verdict": [PASS, FAIL],
         "value": [0.25, 1.0], "limit_value": [0.2, 0.0], "baseline": [None, None],
         "run_ids": [[BAD.run_id]] * 2, "commit": [BAD.commit] * 2,
         "branch": ["main"] * 2, "message": ["ok", "1 error cascade rooted in coder"]}))

@@ -145,7 +145,10 @@ def test_compare_page_two_runs_and_two_commits(app_url: str) -> None:
     at.selectbox(key="run_a").select("run-ok").run()
     at.selectbox(key="run_b").select("run-bad").run()
     table = at.dataframe[0].value.set_index("figure")
-    assert table.loc["findings", "diff"] == 2 and table.loc["findings", "verdict"] == "– too few runs"
+    assert table.loc["findings", "worse_by"] == 2 and table.loc["findings", "verdict"] == "– too few runs"
+    # Shares of runs with a mode go through the gate's Fisher test even with one run a side.
+    share = table.loc["runs with error-cascade Error cascade"]
+    assert share["worse_by"] == 1.0 and share["verdict"] == "🟢 no regression"
     modes = at.dataframe[1].value
     assert modes.loc["error-cascade Error cascade", "B"] == 1
     assert modes.loc["error-cascade Error cascade", "A"] == 0

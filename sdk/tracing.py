@@ -305,9 +305,12 @@ class Agent(_Scope):
         super().__exit__(exc_type, exc, tb)
 
     def delegate(self, target: str, task: str | None = None, *, mode: str = _DELEGATE,
-                 consumes: Iterable[Output | str] | None = None) -> Delegation:
-        """Hand work to ``target``: its outputs and this agent's decisions are recorded on it."""
-        return Delegation(self.name, target, task, mode=mode, consumes=consumes)
+                 consumes: Iterable[Output | str] | None = None, ambiguous: bool = False) -> Delegation:
+        """Hand work to ``target``: its outputs and this agent's decisions are recorded on it.
+
+        ``ambiguous=True`` marks a task the delegator knows is unclear (the delegate should ask).
+        """
+        return Delegation(self.name, target, task, mode=mode, consumes=consumes, ambiguous=ambiguous)
 
     def tool(self, name: str, args: Mapping[str, Any] | Iterable[Any] | str | None = None, *,
              target: str | None = None, side_effect: bool = False, high_stakes: bool = False,
@@ -342,7 +345,7 @@ class Delegation(_Scope):
 
     def __init__(self, source: str, target: str, task: str | None = None, *,
                  mode: str = _DELEGATE,
-                 consumes: Iterable[Output | str] | None = None) -> None:
+                 consumes: Iterable[Output | str] | None = None, ambiguous: bool = False) -> None:
         self.source = source = str(source)
         self.target = target = str(target)
         self._outputs = 0
@@ -360,6 +363,8 @@ class Delegation(_Scope):
             attrs[c.TASK_HASH] = content_hash(task)
             if settings.capture_content:
                 attrs[c.TASK] = _clean(task)
+        if ambiguous:
+            attrs[c.TASK_AMBIGUOUS] = True
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
         super().__init__(f"{_EXECUTE_TOOL} {tool}", attrs)  # conventions.delegation_span_name, inlined

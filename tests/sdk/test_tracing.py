@@ -115,11 +115,13 @@ def test_delegation_status_is_open_without_a_decision_and_failed_on_error(captur
             raise RuntimeError("worker crashed")
         with sup.delegate("c") as d:
             d.error("bad output")
-        with sup.delegate("d") as d:
+        with sup.delegate("d", ambiguous=True) as d:
             d.set_status("completed")
     spans = captured.by_name()
     status = {t: spans[f"execute_tool transfer_to_{t}"].attributes[c.DELEGATION_STATUS] for t in "abcd"}
     assert status == {"a": "open", "b": "failed", "c": "failed", "d": "completed"}
+    assert spans["execute_tool transfer_to_d"].attributes[c.TASK_AMBIGUOUS] is True
+    assert c.TASK_AMBIGUOUS not in spans["execute_tool transfer_to_a"].attributes
     crashed = spans["execute_tool transfer_to_b"]
     assert crashed.status.status_code is StatusCode.ERROR
     assert [e.name for e in crashed.events] == [c.EVENT_EXCEPTION]

@@ -261,7 +261,7 @@ def test_other_instrumentations_through_the_collector_are_normalised_at_read(sto
     provider.add_span_processor(SimpleSpanProcessor(CollectorExporter(store, schema.SPAN_TABLE)))
     trace_id = _openinference_handoff(provider.get_tracer("openinference.instrumentation.openai_agents"))
     provider.shutdown()
-    normalise.resolve_traces(store, [trace_id])  # the read-time path detectors call first
+    normalise.resolve_traces(store, [trace_id])  # the read-time pass meant to precede detection
     [handoff] = store.query(
         "SELECT SpanAttributes AS a FROM otel_traces FINAL WHERE TraceId = {t:String} "
         "AND SpanName = 'handoff to billing'", {"t": trace_id})

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run every benchmark in bench/ that exists, one after the other (they would disturb each
+# other's timings side by side), each writing bench/results/<name>.txt; record the machine in
+# bench/results/machine.txt. BENCHMARKS.md is assembled from those files.
+#
+#   bash bench/run_all.sh                 # everything, default sizes (about an hour on 2 cores)
+#   bash bench/run_all.sh storage ingest  # only these
+#
+# Exit status: 0 when every benchmark that ran succeeded, 1 otherwise (each one still runs).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -f /work/venv/bin/activate ]; then
+  # shellcheck disable=SC1091
+  . /work/venv/bin/activate
+fi
+
+ORDER=(sdk_overhead ingest soak detection dashboard storage)
+if [ "$#" -gt 0 ]; then ORDER=("$@"); fi
+
+mkdir -p bench/results
+{
+  echo "# machine, $(date -u '+%Y-%m-%d %H:%M') UTC"
+  echo "cores: $(nproc)"
+  free -g | sed -n '1,2p'
+  echo "kernel: $(uname -srm)"
+  python - <<'PY'
+import importlib.metadata as md
+import platform
+print("python:", platform.python_version())
+for dist in ("chdb", "clickhouse-connect", "opentelemetry-sdk", "pyarrow", "streamlit", "arize-phoenix"):
+    try:
+        print(f"{dist}: {md.version(dist)}")
+    except md.PackageNotFoundError:
+        print(f"{dist}: not installed")
+PY
+  python -c "import chdb; print('clickhouse engine:', chdb.query('SELECT version()', 'CSV').bytes().decode().strip())"
+} > bench/results/machine.txt
+cat bench/results/machine.txt
+
+failed=()
+for name in "${ORDER[@]}"; do
+  script="bench/${name}.py"
+  if [ ! -f "$script" ]; then
+    echo "== $name: no $script, skipped"
+    continue
+  fi
+  echo "== $name: python $script"
+  start=$(date +%s)
+  if python "$script"; then
+    echo "== $name: done in $(( $(date +%s) - start )) s"
+  else
+    echo "== $name: FAILED (exit $?) after $(( $(date +%s) - start )) s"
+    failed+=("$name")
+  fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "failed: ${failed[*]}"
+  exit 1
+fi
+echo "all benchmarks done; results in bench/results/"

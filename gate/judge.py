@@ -119,9 +119,11 @@ class Evidence:
     span_id: str = ""
     step: int | None = None
     detail: str = ""
+    test_id: str = ""  # the pytest node id the run was traced under, if any
 
     def describe(self) -> str:
-        parts = [f"run {self.run_id}", f"trace {self.trace_id}"]
+        parts = [f"test {self.test_id}"] if self.test_id else []
+        parts += [f"run {self.run_id}", f"trace {self.trace_id}"]
         if self.agent:
             parts.append(f"agent {self.agent}")
         if self.span_id:
@@ -178,15 +180,17 @@ class GateResult:
         return 1 if self.verdict == FAIL else 0
 
 
-def refresh_detection(store: Store) -> str | None:
-    """Bring findings and metrics up to date; return a note when the detectors are missing."""
+def refresh_detection(store: Store, run_ids: Sequence[str]) -> str | None:
+    """Bring findings and the metrics of ``run_ids`` up to date (both incremental where they
+    can be); return a note when the detectors are not installed."""
     try:
         from handoffs.detectors import detect
         from handoffs.detectors.metrics import compute_metrics
     except ImportError as exc:
         return f"detection skipped: the detectors are not available ({exc})"
     detect(store)
-    compute_metrics(store)
+    if run_ids:
+        compute_metrics(store, list(run_ids))
     return None
 
 
@@ -199,17 +203,17 @@ def run_gate(store: Store, policy: Policy, baseline: str | None = None,
     policy's choice to run the detectors first.
     """
     notes: list[str] = []
-    if policy.detect if detect is None else detect:
-        note = refresh_detection(store)
-        if note:
-            notes.append(note)
-            log.warning(note)
     ci = ci_metadata(env)
     judged, runs_text, current_commit = _select_judged(store, policy, run_ids, ci)
     if any(ch.is_regression for ch in policy.checks):
         base, base_text = _select_baseline(store, policy, judged, baseline, current_commit)
     else:
         base, base_text = [], "none (no regression checks)"
+    if policy.detect if detect is None else detect:
+        note = refresh_detection(store, [r.run_id for r in judged + base])
+        if note:
+            notes.append(note)
+            log.warning(note)
     ctx = _Context(store, policy, judged, base, base_text)
     results = [ctx.evaluate(ch) for ch in policy.checks]
     commit = ci.get(c.RUN_COMMIT) or _most_common(r.commit for r in judged)
@@ -469,7 +473,8 @@ class _Context:
         worst = sorted(rows, key=lambda r: r["value"], reverse=check.direction == LOWER)[:5]
         out = [Evidence(r["run_id"], self.by_run[r["run_id"]].trace_id,
                         agent="" if check.scope == tx.SCOPE_RUN else r["subject"],
-                        detail=f"{check.metric} = {r['value']:.3g}") for r in worst]
+                        detail=f"{check.metric} = {r['value']:.3g}",
+                        test_id=self.by_run[r["run_id"]].test_id) for r in worst]
         code = _METRIC_FINDINGS.get(check.metric) or (
             check.metric.removeprefix(tx.FAILURE_RATE_PREFIX)
             if check.metric.startswith(tx.FAILURE_RATE_PREFIX) else None)
@@ -492,7 +497,8 @@ class _Context:
             if run_id not in wanted:
                 continue
             out.append(Evidence(run_id, r["trace_id"], r["agent"], r["span_id"], r["step"],
-                                f"{code} (confidence {r['confidence']:.2f}): {r['evidence']}"))
+                                f"{code} (confidence {r['confidence']:.2f}): {r['evidence']}",
+                                self.by_run[run_id].test_id))
         return out
 
     def _counts(self, check: Check, runs: list[Run]) -> tuple[dict[str, int], list[Evidence]]:

@@ -1,1 +1,196 @@
-"""pytest plugin (issue #4): off unless enabled; see handoffs.gate."""
+"""pytest plugin: trace each test as a run, then gate the session on the policy. Off unless
+enabled (``--handoffs`` or ``HANDOFFS_PYTEST=1``), because every pytest in an environment
+where handoffs is installed loads it through the ``pytest11`` entry point.
+
+    pytest --handoffs --handoffs-policy handoffs.toml --handoffs-store chdb:///tmp/h
+
+Each test call runs inside ``sdk.run(<node id>, test_id=<node id>)`` tagged with the session,
+so the agent code under test needs no glue: its ``sdk.agent``/``delegate`` spans land in that
+run (a test that opens its own ``sdk.run`` has that run judged instead). At the end of the
+session the controller (never an xdist worker) runs the detectors, applies the policy to the
+session's runs, prints the table in the terminal summary and fails the session when a check
+fails. Under xdist, workers reach the embedded store through the controller, its owner.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from handoffs import conventions as c
+from handoffs.errors import HandoffsError
+from handoffs.store.schema import RUNS_TABLE, SPAN_TABLE
+
+ENV_ENABLE = "HANDOFFS_PYTEST"
+DEFAULT_POLICY = "handoffs.toml"
+SESSION_TAG_PREFIX = "pytest-session:"
+RUN_TAG = "pytest"
+_NAME = "handoffs-gate"
+
+# Runs in the traces this session's test runs opened: the test runs themselves and any run a
+# test opened inside them (same trace, since it is a child span).
+_SESSION_RUNS_SQL = """
+SELECT run_id, trace_id, has(tags, {tag:String}) AS outer
+FROM """ + RUNS_TABLE + """ FINAL
+WHERE trace_id IN (SELECT trace_id FROM """ + RUNS_TABLE + """ FINAL WHERE has(tags, {tag:String}))
+"""
+_SPANS_PER_RUN_SQL = """
+SELECT SpanAttributes['""" + c.RUN_ID + """'] AS run_id, count() AS spans
+FROM """ + SPAN_TABLE + """
+WHERE TraceId IN {traces:Array(String)}
+GROUP BY run_id
+"""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("handoffs", "handoffs: trace agent runs per test and gate on delegation quality")
+    group.addoption("--handoffs", action="store_true", default=False,
+                    help=f"Trace each test as a handoffs run and apply the gate policy at the end "
+                         f"(also ${ENV_ENABLE}=1).")
+    group.addoption("--handoffs-policy", default=None, metavar="FILE",
+                    help=f"Gate policy TOML (default: ini handoffs_policy, else {DEFAULT_POLICY} "
+                         "in the root dir if it exists; without one, runs are traced, not gated).")
+    group.addoption("--handoffs-store", default=None, metavar="URL",
+                    help="Store URL (default: ini handoffs_store, $HANDOFFS_STORE, the embedded store).")
+    group.addoption("--handoffs-baseline", default=None, metavar="RUN",
+                    help="Baseline run ids or commits, comma-separated (default: the policy's).")
+    group.addoption("--handoffs-junit", default=None, metavar="FILE",
+                    help="Also write the gate's JUnit XML here.")
+    parser.addini("handoffs_policy", "handoffs gate policy file", default="")
+    parser.addini("handoffs_store", "handoffs store URL", default="")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("handoffs")) or os.environ.get(ENV_ENABLE, "") in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _enabled(config):
+        return
+    plugin = HandoffsPlugin(config)
+    config.pluginmanager.register(plugin, _NAME)
+    if config.pluginmanager.hasplugin("xdist") and plugin.controller:
+        config.pluginmanager.register(_XdistController(plugin), _NAME + "-xdist")
+
+
+def _option(config: pytest.Config, name: str) -> str | None:
+    """A command-line option, else its ini setting (policy and store have one)."""
+    value = config.getoption(f"handoffs_{name}")
+    if not value and name in ("policy", "store"):
+        value = config.getini(f"handoffs_{name}")
+    return value or None
+
+
+class _XdistController:
+    """Hands the session id to each xdist worker, so their runs carry the controller's tag."""
+
+    def __init__(self, plugin: HandoffsPlugin) -> None:
+        self.plugin = plugin
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["handoffs_session"] = self.plugin.session_id
+
+
+class HandoffsPlugin:
+    """Tracing per test everywhere; judging on the controller only."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from handoffs import sdk
+        from handoffs.gate import load_policy
+        from handoffs.sdk.ci import ci_metadata, git_metadata
+        from handoffs.store import open_store
+
+        self.config = config
+        workerinput = getattr(config, "workerinput", None)
+        self.controller = workerinput is None
+        self.session_id = workerinput["handoffs_session"] if workerinput else uuid.uuid4().hex[:16]
+        self.tag = SESSION_TAG_PREFIX + self.session_id
+        self.result: Any = None
+        self.error: str | None = None
+        policy_path = _option(config, "policy")
+        if policy_path is None and (config.rootpath / DEFAULT_POLICY).is_file():
+            policy_path = str(config.rootpath / DEFAULT_POLICY)
+        try:
+            # A bad policy or store stops the session before any test runs, as bad options do.
+            # Workers read it too: its project is the resource attribute their runs must carry.
+            self.policy = load_policy(policy_path) if policy_path else None
+            self.store = open_store(_option(config, "store"))
+        except HandoffsError as exc:
+            raise pytest.UsageError(f"handoffs: {exc}") from exc
+        if self.controller and not ci_metadata().get(c.RUN_COMMIT):
+            # Outside CI, the checkout says which commit the runs belong to; workers inherit it.
+            for key, var in ((c.RUN_COMMIT, "HANDOFFS_COMMIT"), (c.RUN_BRANCH, "HANDOFFS_BRANCH")):
+                value = git_metadata(str(config.rootpath)).get(key)
+                if value:
+                    os.environ.setdefault(var, value)
+        sdk.configure(service_name=f"pytest:{config.rootpath.name}", store=self.store,
+                      project=self.policy.project if self.policy and self.policy.project else None)
+        self.sdk = sdk
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        with self.sdk.run(item.nodeid, test_id=item.nodeid, tags=[RUN_TAG, self.tag]):
+            return (yield)
+
+    def session_runs(self) -> list[str]:
+        """Run ids to judge: runs tests opened themselves, else the test's run if agents ran in it."""
+        rows = self.store.query(_SESSION_RUNS_SQL, {"tag": self.tag})
+        traces = sorted({r["trace_id"] for r in rows})
+        if not traces:
+            return []
+        spans = {r["run_id"]: r["spans"] for r in self.store.query(_SPANS_PER_RUN_SQL, {"traces": traces})}
+        inner_traces = {r["trace_id"] for r in rows if not r["outer"]}
+        chosen = []
+        for r in rows:
+            if r["outer"]:
+                if r["trace_id"] not in inner_traces and spans.get(r["run_id"], 0) > 1:
+                    chosen.append(r["run_id"])
+            else:
+                chosen.append(r["run_id"])
+        return sorted(chosen)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from handoffs.gate import report, run_gate
+
+        self.sdk.flush()
+        self.sdk.shutdown()
+        if not self.controller or self.policy is None:
+            return
+        try:
+            self.result = run_gate(self.store, self.policy, run_ids=self.session_runs(),
+                                   baseline=_option(self.config, "baseline"))
+            junit = self.config.getoption("handoffs_junit")
+            if junit:
+                report.write_junit(self.result, junit)
+            report.append_step_summary(self.result)
+        except HandoffsError as exc:
+            self.error = str(exc)
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        if self.result.exit_code and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.controller or self.policy is None:
+            return
+        from handoffs.gate import report
+
+        terminalreporter.section("handoffs gate")
+        if self.error:
+            terminalreporter.write_line(f"handoffs gate could not judge: {self.error}", red=True)
+            return
+        if self.result is None:
+            return
+        buf = io.StringIO()
+        report.write_table(self.result, buf, width=terminalreporter._tw.fullwidth)
+        terminalreporter.write(buf.getvalue())
+        if self.result.exit_code:
+            terminalreporter.write_line("handoffs gate FAILED: the session fails on delegation quality",
+                                        red=True, bold=True)

@@ -160,7 +160,8 @@ def to_json(result: GateResult) -> dict[str, Any]:
                 "p_value": cmp.p_value, "significant": cmp.significant,
                 "n_current": cmp.n_current, "n_baseline": cmp.n_baseline},
             "evidence": [{"run_id": e.run_id, "trace_id": e.trace_id, "agent": e.agent,
-                          "span_id": e.span_id, "step": e.step, "detail": e.detail} for e in r.evidence],
+                          "span_id": e.span_id, "step": e.step, "detail": e.detail,
+                          "test_id": e.test_id} for e in r.evidence],
         }
     return {
         "gate_id": result.gate_id, "policy": result.policy.name, "source": result.policy.source,

@@ -12,8 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from scipy import stats as sps
+
+def _scipy() -> Any:
+    # Imported on first use: scipy.stats costs seconds to import, and pytest workers that only
+    # trace (never judge) should not pay it.
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,8 @@ def compare_means(current: Sequence[float], baseline: Sequence[float], alpha: fl
     df = se2 ** 2 / ((vc / len(current)) ** 2 / (len(current) - 1)
                      + (vb / len(baseline)) ** 2 / (len(baseline) - 1))
     t = (effect - margin) / se
-    p = float(sps.t.sf(t, df))
-    q = float(sps.t.ppf(1.0 - alpha, df))
+    p = float(_scipy().t.sf(t, df))
+    q = float(_scipy().t.ppf(1.0 - alpha, df))
     return Comparison("welch-t", mc, mb, effect, effect - q * se, effect + q * se, margin,
                       p, p < alpha, len(current), len(baseline))
 
@@ -73,14 +80,14 @@ def compare_proportions(x_current: int, n_current: int, x_baseline: int, n_basel
         raise ValueError("a proportion needs at least one run on each side")
     pc, pb = x_current / n_current, x_baseline / n_baseline
     effect = pc - pb
-    z = float(sps.norm.ppf(1.0 - alpha))
+    z = float(_scipy().norm.ppf(1.0 - alpha))
     lc, uc = wilson_interval(x_current, n_current, z)
     lb, ub = wilson_interval(x_baseline, n_baseline, z)
     low = effect - math.sqrt((pc - lc) ** 2 + (ub - pb) ** 2)
     high = effect + math.sqrt((uc - pc) ** 2 + (pb - lb) ** 2)
     if margin <= 0.0:
         table = [[x_current, n_current - x_current], [x_baseline, n_baseline - x_baseline]]
-        p = float(sps.fisher_exact(table, alternative="greater").pvalue)
+        p = float(_scipy().fisher_exact(table, alternative="greater").pvalue)
         return Comparison("fisher-exact", pc, pb, effect, low, high, 0.0, p, p < alpha,
                           n_current, n_baseline)
     return Comparison("newcombe", pc, pb, effect, low, high, margin, None, low > margin,
@@ -101,7 +108,7 @@ def mean_interval(values: Sequence[float], alpha: float) -> tuple[float, float]:
     m = mean(values)
     if len(values) < 2:
         return m, m
-    half = float(sps.t.ppf(1.0 - alpha, len(values) - 1)) * math.sqrt(_var(values) / len(values))
+    half = float(_scipy().t.ppf(1.0 - alpha, len(values) - 1)) * math.sqrt(_var(values) / len(values))
     return m - half, m + half
 
 

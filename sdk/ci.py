@@ -8,6 +8,7 @@ baseline can be "the last green run on main" wherever the suite runs.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping
 
 from handoffs import conventions as c
@@ -58,3 +59,22 @@ def ci_metadata(env: Mapping[str, str] | None = None) -> dict[str, str]:
         if env.get(var):
             found[key] = env[var]
     return {k: v for k, v in found.items() if v}
+
+
+def git_metadata(cwd: str | None = None) -> dict[str, str]:
+    """Commit and branch of the git checkout at ``cwd``, for runs made outside CI (empty if none).
+
+    Not part of ``ci_metadata``: outside CI a run says where it ran only when a caller (the
+    pytest plugin) asks for it, so library users get no surprise subprocess per run.
+    """
+    found: dict[str, str] = {}
+    for key, args in ((c.RUN_COMMIT, ["rev-parse", "HEAD"]),
+                      (c.RUN_BRANCH, ["rev-parse", "--abbrev-ref", "HEAD"])):
+        try:
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return {}
+        value = out.stdout.strip()
+        if out.returncode == 0 and value and value != "HEAD":  # "HEAD": a detached checkout
+            found[key] = value
+    return found

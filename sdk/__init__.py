@@ -25,7 +25,7 @@ from __future__ import annotations
 import atexit
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -36,7 +36,6 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from handoffs import __version__
 from handoffs import conventions as c
 from handoffs.errors import UsageError
-from handoffs.store import Store
 
 from .export import (
     DEFAULT_ENDPOINT,
@@ -75,6 +74,9 @@ __all__ = [
     "configure", "content_hash", "current_agent", "current_run_id", "flush", "otlp_exporter",
     "propagate", "run", "shutdown", "stats", "traced_agent", "traced_tool",
 ]
+
+if TYPE_CHECKING:
+    from handoffs.store import Store
 
 log = logging.getLogger("handoffs.sdk")
 
@@ -115,6 +117,10 @@ def configure(service_name: str = "handoffs", *, endpoint: str | None = None,
     if set_global:
         trace.set_tracer_provider(provider)
     _provider, _processor = provider, processor
+    # Exit hooks run last-registered first: registering again puts our flush ahead of the
+    # store's own hook (registered when the exporter opened it), which closes the store.
+    atexit.unregister(shutdown)
+    atexit.register(shutdown)
     settings.tracer = provider.get_tracer(SCOPE_NAME, __version__)
     settings.capture_content = capture_content
     settings.redact = redact

@@ -19,15 +19,16 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from handoffs.errors import HandoffsError
-from handoffs.store import SpanBatch, Store, open_store
 
-from .encoding import append_span
+if TYPE_CHECKING:
+    from handoffs.store import Store
 
 log = logging.getLogger("handoffs.sdk")
 
@@ -178,9 +179,16 @@ class StoreSpanExporter(SpanExporter):
     """Writes spans straight into a store (``chdb:///dir`` or ``clickhouse://...``), one insert per batch."""
 
     def __init__(self, store: Store | str) -> None:
+        # Imported here: an agent that only speaks OTLP need not load pyarrow and the store.
+        from handoffs.store import open_store
+
         self.store = open_store(store) if isinstance(store, str) else store
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from handoffs.store import SpanBatch
+
+        from .encoding import append_span
+
         batch = SpanBatch()
         for span in spans:
             append_span(batch, span)

@@ -149,15 +149,16 @@ class _Scope:
 
     def __enter__(self) -> Any:
         span = settings.tracer.start_span(self._name)
+        attributes = self._attributes
         data = _trusted_attributes(span)
-        if data is not None and len(self._attributes) + len(data) <= span._attributes.maxlen:  # type: ignore[attr-defined]
-            data.update(self._attributes)
+        if data is not None and len(attributes) + len(data) <= span._attributes.maxlen:  # type: ignore[attr-defined]
+            data.update(attributes)
         else:
             data = None
-            span.set_attributes(self._attributes)
+            span.set_attributes(attributes)
         self.span = span
         self._data = data
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._token = otel_context.attach(trace.set_span_in_context(span))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -142,6 +142,27 @@ def test_spans_buffered_when_a_process_exits_are_exported(store: Store, tmp_path
     assert n == 302
 
 
+def test_a_script_writing_to_its_own_embedded_store_loses_nothing_at_exit(tmp_path: Path) -> None:
+    """The store's exit hook closes chDB; the SDK's must flush into it first."""
+    url = f"chdb://{tmp_path / 'store'}"
+    write = textwrap.dedent(f"""
+        from handoffs import sdk
+        sdk.configure("exiting", store={url!r}, schedule_delay=3600)
+        with sdk.run("r", run_id="embedded-exit"), sdk.agent("a") as a:
+            for i in range(50):
+                with a.tool("t", args=[i]):
+                    pass
+    """)
+    read = textwrap.dedent(f"""
+        from handoffs.store import open_store
+        print(open_store({url!r}).scalar("SELECT count() FROM otel_traces"))
+    """)
+    for script in (write, read):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "52"
+
+
 @pytest.fixture
 def to_store_and_memory(store: Store) -> Iterator[list[ReadableSpan]]:
     """The SDK exporting into ``store``, keeping a copy of each exported span to compare with."""

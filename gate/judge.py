@@ -22,7 +22,7 @@ from handoffs import taxonomy as tx
 from handoffs.errors import UsageError
 from handoffs.sdk.ci import ci_metadata
 from handoffs.store import Store
-from handoffs.store.schema import FINDINGS_TABLE, GATE_TABLE, METRICS_TABLE, RUNS_TABLE
+from handoffs.store.schema import FINDINGS_TABLE, GATE_TABLE, METRICS_TABLE, RUNS_TABLE, SPAN_TABLE
 
 from . import stats
 from .policy import FAIL, LOWER, PASS, RATE, WARN, Check, Policy, RunFilter, parse_time
@@ -90,6 +90,14 @@ FROM (
 WHERE commit != ''
 GROUP BY commit
 HAVING green
+"""
+
+# Spans of each run in the given traces: a test's run with only its own span did no agent work.
+_SPANS_PER_RUN_SQL = """
+SELECT SpanAttributes['""" + c.RUN_ID + """'] AS run_id, count() AS spans
+FROM """ + SPAN_TABLE + """
+WHERE TraceId IN {traces:Array(String)}
+GROUP BY run_id
 """
 
 _MIN_NS = 0
@@ -256,8 +264,20 @@ def query_runs(store: Store, flt: RunFilter, project: str = "", exclude: Iterabl
         "since": _ns(flt.since, _MIN_NS), "until": _ns(flt.until, _MAX_NS),
         "exclude": list(exclude), "limit": limit or flt.max_runs,
     }
-    return [Run(r["run_id"], r["trace_id"], r["commit"], r["branch"], r["test_id"], r["build_url"],
+    runs = [Run(r["run_id"], r["trace_id"], r["commit"], r["branch"], r["test_id"], r["build_url"],
                 r["started_at"]) for r in store.query(_RUNS_SQL, params)]
+    return _without_idle_test_runs(store, runs)
+
+
+def _without_idle_test_runs(store: Store, runs: list[Run]) -> list[Run]:
+    """Drop the pytest plugin's runs in which no agent worked: a test without agents, or one
+    that opened its own run (that inner run is the one to judge). Their zeros would only
+    dilute the rates."""
+    traces = sorted({r.trace_id for r in runs if r.test_id})
+    if not traces:
+        return runs
+    spans = {r["run_id"]: r["spans"] for r in store.query(_SPANS_PER_RUN_SQL, {"traces": traces})}
+    return [r for r in runs if not r.test_id or spans.get(r.run_id, 0) > 1]
 
 
 def _ns(value: str, default: int) -> int:
@@ -329,7 +349,7 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
     if spec.green:
         green = {r["commit"] for r in store.query(_GREEN_SQL, {"project": policy.project})}
         candidates = [r for r in candidates if r.commit in green]
-        what = f"green on {what}"
+        what = f"green {what}"
     chosen: list[str] = []
     for r in candidates:  # newest first
         if r.commit not in chosen:

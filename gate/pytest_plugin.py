@@ -24,7 +24,7 @@ import pytest
 
 from handoffs import conventions as c
 from handoffs.errors import HandoffsError
-from handoffs.store.schema import RUNS_TABLE, SPAN_TABLE
+from handoffs.store.schema import RUNS_TABLE
 
 ENV_ENABLE = "HANDOFFS_PYTEST"
 DEFAULT_POLICY = "handoffs.toml"
@@ -33,17 +33,10 @@ RUN_TAG = "pytest"
 _NAME = "handoffs-gate"
 
 # Runs in the traces this session's test runs opened: the test runs themselves and any run a
-# test opened inside them (same trace, since it is a child span).
+# test opened inside them (same trace: a child span). The gate drops the idle ones.
 _SESSION_RUNS_SQL = """
-SELECT run_id, trace_id, has(tags, {tag:String}) AS outer
-FROM """ + RUNS_TABLE + """ FINAL
+SELECT run_id FROM """ + RUNS_TABLE + """ FINAL
 WHERE trace_id IN (SELECT trace_id FROM """ + RUNS_TABLE + """ FINAL WHERE has(tags, {tag:String}))
-"""
-_SPANS_PER_RUN_SQL = """
-SELECT SpanAttributes['""" + c.RUN_ID + """'] AS run_id, count() AS spans
-FROM """ + SPAN_TABLE + """
-WHERE TraceId IN {traces:Array(String)}
-GROUP BY run_id
 """
 
 
@@ -61,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Baseline run ids or commits, comma-separated (default: the policy's).")
     group.addoption("--handoffs-junit", default=None, metavar="FILE",
                     help="Also write the gate's JUnit XML here.")
+    group.addoption("--handoffs-trace-only", action="store_true", default=False,
+                    help="Trace the runs but do not judge them (a later `handoffs gate` step will).")
     parser.addini("handoffs_policy", "handoffs gate policy file", default="")
     parser.addini("handoffs_store", "handoffs store URL", default="")
 
@@ -111,6 +106,7 @@ class HandoffsPlugin:
         self.session_id = workerinput["handoffs_session"] if workerinput else uuid.uuid4().hex[:16]
         self.tag = SESSION_TAG_PREFIX + self.session_id
         self.result: Any = None
+        self.judge = self.controller and not config.getoption("handoffs_trace_only")
         self.error: str | None = None
         policy_path = _option(config, "policy")
         if policy_path is None and (config.rootpath / DEFAULT_POLICY).is_file():
@@ -138,21 +134,8 @@ class HandoffsPlugin:
             return (yield)
 
     def session_runs(self) -> list[str]:
-        """Run ids to judge: runs tests opened themselves, else the test's run if agents ran in it."""
-        rows = self.store.query(_SESSION_RUNS_SQL, {"tag": self.tag})
-        traces = sorted({r["trace_id"] for r in rows})
-        if not traces:
-            return []
-        spans = {r["run_id"]: r["spans"] for r in self.store.query(_SPANS_PER_RUN_SQL, {"traces": traces})}
-        inner_traces = {r["trace_id"] for r in rows if not r["outer"]}
-        chosen = []
-        for r in rows:
-            if r["outer"]:
-                if r["trace_id"] not in inner_traces and spans.get(r["run_id"], 0) > 1:
-                    chosen.append(r["run_id"])
-            else:
-                chosen.append(r["run_id"])
-        return sorted(chosen)
+        """Run ids of this session, on every worker: what the gate judges."""
+        return sorted(r["run_id"] for r in self.store.query(_SESSION_RUNS_SQL, {"tag": self.tag}))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -160,7 +143,7 @@ class HandoffsPlugin:
 
         self.sdk.flush()
         self.sdk.shutdown()
-        if not self.controller or self.policy is None:
+        if not self.judge or self.policy is None:
             return
         try:
             self.result = run_gate(self.store, self.policy, run_ids=self.session_runs(),
@@ -178,7 +161,7 @@ class HandoffsPlugin:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.controller or self.policy is None:
+        if not self.judge or self.policy is None:
             return
         from handoffs.gate import report
 

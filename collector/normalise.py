@@ -82,6 +82,7 @@ LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embe
 # Names of the span that wraps a whole run in each framework (OpenInference spellings).
 RUN_SPAN_NAMES = frozenset({"LangGraph", "Crew_kickoff", "Crew.kickoff"})
 RUN_SPAN_SUFFIXES = (".run_stream", ".run")
+RUN_SPAN_PREFIXES = ("Crew_",)  # CrewAI's crew span: Crew_<crew id>
 
 _FAST_KEYS = (c.GEN_AI_OPERATION_NAME, OI_SPAN_KIND, TL_SPAN_KIND, TL_HANDOFF_FROM, OA_FROM_AGENT,
               AG_MESSAGING_OPERATION, c.GEN_AI_HANDOFF_TARGET_NAME)
@@ -192,6 +193,10 @@ def _openinference(name: str, a: Mapping[str, str]) -> dict[str, str] | None:
         return None
     if kind == "AGENT":
         agent = a.get(OI_AGENT_NAME) or a.get(OI_NODE_ID, "")
+        metadata = a.get(OI_METADATA, "")
+        if not agent and '"langgraph_node"' in metadata:
+            # LangGraph's prebuilt ReAct loop labels its model node AGENT: a node, not the team's agent.
+            return _langgraph_node(name, a, metadata)
         if not agent:
             # The Agents SDK's trace root is an AGENT span with no agent: the run itself.
             return _typed(c.SpanType.RUN, FROM_OPENINFERENCE, **{c.RUN_NAME: name})
@@ -217,7 +222,7 @@ def _openinference(name: str, a: Mapping[str, str]) -> dict[str, str] | None:
         metadata = a.get(OI_METADATA, "")
         if '"langgraph_node"' in metadata:
             return _langgraph_node(name, a, metadata)
-        if name in RUN_SPAN_NAMES or name.endswith(RUN_SPAN_SUFFIXES):
+        if name in RUN_SPAN_NAMES or name.endswith(RUN_SPAN_SUFFIXES) or name.startswith(RUN_SPAN_PREFIXES):
             return _typed(c.SpanType.RUN, FROM_OPENINFERENCE, **{c.RUN_NAME: name})
     return None
 
@@ -229,14 +234,16 @@ def _langgraph_node(name: str, a: Mapping[str, str], metadata: str) -> dict[str,
         return None
     if "|" in str(meta.get("langgraph_checkpoint_ns", "")):
         return None  # a node of a subgraph (a worker's own ReAct loop), not an agent of the team
-    facts = _typed(c.SpanType.AGENT, FROM_LANGGRAPH, **{c.GEN_AI_AGENT_NAME: name})
     output = a.get(OI_OUTPUT, "")
     if '"goto"' in output:
         goto = (_json(output) or {}).get("goto") if output.startswith("{") else None
         if isinstance(goto, str) and goto and not goto.startswith("__") and goto != name:
-            facts[c.SOURCE_AGENT] = name
-            facts[c.TARGET_AGENT] = goto
-    return facts
+            # The supervisor's routing turn is the hand-off: the node span carries the edge, so
+            # detectors see it as a delegation (its model calls stay under it, named for it).
+            facts = _delegation(name, goto, c.HandoffMode.TRANSFER, FROM_LANGGRAPH)
+            facts[c.GEN_AI_AGENT_NAME] = name
+            return facts
+    return _typed(c.SpanType.AGENT, FROM_LANGGRAPH, **{c.GEN_AI_AGENT_NAME: name})
 
 
 def _gen_ai(name: str, a: Mapping[str, str]) -> dict[str, str] | None:
@@ -339,10 +346,10 @@ def resolve_trace(trace_id: str, spans: Sequence[TraceSpan]) -> dict[str, dict[s
             parent, seen = by_id.get(parent.parent_id), seen + 1
         return ""
 
-    agent_starts: dict[str, list[int]] = {}
+    agent_starts: dict[str, list[tuple[int, bool]]] = {}
     for s in foreign:
         if s.attributes.get(c.SPAN_TYPE) == c.SpanType.AGENT.value and s.attributes.get(c.GEN_AI_AGENT_NAME):
-            agent_starts.setdefault(s.attributes[c.GEN_AI_AGENT_NAME], []).append(s.start_ns)
+            agent_starts.setdefault(s.attributes[c.GEN_AI_AGENT_NAME], []).append((s.start_ns, s.failed))
     announced = [s for s in foreign if s.attributes.get(c.SPAN_TYPE) == c.SpanType.MESSAGE.value
                  and s.attributes.get(c.TARGET_AGENT)]
 
@@ -353,7 +360,7 @@ def resolve_trace(trace_id: str, spans: Sequence[TraceSpan]) -> dict[str, dict[s
         if not a.get(c.RUN_ID):
             add[c.RUN_ID] = run_id
         kind = a.get(c.SPAN_TYPE)
-        owner = agent_above(s)
+        owner = agent_above(s) or _delegator_above(s, by_id, len(spans))
         if kind == c.SpanType.TOOL.value:
             worker = _agent_below(s, spans, by_id)
             if worker and worker != owner:
@@ -376,6 +383,16 @@ def resolve_trace(trace_id: str, spans: Sequence[TraceSpan]) -> dict[str, dict[s
     return updates
 
 
+def _delegator_above(span: TraceSpan, by_id: Mapping[str, TraceSpan], limit: int) -> str:
+    """The agent of an enclosing span that names its agent itself (a LangGraph routing node)."""
+    parent, hops = by_id.get(span.parent_id), 0
+    while parent is not None and hops < limit:
+        if parent.attributes.get(c.SPAN_TYPE) != c.SpanType.RUN.value and parent.attributes.get(c.GEN_AI_AGENT_NAME):
+            return parent.attributes[c.GEN_AI_AGENT_NAME]
+        parent, hops = by_id.get(parent.parent_id), hops + 1
+    return ""
+
+
 def _agent_below(span: TraceSpan, spans: Sequence[TraceSpan], by_id: Mapping[str, TraceSpan]) -> str:
     """The first agent whose span runs inside ``span`` (a worker called as a tool)."""
     for s in sorted(spans, key=lambda x: x.start_ns):
@@ -389,16 +406,19 @@ def _agent_below(span: TraceSpan, spans: Sequence[TraceSpan], by_id: Mapping[str
     return ""
 
 
-def _status(span: TraceSpan, target: str, agent_starts: Mapping[str, list[int]], mode: str) -> str:
+def _status(span: TraceSpan, target: str, agent_starts: Mapping[str, list[tuple[int, bool]]],
+            mode: str) -> str:
     if span.failed:
         return c.DelegationStatus.FAILED.value
     if mode == c.HandoffMode.DELEGATE.value:
         # The caller waited for the result: the tool span closing normally delivered it.
         return c.DelegationStatus.COMPLETED.value
     # Control passed: the hand-off is completed once the target ran after it (spans of the
-    # target are siblings, ordered in time, not children).
-    ran = any(start >= span.start_ns for start in agent_starts.get(target, ()))
-    return c.DelegationStatus.COMPLETED.value if ran else c.DelegationStatus.OPEN.value
+    # target are siblings, ordered in time, not children); failed if it only ran and failed.
+    runs = [failed for start, failed in agent_starts.get(target, ()) if start >= span.start_ns]
+    if not runs:
+        return c.DelegationStatus.OPEN.value
+    return c.DelegationStatus.FAILED.value if all(runs) else c.DelegationStatus.COMPLETED.value
 
 
 _READ = f"""SELECT * FROM {schema.SPAN_TABLE} FINAL

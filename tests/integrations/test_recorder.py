@@ -1,0 +1,75 @@
+"""The recorder every integration shares, without any framework: what a sequence of messages
+and hand-offs becomes once replayed through the SDK into a real store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from handoffs import conventions as c
+from handoffs.integrations.recorder import Recorder, judge
+
+from .conftest import delegations, terminations
+
+DRAFT = "Rayleigh scattering: short blue wavelengths are scattered far more than red ones by the air."
+
+
+def test_judge_tells_acceptance_edits_and_replacements_apart():
+    assert judge(DRAFT, f"Here it is: {DRAFT} TERMINATE") is c.DecisionAction.ACCEPTED
+    assert judge(DRAFT, "Thanks.") is c.DecisionAction.ACCEPTED
+    edited = DRAFT.replace("far more", "much more").replace("the air", "air molecules")
+    assert judge(DRAFT, edited) is c.DecisionAction.MODIFIED
+    assert judge(DRAFT, "The sky is blue because it mirrors the oceans, as any sailor knows well.") \
+        is c.DecisionAction.OVERWROTE
+
+
+def test_transfer_and_return_is_one_delegation_judged_by_the_next_reply(traced):
+    r = Recorder("swarm")
+    r.message("supervisor", "")
+    r.handoff("supervisor", "writer")
+    r.message("writer", DRAFT)
+    r.handoff("writer", "supervisor")  # handing back returns the delegation, it is not a new one
+    r.message("supervisor", "My own answer: the sky mirrors the oceans, as any sailor knows well.")
+    r.end("done", success_claimed=True)
+    r.emit()
+    rows = delegations(traced)
+    assert [(x["source"], x["target"], x["status"], x["decisions"], x["outputs"]) for x in rows] == [
+        ("supervisor", "writer", "completed", ["overwrote"], [DRAFT])]
+    assert terminations(traced) == [{"reason": "done", "success": "true"}]
+
+
+def test_implicit_handoffs_follow_the_speakers_but_not_back_to_the_delegator(traced):
+    r = Recorder("round-robin", implicit_handoffs=True)
+    r.message("planner", "Coder, write the function.")
+    r.message("coder", "def f(): return 1")
+    r.message("reviewer", "Looks right to me.")
+    r.message("planner", "def f(): return 1")
+    r.end("Maximum number of messages 4 reached", success_claimed=False, waiting_on="coder")
+    r.emit()
+    rows = delegations(traced)
+    assert [(x["source"], x["target"], x["status"]) for x in rows] == [
+        ("planner", "coder", "completed"), ("coder", "reviewer", "completed"), ("planner", "coder", "open")]
+    assert rows[0]["decisions"] == ["accepted"]
+
+
+def test_a_delegation_the_caller_awaits_records_the_result_or_the_failure(traced):
+    r = Recorder("tools")
+    r.handoff("editor", "researcher", task="why blue?", mode=c.HandoffMode.DELEGATE.value)
+    r.returned("editor", "researcher", DRAFT)
+    r.handoff("editor", "fact_checker", task="check it", mode=c.HandoffMode.DELEGATE.value)
+    r.returned("editor", "fact_checker", None, error="tool timed out")
+    r.message("editor", DRAFT)
+    r.emit()
+    rows = delegations(traced)
+    assert [(x["target"], x["mode"], x["status"], x["decisions"]) for x in rows] == [
+        ("researcher", "delegate", "completed", ["accepted"]), ("fact_checker", "delegate", "failed", [])]
+
+
+def test_importing_handoffs_and_its_integrations_imports_no_framework():
+    code = ("import sys, handoffs, handoffs.sdk, handoffs.integrations.autogen, handoffs.integrations.crewai, "
+            "handoffs.integrations.langgraph, handoffs.integrations.openai_agents\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('agents', 'autogen_agentchat', 'autogen_core', 'langgraph', 'langchain_core', 'crewai')]\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

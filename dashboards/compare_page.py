@@ -14,7 +14,6 @@ from handoffs.dashboards.verdict import ALPHA, compare_figure, compare_share
 FIGURES: dict[str, bool] = {
     "findings": True,
     "blocking": True,
-    "span_overwrite_rate": True,
     T.OVERWRITE_RATE: True,
     T.AUTONOMOUS_COMPLETION_RATE: False,
     T.ERROR_AMPLIFICATION: True,
@@ -52,7 +51,11 @@ else:
     side_a, side_b = ui.q("runs_of_commit", project, a), ui.q("runs_of_commit", project, b)
 
 sa, sb = ui.q("side_samples", side_a), ui.q("side_samples", side_b)
-ma, mb = ui.q("side_modes", side_a), ui.q("side_modes", side_b)
+if sa.empty or sb.empty:
+    ui.empty_state("runs on one of the two sides")
+    st.stop()
+ma = ui.q("side_modes", sa["run_id"].tolist(), sa["trace_id"].tolist())
+mb = ui.q("side_modes", sb["run_id"].tolist(), sb["trace_id"].tolist())
 hits_a = dict(zip(ma["code"], ma["runs_with_mode"], strict=True))
 hits_b = dict(zip(mb["code"], mb["runs_with_mode"], strict=True))
 diffs = [compare_figure(name, sa[name].astype(float).tolist(), sb[name].astype(float).tolist(),

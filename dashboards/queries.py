@@ -61,28 +61,30 @@ _RUN_FILTER = """
     AND toUnixTimestamp(started_at) >= {since:Int64}"""
 
 # Runs in the window (ReplacingMergeTree: FINAL so a re-sent run span counts once).
-_RUNS_CTE = f"""
-r AS (
-    SELECT run_id, project, trace_id, name, system, service, started_at, duration_ns,
-           status AS span_status, commit, branch, tags, topology
-    FROM {RUNS_TABLE} FINAL
-    WHERE {_RUN_FILTER}
-      AND (empty({{branches:Array(String)}}) OR has({{branches:Array(String)}}, branch))
-      AND ({{tag:String}} = '' OR has(tags, {{tag:String}}))
-      AND ({{run:String}} = '' OR run_id = {{run:String}})
-    ORDER BY started_at DESC
-    LIMIT {{limit:UInt32}}
-)"""
+RUN_LIST_SQL = f"""
+SELECT run_id, project, trace_id, name, if(system != '', system, service) AS system,
+       started_at, duration_ns / 1e9 AS duration_s, status AS span_status, commit, branch, tags,
+       topology
+FROM {RUNS_TABLE} FINAL
+WHERE {_RUN_FILTER}
+  AND (empty({{branches:Array(String)}}) OR has({{branches:Array(String)}}, branch))
+  AND ({{tag:String}} = '' OR has(tags, {{tag:String}}))
+  AND ({{run:String}} = '' OR run_id = {{run:String}})
+  AND (empty({{runs:Array(String)}}) OR run_id IN {{runs:Array(String)}})
+ORDER BY started_at DESC
+LIMIT {{limit:UInt32}}"""
 
-# Findings of those runs: by run id, or by trace id when the detector left the run id empty.
+# Findings of given runs: by run id, or by trace id when the detector left the run id empty.
+# The runs come in as arrays ({runs}, {traces}, pairwise): a CTE over the runs table would be
+# evaluated again at every reference, which dominated this page's time on a large store.
 _RUN_FINDINGS_CTE = f"""
 rf AS (
-    SELECT r.run_id AS run_id, f.code AS code, f.confidence AS confidence, f.agent AS agent
-    FROM {FINDINGS_TABLE} AS f FINAL
-    INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
-    WHERE f.trace_id IN (SELECT trace_id FROM r) OR f.run_id IN (SELECT run_id FROM r)
+    SELECT if(run_id != '', run_id,
+              transform(trace_id, {{traces:Array(String)}}, {{runs:Array(String)}}, '')) AS run_id,
+           code, confidence, agent
+    FROM {FINDINGS_TABLE} FINAL
+    WHERE trace_id IN {{traces:Array(String)}} OR run_id IN {{runs:Array(String)}}
 )"""
-
 
 def _frame(store: Store, sql: str, params: dict) -> pd.DataFrame:
     """Run ``sql`` and return its (small, aggregated) result as a DataFrame."""
@@ -125,80 +127,104 @@ _METRIC_COLUMNS = ",\n".join(
 _METRIC_PARAMS = {f"m{i}": m for i, m in enumerate(SEED_METRICS)}
 _METRIC_SELECT = ", ".join(f"m.`{m}` AS `{m}`" for m in SEED_METRICS)
 
-RUNS_SQL = f"""
-WITH {_RUNS_CTE},
-{_RUN_FINDINGS_CTE},
+# Per-run figures of given runs, each source read once: findings, gate checks, detection
+# state, span totals (spans, tokens, error spans) and the seed metrics.
+RUN_STATS_SQL = f"""
+WITH {_RUN_FINDINGS_CTE},
 fa AS (
-    SELECT run_id, count() AS findings,
-           countIf(confidence >= {{blocking:Float64}}) AS blocking,
+    SELECT run_id, count() AS findings, countIf(confidence >= {{blocking:Float64}}) AS blocking,
            arraySort(groupUniqArray(code)) AS codes
     FROM rf GROUP BY run_id
 ),
 g AS (
-    SELECT arrayJoin(run_ids) AS run_id, count() AS gate_checks,
-           countIf(verdict = {{fail:String}}) AS gate_failed,
+    SELECT run_id, count() AS gate_checks, countIf(verdict = {{fail:String}}) AS gate_failed,
            countIf(verdict = {{warn:String}}) AS gate_warned
-    FROM {GATE_TABLE} FINAL
-    WHERE hasAny(run_ids, (SELECT groupArray(run_id) FROM r))
+    FROM {GATE_TABLE} FINAL ARRAY JOIN run_ids AS run_id
+    WHERE has({{runs:Array(String)}}, run_id)
     GROUP BY run_id
 ),
-d AS (SELECT DISTINCT trace_id FROM {DETECTED_TABLE} WHERE trace_id IN (SELECT trace_id FROM r)),
-t AS (
+d AS (SELECT DISTINCT trace_id FROM {DETECTED_TABLE} WHERE trace_id IN {{traces:Array(String)}}),
+s AS (
+    -- Spans are stored by trace id, so each listed run costs about one granule of the span
+    -- table; only the token attributes and the status are read (no events: they cost more).
     SELECT TraceId AS trace_id, count() AS spans,
            sum(toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
-               + toUInt64OrZero(SpanAttributes[{{out_tok:String}}])) AS tokens
+               + toUInt64OrZero(SpanAttributes[{{out_tok:String}}])) AS tokens,
+           countIf(StatusCode = 'Error') AS error_spans
     FROM {SPAN_TABLE}
-    WHERE TraceId IN (SELECT trace_id FROM r)
+    WHERE TraceId IN {{traces:Array(String)}}
     GROUP BY TraceId
 ),
 m AS (
     SELECT run_id, {_METRIC_COLUMNS}
     FROM {METRICS_TABLE} FINAL
-    WHERE scope = {{scope_run:String}} AND run_id IN (SELECT run_id FROM r)
+    WHERE scope = {{scope_run:String}} AND run_id IN {{runs:Array(String)}}
     GROUP BY run_id
-),
-joined AS (
-    SELECT r.run_id AS run_id, r.name AS name, r.project AS project, r.trace_id AS trace_id,
-           r.started_at AS started_at, r.duration_ns / 1e9 AS duration_s,
-           r.commit AS commit, r.branch AS branch, r.tags AS tags,
-           if(r.system != '', r.system, r.service) AS system, r.topology AS topology,
-           coalesce(t.tokens, 0) AS tokens, coalesce(t.spans, 0) AS spans,
-           coalesce(fa.findings, 0) AS findings, coalesce(fa.blocking, 0) AS blocking,
-           fa.codes AS codes,
-           coalesce(g.gate_checks, 0) AS gate_checks, coalesce(g.gate_failed, 0) AS gate_failed,
-           multiIf(g.gate_checks > 0 AND g.gate_failed > 0, 'failed',
-                   g.gate_checks > 0 AND g.gate_warned > 0, 'warning',
-                   g.gate_checks > 0, 'passed',
-                   r.span_status = 'Error' OR fa.blocking > 0, 'failed',
-                   fa.findings > 0, 'warning',
-                   d.trace_id != '', 'passed',
-                   'not checked') AS status,
-           if(g.gate_checks > 0, 'gate', 'findings') AS status_from,
-           {_METRIC_SELECT}
-    FROM r
-    LEFT JOIN fa ON fa.run_id = r.run_id
-    LEFT JOIN g ON g.run_id = r.run_id
-    LEFT JOIN d ON d.trace_id = r.trace_id
-    LEFT JOIN t ON t.trace_id = r.trace_id
-    LEFT JOIN m ON m.run_id = r.run_id
 )
-SELECT *,
-       groupArray(findings) OVER (PARTITION BY branch ORDER BY started_at
-                                  ROWS BETWEEN {TREND_RUNS - 1} PRECEDING AND CURRENT ROW) AS trend
-FROM joined
-ORDER BY started_at DESC
+SELECT base.run_id AS run_id,
+       coalesce(s.spans, 0) AS spans, coalesce(s.tokens, 0) AS tokens,
+       coalesce(s.error_spans, 0) AS error_spans,
+       coalesce(fa.findings, 0) AS findings, coalesce(fa.blocking, 0) AS blocking, fa.codes AS codes,
+       coalesce(g.gate_checks, 0) AS gate_checks, coalesce(g.gate_failed, 0) AS gate_failed,
+       coalesce(g.gate_warned, 0) AS gate_warned, d.trace_id != '' AS detected,
+       {_METRIC_SELECT}
+FROM (SELECT arrayJoin(arrayZip({{runs:Array(String)}}, {{traces:Array(String)}})) AS pair,
+             pair.1 AS run_id, pair.2 AS trace_id) AS base
+LEFT JOIN fa ON fa.run_id = base.run_id
+LEFT JOIN g ON g.run_id = base.run_id
+LEFT JOIN d ON d.trace_id = base.trace_id
+LEFT JOIN s ON s.trace_id = base.trace_id
+LEFT JOIN m ON m.run_id = base.run_id
 SETTINGS join_use_nulls = 1
 """
 
 
-def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str] = (),
-         tag: str = "", run: str = "", limit: int = 500) -> pd.DataFrame:
-    """The runs page: one row per run with status, CI metadata, tokens, seed metrics, trend."""
-    params = _run_params(project, since, branches, tag, run, limit) | _METRIC_PARAMS | {
-        "blocking": BLOCKING_CONFIDENCE, "fail": FAIL, "warn": WARN, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
+def run_status(row: pd.Series) -> tuple[str, str]:
+    """(status, where it came from) of one run, as the module docstring defines it."""
+    if row["gate_checks"] > 0:
+        status = ("failed" if row["gate_failed"] > 0 else
+                  "warning" if row["gate_warned"] > 0 else "passed")
+        return status, "gate"
+    if row["span_status"] == "Error" or row["blocking"] > 0:
+        return "failed", "findings"
+    if row["findings"] > 0:
+        return "warning", "findings"
+    return ("passed" if row["detected"] else "not checked"), "findings"
+
+
+def run_stats(store: Store, run_ids: Sequence[str], trace_ids: Sequence[str]) -> pd.DataFrame:
+    """Per-run figures of these runs (trace ids pairwise): the runs page's and compare's numbers."""
+    return _frame(store, RUN_STATS_SQL, {
+        "runs": list(run_ids), "traces": list(trace_ids), "blocking": BLOCKING_CONFIDENCE,
+        "fail": FAIL, "warn": WARN, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
         "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS, "scope_run": T.SCOPE_RUN,
-    }
-    return _frame(store, RUNS_SQL, params)
+    } | _METRIC_PARAMS)
+
+
+def run_list(store: Store, project: str = "", limit: int = 200) -> pd.DataFrame:
+    """The latest runs' ids and CI metadata only (the run picker; no figures)."""
+    return _frame(store, RUN_LIST_SQL, _run_params(project, 0, limit=limit) | {"runs": []})
+
+
+def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str] = (),
+         tag: str = "", run: str = "", limit: int = 100, run_ids: Sequence[str] = ()) -> pd.DataFrame:
+    """The runs page: one row per run with status, CI metadata, tokens, seed metrics, trend.
+
+    Two statements: the run list (newest first), then every figure of those runs at once.
+    ``trend`` is the findings of the last ``TREND_RUNS`` listed runs on the run's branch.
+    """
+    listed = _frame(store, RUN_LIST_SQL, _run_params(project, since, branches, tag, run, limit)
+                    | {"runs": list(run_ids)})
+    if listed.empty:
+        return listed
+    stats = run_stats(store, listed["run_id"].tolist(), listed["trace_id"].tolist())
+    out = listed.merge(stats, on="run_id", how="left")
+    out[["status", "status_from"]] = out.apply(run_status, axis=1, result_type="expand")
+    oldest_first = out.iloc[::-1]
+    out["trend"] = (oldest_first.groupby("branch")["findings"]
+                    .transform(lambda f: pd.Series([list(f.iloc[max(0, i - TREND_RUNS + 1):i + 1])
+                                                    for i in range(len(f))], index=f.index)))
+    return out
 
 
 # --- run detail ------------------------------------------------------------------------------
@@ -467,65 +493,14 @@ def runs_of_commit(store: Store, project: str, commit: str, limit: int = 200) ->
 
 
 def side_samples(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
-    """Per-run figures of one side of a comparison: the units the bootstrap resamples.
+    """Per-run figures of one side of a comparison: the units the gate's tests compare."""
+    return runs(store, run_ids=run_ids, limit=len(run_ids)) if run_ids else pd.DataFrame()
 
-    One row per run: delegations, overwrites, failed delegations, tokens, findings, blocking
-    findings, and the run-scoped seed metrics.
-    """
+
+def side_modes(store: Store, run_ids: Sequence[str], trace_ids: Sequence[str]) -> pd.DataFrame:
+    """Findings per failure mode on one side of a comparison (trace ids pairwise with runs)."""
     return _frame(store, f"""
-        WITH r AS (
-            SELECT run_id, trace_id, status AS span_status FROM {RUNS_TABLE} FINAL
-            WHERE run_id IN {{runs:Array(String)}}
-        ),
-        s AS (
-            SELECT TraceId AS trace_id,
-                   countIf(SpanAttributes[{{a_type:String}}] = {{delegation:String}}) AS delegations,
-                   countIf(SpanAttributes[{{a_type:String}}] = {{delegation:String}} AND
-                           arrayExists((n, a) -> n = {{ev_decision:String}}
-                                       AND a[{{a_action:String}}] IN {{overwrites:Array(String)}},
-                                       `Events.Name`, `Events.Attributes`)) AS overwrites,
-                   countIf(StatusCode = 'Error') AS error_spans,
-                   sum(toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
-                       + toUInt64OrZero(SpanAttributes[{{out_tok:String}}])) AS tokens
-            FROM {SPAN_TABLE}
-            WHERE TraceId IN (SELECT trace_id FROM r)
-            GROUP BY TraceId
-        ),
-        {_RUN_FINDINGS_CTE},
-        fa AS (SELECT run_id, count() AS findings,
-                      countIf(confidence >= {{blocking:Float64}}) AS blocking FROM rf GROUP BY run_id),
-        m AS (
-            SELECT run_id, {_METRIC_COLUMNS}
-            FROM {METRICS_TABLE} FINAL
-            WHERE scope = {{scope_run:String}} AND run_id IN (SELECT run_id FROM r)
-            GROUP BY run_id
-        )
-        SELECT r.run_id AS run_id, coalesce(s.delegations, 0) AS delegations,
-               coalesce(s.overwrites, 0) AS overwrites,
-               if(s.delegations > 0, s.overwrites / s.delegations, NULL) AS span_overwrite_rate,
-               coalesce(s.error_spans, 0) AS error_spans, coalesce(s.tokens, 0) AS tokens,
-               coalesce(fa.findings, 0) AS findings, coalesce(fa.blocking, 0) AS blocking,
-               {_METRIC_SELECT}
-        FROM r
-        LEFT JOIN s ON s.trace_id = r.trace_id
-        LEFT JOIN fa ON fa.run_id = r.run_id
-        LEFT JOIN m ON m.run_id = r.run_id
-        ORDER BY run_id
-        SETTINGS join_use_nulls = 1""", {
-        "runs": list(run_ids), "a_type": C.SPAN_TYPE, "delegation": C.SpanType.DELEGATION.value,
-        "ev_decision": C.EVENT_DECISION, "a_action": C.DECISION_ACTION,
-        "overwrites": [C.DecisionAction.OVERWROTE.value],
-        "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS, "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS,
-        "blocking": BLOCKING_CONFIDENCE, "scope_run": T.SCOPE_RUN,
-    } | _METRIC_PARAMS)
-
-
-def side_modes(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
-    """Findings per failure mode on one side of a comparison."""
-    return _frame(store, f"""
-        WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL
-                   WHERE run_id IN {{runs:Array(String)}} LIMIT {{limit:UInt32}}),
-        {_RUN_FINDINGS_CTE}
+        WITH {_RUN_FINDINGS_CTE}
         SELECT code, count() AS findings, uniqExact(run_id) AS runs_with_mode
         FROM rf GROUP BY code ORDER BY code""",
-        {"runs": list(run_ids), "limit": len(run_ids) or 1})
+        {"runs": list(run_ids), "traces": list(trace_ids)})

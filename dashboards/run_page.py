@@ -47,7 +47,7 @@ def finding_context(spans: pd.DataFrame, finding: pd.Series) -> pd.DataFrame:
 
 st.title("Run detail")
 project, _ = ui.window()
-recent = ui.q("runs", project=project, limit=200)
+recent = ui.q("run_list", project, 200)
 wanted = st.query_params.get("run", "")
 if wanted and wanted not in set(recent["run_id"]):
     recent = pd.concat([ui.q("runs", run=wanted, limit=1), recent], ignore_index=True)
@@ -59,7 +59,7 @@ if wanted and wanted not in ids:
     st.warning(f"No run `{wanted}` in this store; showing the latest run instead.")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0)
 st.query_params["run"] = run_id
-run = recent[recent["run_id"] == run_id].iloc[0]
+run = ui.q("runs", run=run_id, limit=1).iloc[0]
 
 st.subheader(f"{ui.status_label(run['status'])} · {run_id}")
 st.caption(f"status from {run['status_from']} · project {run['project'] or '–'} · system "

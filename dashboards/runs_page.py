@@ -11,13 +11,15 @@ st.title("Runs")
 
 project, since = ui.window()
 options = ui.q("filter_options", project)
-left, right = st.columns([3, 2])
+left, mid, right = st.columns([3, 2, 1])
 branches = left.multiselect("Branch", options["branches"], key="branches",
                             placeholder="all branches")
-tag = right.selectbox("Tag", [""] + options["tags"], key="tag",
-                      format_func=lambda t: t or "any tag")
+tag = mid.selectbox("Tag", [""] + options["tags"], key="tag",
+                    format_func=lambda t: t or "any tag")
+limit = right.selectbox("Show", [50, 100, 200, 500], index=1, key="limit",
+                        format_func=lambda n: f"latest {n}")
 
-runs = ui.q("runs", project=project, since=since, branches=branches, tag=tag)
+runs = ui.q("runs", project=project, since=since, branches=branches, tag=tag, limit=limit)
 if runs.empty:
     ui.empty_state("runs match these filters")
     st.stop()

@@ -151,7 +151,8 @@ class _Scope:
         span = settings.tracer.start_span(self._name)
         attributes = self._attributes
         data = _trusted_attributes(span)
-        if data is not None and len(attributes) + len(data) <= span._attributes.maxlen:  # type: ignore[attr-defined]
+        # One slot stays free for the attribute a span sets as it closes (delegation status).
+        if data is not None and len(attributes) + len(data) < span._attributes.maxlen:  # type: ignore[attr-defined]
             data.update(attributes)
         else:
             data = None
@@ -440,10 +441,10 @@ class Delegation(_Scope):
                 status = _COMPLETED
             else:
                 status = _OPEN
-        if self._events:
-            self.span._events.extend(self._events)  # type: ignore[attr-defined]
-        if self._data is not None and len(self._data) < self.span._attributes.maxlen:  # type: ignore[attr-defined]
-            self._data[c.DELEGATION_STATUS] = status
+        if self._data is not None:
+            if self._events:
+                self.span._events.extend(self._events)  # type: ignore[attr-defined]
+            self._data[c.DELEGATION_STATUS] = status  # the slot __enter__ kept free
         else:
             self.span.set_attribute(c.DELEGATION_STATUS, status)
 

@@ -53,6 +53,11 @@ PREMATURE_TERMINATION: Final = "FM-3.1"
 ERROR_CASCADE: Final = "error-cascade"
 STEP_REPETITION: Final = "FM-1.3"
 MISSING_VERIFICATION: Final = "FM-3.2"
+# Further codes the textual rules (handoffs.detectors.textual) report.
+UNAWARE_OF_TERMINATION: Final = "FM-1.5"
+CONVERSATION_RESET: Final = "FM-2.1"
+FAIL_TO_ASK_CLARIFICATION: Final = "FM-2.2"
+INCORRECT_VERIFICATION: Final = "FM-3.3"
 
 # Metric names, as stored in handoffs_metrics.metric and read by the gate and the dashboard.
 OVERWRITE_RATE: Final = "overwrite_rate"  # overwrites within the first 5 steps / delegations

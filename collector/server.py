@@ -317,7 +317,7 @@ class Collector:
             spans += table.num_rows
         if stop is not None:
             end = stop
-        pending = self.spool.begin(start, end)
+        pending = self._spool_io(lambda: self.spool.begin(start, end))
         table = pa.concat_tables(tables) if tables else None
         delay = 0.2
         while table is not None and table.num_rows:
@@ -333,12 +333,24 @@ class Collector:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._store_ok()
-        self.spool.commit(end)
+        # Retried, never skipped: the batch is in the store, so only this commit may follow.
+        self._spool_io(lambda: self.spool.commit(end))
         with self._wake:
             self._unflushed = max(0, self._unflushed - spans)
         self.counters.add(stored=spans)
         if replay:
             log.info("replayed %d spooled spans into the store", spans)
+
+    def _spool_io(self, action: Callable[[], Any]) -> Any:
+        """Run a spool state write, retrying while the disk refuses (full, read-only)."""
+        while True:
+            try:
+                return action()
+            except OSError as exc:
+                log.error("cannot write the spool state in %s: %s; retrying", self.spool_dir, exc)
+                if self._stopping.is_set():
+                    raise
+                time.sleep(1.0)
 
     def _ping(self) -> None:
         try:

@@ -2,10 +2,12 @@
 
 A request is appended and fsynced before the collector answers 2xx, so an acknowledged span
 survives ``kill -9`` and store outages. Records live in segment files named by their first
-byte offset; positions are global byte offsets. ``state.json`` holds the committed offset (all
+byte offset; positions are global byte offsets. The state file holds the committed offset (all
 records before it are in the store) and the batch being inserted, if any: a batch's bounds are
 written before its insert, so after a crash the very same batch is replayed with the very same
-insert deduplication token, and the store keeps one copy.
+insert deduplication token, and the store keeps one copy. The state is rewritten in place, in
+two alternating checksummed slots of a preallocated file: a torn write leaves the other slot,
+and a full disk cannot stop the commit that frees it.
 
 Record: ``HOS1`` magic, payload length (u32), CRC-32 of the payload (u32), payload. A torn
 record at the tail (a crash mid-write, never acknowledged) is cut off on open.
@@ -13,6 +15,7 @@ record at the tail (a crash mid-write, never acknowledged) is cut off on open.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -27,8 +30,10 @@ from handoffs.errors import UsageError
 
 _HEADER = struct.Struct("<4sII")
 _MAGIC = b"HOS1"
-_STATE = "state.json"
+_STATE = "state"
+_SLOT = 512  # bytes per state slot: JSON padded with spaces, then its CRC-32
 _SUFFIX = ".seg"
+_ROLL_WHEN_DRAINED = 64 << 10  # a drained segment this big is replaced by an empty one
 
 
 class SpoolFull(Exception):
@@ -71,6 +76,13 @@ class Spool:
         except OSError as exc:
             raise UsageError(f"cannot create the spool directory {self.directory}: {exc}; "
                              "pass --spool DIR on a writable disk") from exc
+        self._dir_lock = open(self.directory / ".lock", "a+")
+        try:  # one collector per spool: two writers would interleave records
+            fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._dir_lock.close()
+            raise UsageError(f"another collector is using the spool {self.directory}; stop it or "
+                             "pass --spool DIR for this one") from None
         self._lock = threading.Lock()  # appends and segment changes
         self._sync_lock = threading.Lock()
         state = self._read_state()
@@ -162,6 +174,8 @@ class Spool:
         self.pending = None
         self._write_state()
         with self._lock:
+            if end == self.end and end - self._segments[-1] >= _ROLL_WHEN_DRAINED:
+                self._roll()  # all stored: start afresh so the old segment can go (disk space)
             while len(self._segments) > 1 and self._segments[1] <= end:
                 path = self._segment_path(self._segments.pop(0))
                 path.unlink(missing_ok=True)
@@ -174,6 +188,8 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+            os.close(self._state_fd)
+            self._dir_lock.close()
 
     # --- files ---------------------------------------------------------------------------------
     def _segment_path(self, start: int) -> Path:
@@ -211,24 +227,45 @@ class Spool:
         return start + good
 
     def _read_state(self) -> dict:
+        """The newest valid slot of the state file ({} for a new spool)."""
+        path = self.directory / _STATE
         try:
-            return json.loads((self.directory / _STATE).read_text())
+            raw = path.read_bytes()
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"the spool state {self.directory / _STATE} is unreadable ({exc}); "
+            raw = b""
+        except OSError as exc:
+            raise UsageError(f"the spool state {path} is unreadable ({exc}); "
                              "move the spool directory aside to start empty") from exc
+        best: dict = {}
+        for offset in (0, _SLOT):
+            slot = raw[offset:offset + _SLOT]
+            if len(slot) != _SLOT or zlib.crc32(slot[:-4]) != struct.unpack("<I", slot[-4:])[0]:
+                continue  # never written, or torn by a crash mid-write
+            state = json.loads(slot[:-4])
+            if state.get("seq", -1) > best.get("seq", -1):
+                best = state
+        if raw and not best:
+            raise UsageError(f"the spool state {path} is corrupt; move the spool directory aside "
+                             "to start empty (its segments can be replayed by hand)")
+        self._seq = int(best.get("seq", 0))
+        if not raw:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, b"\0" * 2 * _SLOT)  # preallocated: later writes need no new space
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._fsync_dir()
+        self._state_fd = os.open(path, os.O_RDWR)
+        return best
 
     def _write_state(self) -> None:
-        state = {"spool_id": self.spool_id, "committed": self.committed,
+        self._seq += 1
+        state = {"seq": self._seq, "spool_id": self.spool_id, "committed": self.committed,
                  "pending": [self.pending.start, self.pending.end] if self.pending else None}
-        tmp = self.directory / (_STATE + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.directory / _STATE)
-        self._fsync_dir()
+        body = json.dumps(state).encode().ljust(_SLOT - 4)
+        os.pwrite(self._state_fd, body + struct.pack("<I", zlib.crc32(body)), (self._seq % 2) * _SLOT)
+        os.fsync(self._state_fd)
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)

@@ -227,22 +227,35 @@ def _openinference(name: str, a: Mapping[str, str]) -> dict[str, str] | None:
     return None
 
 
-def _langgraph_node(name: str, a: Mapping[str, str], metadata: str) -> dict[str, str] | None:
-    """A top-level LangGraph node is an agent; a ``Command(goto=...)`` it returns is a hand-off."""
-    meta = _json(metadata)
-    if not isinstance(meta, dict) or meta.get("langgraph_node") != name or name.startswith("__"):
+def _json_string_after(text: str, key: str) -> str | None:
+    """The JSON string value of ``key`` in ``text`` (as ``json.dumps`` writes it), without parsing it all."""
+    marker = f'"{key}": "'
+    at = text.find(marker)
+    if at < 0:
         return None
-    if "|" in str(meta.get("langgraph_checkpoint_ns", "")):
+    start = at + len(marker)
+    end = text.find('"', start)
+    value = text[start:end] if end >= 0 else ""
+    return value if "\\" not in value else None
+
+
+def _langgraph_node(name: str, a: Mapping[str, str], metadata: str) -> dict[str, str] | None:
+    """A top-level LangGraph node is an agent; a ``Command(goto=...)`` it returns is a hand-off.
+
+    Node spans are many and their JSON large: the keys are found by substring, not parsed.
+    """
+    if _json_string_after(metadata, "langgraph_node") != name or name.startswith("__"):
+        return None
+    if "|" in (_json_string_after(metadata, "langgraph_checkpoint_ns") or ""):
         return None  # a node of a subgraph (a worker's own ReAct loop), not an agent of the team
     output = a.get(OI_OUTPUT, "")
-    if '"goto"' in output:
-        goto = (_json(output) or {}).get("goto") if output.startswith("{") else None
-        if isinstance(goto, str) and goto and not goto.startswith("__") and goto != name:
-            # The supervisor's routing turn is the hand-off: the node span carries the edge, so
-            # detectors see it as a delegation (its model calls stay under it, named for it).
-            facts = _delegation(name, goto, c.HandoffMode.TRANSFER, FROM_LANGGRAPH)
-            facts[c.GEN_AI_AGENT_NAME] = name
-            return facts
+    goto = _json_string_after(output, "goto") if '"goto"' in output else None
+    if goto and not goto.startswith("__") and goto != name:
+        # The supervisor's routing turn is the hand-off: the node span carries the edge, so
+        # detectors see it as a delegation (its model calls stay under it, named for it).
+        facts = _delegation(name, goto, c.HandoffMode.TRANSFER, FROM_LANGGRAPH)
+        facts[c.GEN_AI_AGENT_NAME] = name
+        return facts
     return _typed(c.SpanType.AGENT, FROM_LANGGRAPH, **{c.GEN_AI_AGENT_NAME: name})
 
 

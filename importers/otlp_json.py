@@ -1,0 +1,113 @@
+"""OTLP/JSON files (an ``ExportTraceServiceRequest`` per file, or one per line) into span rows.
+
+The collector's decoder reads them, so a file imports exactly as the same request sent to
+``handoffs collect`` would be stored. Each resource gets ``handoffs.source_id`` = the file's stem
+unless it already carries one, and ``handoffs.source_format`` = ``otlp-json``. Invalid spans are
+left out with a warning naming the file (the collector's partial success); an unreadable file
+stops the import with a ``UsageError`` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from handoffs import conventions as conv
+from handoffs.collector import otlp
+from handoffs.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "otlp-json"
+SUFFIXES = (".json", ".jsonl", ".ndjson")
+BATCH_ROWS = 10_000
+
+
+def load(paths: Iterable[str | Path], batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+    """Span rows (Arrow tables of about ``batch_rows``) from OTLP/JSON files or directories."""
+    pending: list[pa.Table] = []
+    rows = 0
+    for path in expand(paths):
+        for table in _read_file(path):
+            pending.append(table)
+            rows += table.num_rows
+            if rows >= batch_rows:
+                yield pa.concat_tables(pending)
+                pending, rows = [], 0
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and the OTLP/JSON files inside directories, sorted."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return files
+
+
+def _documents(path: Path) -> Iterator[bytes]:
+    """One request per file, or one per non-empty line (JSON lines)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    try:
+        json.loads(data)
+        yield data
+        return
+    except (ValueError, UnicodeDecodeError) as exc:
+        if "Extra data" not in str(exc):
+            raise UsageError(f"{path}: not OTLP/JSON ({exc})") from None
+    for number, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            yield _with_location(line, path, number)
+
+
+def _with_location(line: bytes, path: Path, number: int) -> bytes:
+    try:
+        json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}:{number}: not a JSON object ({exc})") from None
+    return line
+
+
+def _read_file(path: Path) -> Iterator[pa.Table]:
+    rejected, errors = 0, []
+    for document in _documents(path):
+        try:
+            request = ExportTraceServiceRequest.FromString(otlp.json_to_protobuf(document))
+        except otlp.DecodeFailure as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        _label(request, path.stem)
+        decoded = otlp.decode_protobuf(request.SerializeToString())
+        rejected += decoded.rejected
+        errors.extend(decoded.errors)
+        if decoded.accepted:
+            yield decoded.table
+    if rejected:
+        log.warning("%s: %d invalid span(s) left out: %s", path, rejected, "; ".join(errors[:3]))
+
+
+def _label(request: ExportTraceServiceRequest, source_id: str) -> None:
+    """Mark every resource with the file it came from, unless it says where it came from."""
+    for rs in request.resource_spans:
+        keys = {kv.key for kv in rs.resource.attributes}
+        if conv.RESOURCE_SOURCE_ID not in keys:
+            rs.resource.attributes.append(KeyValue(key=conv.RESOURCE_SOURCE_ID,
+                                                   value=AnyValue(string_value=source_id)))
+        if conv.RESOURCE_SOURCE_FORMAT not in keys:
+            rs.resource.attributes.append(KeyValue(key=conv.RESOURCE_SOURCE_FORMAT,
+                                                   value=AnyValue(string_value=FORMAT)))

@@ -78,13 +78,13 @@ WHERE code = {code:String} AND confidence >= {confidence:Float64}
 ORDER BY confidence DESC, trace_id, step, span_id
 """
 
-# A commit is green when the latest gate recorded for it failed no check.
+# A commit is green when the latest gate this policy recorded for it failed no check.
 _GREEN_SQL = """
 SELECT commit, argMax(green, at) AS green
 FROM (
     SELECT gate_id, any(commit) AS commit, max(evaluated_at) AS at, countIf(verdict = 'fail') = 0 AS green
     FROM """ + GATE_TABLE + """ FINAL
-    WHERE ({project:String} = '' OR project = {project:String})
+    WHERE ({project:String} = '' OR project = {project:String}) AND policy = {policy:String}
     GROUP BY gate_id
 )
 WHERE commit != ''
@@ -214,7 +214,7 @@ def run_gate(store: Store, policy: Policy, baseline: str | None = None,
     ci = ci_metadata(env)
     judged, runs_text, current_commit = _select_judged(store, policy, run_ids, ci)
     if any(ch.is_regression for ch in policy.checks):
-        base, base_text = _select_baseline(store, policy, judged, baseline, current_commit)
+        base, base_text = _select_baseline(store, policy, judged, baseline, current_commit, ci)
     else:
         base, base_text = [], "none (no regression checks)"
     if policy.detect if detect is None else detect:
@@ -324,7 +324,7 @@ def _describe(flt: RunFilter) -> str:
 
 
 def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: str | None,
-                     current_commit: str) -> tuple[list[Run], str]:
+                     current_commit: str, ci: dict[str, str]) -> tuple[list[Run], str]:
     exclude = [r.run_id for r in judged]
     if override:
         wanted = [v.strip() for v in override.split(",") if v.strip()]
@@ -337,7 +337,6 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
                              "(or it is one of the runs being judged)")
         return found, f"{len(found)} runs given by --baseline"
     spec = policy.baseline
-    ci = ci_metadata()
     flt = _resolve(spec.filter, ci)
     if spec.explicit:
         runs = query_runs(store, flt, policy.project, exclude)
@@ -347,7 +346,8 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
                   if not current_commit or r.commit != current_commit]
     what = f"on branch {flt.branch}"
     if spec.green:
-        green = {r["commit"] for r in store.query(_GREEN_SQL, {"project": policy.project})}
+        green = {r["commit"] for r in store.query(_GREEN_SQL, {"project": policy.project,
+                                                               "policy": policy.name})}
         candidates = [r for r in candidates if r.commit in green]
         what = f"green {what}"
     chosen: list[str] = []

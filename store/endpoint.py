@@ -14,6 +14,8 @@ import hmac
 import logging
 import re
 import threading
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -105,6 +107,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding"):
             return self._error(400, 36, "compressed requests are not supported by this endpoint; "
                                "connect with compress=0")
+        if self.headers.get_content_type() == "multipart/form-data":
+            # clickhouse-connect sends the query and its parameters as form fields once the
+            # parameters outgrow a URL (over 4 KB), as a ClickHouse server accepts them.
+            qs.update(_form_fields(self.headers.get("Content-Type", ""), body))
+            body = b""
         query = qs.get("query")
         data = b""
         if query is None:
@@ -160,6 +167,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _READ = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body, by name."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode("utf-8")
+    return fields
 
 
 def _is_read(query: str) -> bool:

@@ -9,13 +9,15 @@ machine; ``tests/importers`` holds fixtures of this shape)::
 
 A file holds one record, a JSON list of records, or JSON Lines. ``trace`` may also be the
 trajectory text itself. The trajectory is split into messages at the speaker markers of the
-system that wrote it (see ``MARKERS``); text before the first marker becomes a ``preamble``
-message, and a trajectory with no recognisable marker stays one message. ``mast_annotation``
+system that wrote it (see ``MARKERS``), or read as a list of messages when it is one; text
+before the first marker becomes a ``preamble`` message, and a trajectory with no recognisable
+marker stays one message. ``mast_annotation``
 (the labels) is not imported: detectors must judge the text alone.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections import Counter
@@ -28,6 +30,7 @@ from handoffs import conventions as c
 from handoffs.errors import UsageError
 
 from .conversation import Conversation, ImportedMessage, split_speaker
+from .who_and_when import message_from
 
 FORMAT = "mast"
 PREAMBLE_AGENT = "system"
@@ -55,8 +58,10 @@ MARKERS: tuple[Marker, ...] = (
     _m("ag2", r"^(?P<speaker>[^\n()]{1,80}?) \(to (?P<target>[^\n()]{1,80})\):[ \t]*$"),
     # AutoGen 0.4 console, Magentic-One: "---------- Orchestrator (-> WebSurfer) ----------".
     _m("console", r"^-{3,}[ \t]*(?P<speaker>[^\-\s][^\n]{0,79}?)[ \t]*-{3,}[ \t]*$"),
-    # ChatDev: "**Chief Technology Officer<->Programmer on : Coding, turn 0**", or "**[Programmer]**".
-    _m("chatdev", r"^(?:\[[^\]\n]{0,40}\][ \t]*)?\*\*\[?(?P<speaker>[^*\[\]\n<]{1,80}?)\]?"
+    # ChatDev: "[2024-05-01 10:00:00 INFO] Programmer: **Programmer<->Chief Technology Officer on :
+    # Coding, turn 0**", or a bare "**[Programmer]**"; the name before the colon is the speaker.
+    _m("chatdev", r"^(?:\[[^\]\n]{0,60}\][ \t]*)?(?:(?P<prefix>[A-Z][\w ]{0,60}?):[ \t]*)?"
+                  r"\*\*\[?(?P<speaker>[^*\[\]\n<]{1,80}?)\]?"
                   r"(?:<->(?P<target>[^*\n]{1,80}?)(?: on :[^*\n]*)?)?\*\*"),
     # HyperAgent: "... Planner's Response:" / "Navigator->Planner: ...".
     _m("hyperagent", r"^[^\n]*?\b(?P<speaker>[A-Z]\w{1,40})'s [Rr]esponse:"),
@@ -88,8 +93,30 @@ def _speaker(raw: str, target: str | None) -> tuple[str, str]:
     return head.strip(), (target or kind_target or "").strip()
 
 
+def _structured(text: str) -> list[ImportedMessage] | None:
+    """A trajectory that is itself a list of ``{"role", "content", "name"?}`` messages (JSON or a
+    Python literal, as some MAD systems dump them), or None."""
+    stripped = text.strip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        data = json.loads(stripped)
+    except json.JSONDecodeError:
+        try:
+            data = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if not (isinstance(data, list) and data
+            and all(isinstance(m, dict) and "content" in m for m in data)):
+        return None
+    return [message_from(m) for m in data]
+
+
 def split_trajectory(text: str) -> tuple[list[ImportedMessage], str]:
     """Split one trajectory into messages; return them and the name of the marker used."""
+    structured = _structured(text)
+    if structured is not None:
+        return structured, "messages"
     for marker in MARKERS:
         matches = list(marker.pattern.finditer(text))
         if marker.generic:
@@ -107,7 +134,7 @@ def split_trajectory(text: str) -> tuple[list[ImportedMessage], str]:
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
             body = _SEPARATOR.sub("", text[m.end():end]).strip()
             groups = m.groupdict()
-            agent, target = _speaker(groups["speaker"], groups.get("target"))
+            agent, target = _speaker(groups.get("prefix") or groups["speaker"], groups.get("target"))
             messages.append(ImportedMessage(agent or "unknown", groups["speaker"].strip(), body, target))
         return messages, marker.name
     return [ImportedMessage(PREAMBLE_AGENT, TRAJECTORY_ROLE, text.strip())], ""

@@ -145,3 +145,23 @@ def test_a_record_without_a_trajectory_names_the_file(tmp_path: Path) -> None:
     path.write_text(json.dumps([{"mas_name": "AG2", "trace": {"steps": []}}]))
     with pytest.raises(UsageError, match="broken.json"):
         list(read("mast", [path]))
+
+
+def test_chatdev_log_lines_name_the_speaker_before_the_colon() -> None:
+    text = ("[2024-05-01 10:00:00 INFO] Flow start\n"
+            "[2024-05-01 10:00:01 INFO] Programmer: **Programmer<->Chief Technology Officer on : Coding, turn 0**\n"
+            "Here is main.py.\n"
+            "[2024-05-01 10:00:02 INFO] Code Reviewer: **Code Reviewer<->Programmer on : CodeReview, turn 0**\n"
+            "The import is missing.\n")
+    messages, marker = mast.split_trajectory(text)
+    assert marker == "chatdev"
+    assert [m.agent for m in messages[1:]] == ["Programmer", "Code Reviewer"]
+    assert messages[2].content == "The import is missing."
+
+
+def test_a_trajectory_that_is_a_list_of_messages() -> None:
+    text = str([{"content": "Solve 2+2.", "role": "user", "name": "mathproxyagent"},
+                {"content": "4", "role": "assistant", "name": "assistant"}])
+    messages, marker = mast.split_trajectory(text)
+    assert marker == "messages"
+    assert [(m.agent, m.content) for m in messages] == [("mathproxyagent", "Solve 2+2."), ("assistant", "4")]

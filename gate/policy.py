@@ -412,6 +412,7 @@ class _Parser:
             raise self.error(self.line_of("check", i, "max_increase"),
                              "set max_regression (relative) or max_increase (absolute), not both")
         if not check.name:
+            per = f" per {check.scope}" if metric and check.scope != tx.SCOPE_RUN else ""
             subject = f" {check.subject}" if check.subject else ""
-            object.__setattr__(check, "name", f"{metric or mode}{subject} {check.limit_text()}")
+            object.__setattr__(check, "name", f"{metric or mode}{per}{subject} {check.limit_text()}")
         return check

@@ -75,3 +75,9 @@ def test_a_metric_of_ones_own_needs_a_direction() -> None:
 def test_a_missing_policy_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="handoffs.example.toml"):
         load_policy(tmp_path / "nope.toml")
+
+
+def test_default_names_tell_scopes_apart() -> None:
+    policy = parse_policy('[[check]]\nmetric = "overwrite_rate"\nmax = 0.5\n'
+                          '[[check]]\nmetric = "overwrite_rate"\nscope = "agent"\nmax = 0.5\n')
+    assert [c.name for c in policy.checks] == ["overwrite_rate <= 0.5", "overwrite_rate per agent <= 0.5"]

@@ -98,7 +98,8 @@ def trend_lines(data: pd.DataFrame, x: str, y: str, series: str, y_title: str,
 def ranked_bars(data: pd.DataFrame, category: str, value: str, title: str,
                 value_format: str = ",.2f") -> alt.Chart:
     """A horizontal bar per agent, largest first (who overwrites most, whose errors cascade)."""
-    return alt.Chart(data).mark_bar(color="#e5484d").encode(
+    # An explicit bar size: under Streamlit's theme, horizontal bars otherwise shrink to a line.
+    return alt.Chart(data).mark_bar(color="#e5484d", size=18).encode(
         x=alt.X(f"{value}:Q", title=title),
         y=alt.Y(f"{category}:N", sort="-x", title=None),
         tooltip=list(data.columns),
@@ -109,8 +110,9 @@ def side_by_side(data: pd.DataFrame) -> alt.Chart:
     """Findings per mode for two sides of a comparison, grouped bars."""
     data = data.copy()
     data["mode"] = data["code"].map(mode_label)
-    return alt.Chart(data).mark_bar().encode(
-        y=alt.Y("mode:N", title=None, sort=[mode_label(c) for c in mode_order(list(data["code"]))]),
+    return alt.Chart(data).mark_bar(size=12).encode(
+        y=alt.Y("mode:N", title=None, sort=[mode_label(c) for c in mode_order(list(data["code"]))],
+                axis=alt.Axis(labelLimit=260)),
         yOffset="side:N",
         x=alt.X("findings:Q", title="findings"),
         color=alt.Color("side:N", title=None,

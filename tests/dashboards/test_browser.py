@@ -138,6 +138,16 @@ def test_runs_page_lists_runs_and_run_detail_shows_a_flagged_finding(
                 expect(graph).to_contain_text("overwrite 100%")
                 page.wait_for_timeout(500)
                 page.screenshot(path=ARTIFACTS / f"graph-{engine}-{scheme}.png", full_page=True)
+
+                # The analysis pages draw their charts (Vega renders an SVG or canvas per chart).
+                # Each page's last element, so the screenshot shows the finished page.
+                for path, heading in (("agents", "Metrics over time"), ("modes", "Trend per mode"),
+                                      ("compare", "Per-run figures")):
+                    page.goto(f"{dashboard}/{path}")
+                    expect(page.get_by_text(heading)).to_be_visible(timeout=WAIT_MS)
+                    expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible()
+                    page.wait_for_timeout(1000)
+                    page.screenshot(path=ARTIFACTS / f"{path}-{engine}-{scheme}.png", full_page=True)
                 page.close()
         finally:
             browser.close()

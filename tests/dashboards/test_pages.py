@@ -7,15 +7,17 @@ through the store's ClickHouse HTTP endpoint (``clickhouse://``): both engines.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from dashboard_seed import BAD, CASCADE_EVIDENCE, CONTEXT_MESSAGE, OVERWRITE_EVIDENCE, RUNS, seed
 from streamlit.testing.v1 import AppTest
 
+from handoffs import conventions as C
 from handoffs import taxonomy as T
 from handoffs.dashboards import APP_PATH
-from handoffs.store import Store
+from handoffs.store import SpanBatch, Store
 from handoffs.store.sharing import owned_endpoint
 from handoffs.store.url import ENV_STORE
 
@@ -170,3 +172,18 @@ def test_unreachable_store_is_a_message_not_a_stack_trace(monkeypatch: pytest.Mo
     monkeypatch.setenv(ENV_STORE, "clickhouse://default:x@127.0.0.1:9/nowhere")
     at = page()
     assert "Cannot read the store" in text_of(at)
+
+
+def test_a_hundred_runs_list_over_both_engines(app_url: str, store: Store) -> None:
+    """The runs page passes every listed run's ids as parameters: over HTTP more than 4 KB of
+    them travel as form fields, which the store's endpoint must read."""
+    batch = SpanBatch()
+    start = time.time_ns() - 10 * 86_400 * 10**9
+    for i in range(120):
+        batch.append(trace_id=f"{i:032x}", span_id="0" * 15 + "1", name="handoffs.run bulk",
+                     start_ns=start + i, duration_ns=1, attributes={
+                         C.SPAN_TYPE: C.SpanType.RUN.value, C.RUN_ID: f"bulk-{i:03d}"})
+    store.insert_spans(batch)
+    table = page().dataframe[0].value
+    assert len(table) == 100  # the default "latest 100"
+    assert set(table["run_id"]) >= {r.run_id for r in RUNS}

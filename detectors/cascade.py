@@ -28,11 +28,11 @@ from handoffs import taxonomy
 from handoffs.conventions import SpanType, Verdict
 from handoffs.store import Store
 
-from .normalise import prelude
+from .normalise import Scratch, prelude
 
 _BAD_VERDICTS = (Verdict.FAIL.value, Verdict.ERROR.value)
 
-SPANS_SQL = prelude() + f"""
+_SPANS_BODY = f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.parent_id AS parent_id,
     toUnixTimestamp64Nano(x.ts) AS ts, x.agent AS agent, x.step AS step, x.type AS type,
     x.failed AS failed, x.error AS error, x.input_ids AS input_ids, x.check_target AS check_target,
@@ -253,12 +253,15 @@ def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
     return TraceCascades(trace_id, cascades, own, nodes)
 
 
-def analyse_traces(store: Store, trace_ids: Sequence[str]) -> dict[str, TraceCascades]:
-    """The cascade graph of every trace in ``trace_ids`` that has an error."""
-    if not trace_ids:
+def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
+                   scratch: Scratch | None = None) -> dict[str, TraceCascades]:
+    """The cascade graph of every trace in ``trace_ids`` (or in ``scratch``) that has an error."""
+    if scratch is None and not trace_ids:
         return {}
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in store.query_arrow(SPANS_SQL, {"traces": list(trace_ids)}).to_pylist():
+    sql = prelude(scratch) + _SPANS_BODY
+    params = {"traces": list(trace_ids)} if trace_ids is not None and scratch is None else None
+    for row in store.query_arrow(sql, params).to_pylist():
         by_trace[row["trace_id"]].append(row)
     return {tid: analyse(tid, rows) for tid, rows in by_trace.items()}
 

@@ -131,8 +131,8 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
 
 
 def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
-            incremental: bool) -> tuple[list[str], dict[str, int], set[str]]:
-    """Traces to judge: (ids, span count of each, ids judged before by any version).
+            incremental: bool) -> tuple[list[str], dict[str, int], set[str], int]:
+    """Traces to judge: (ids, span count of each, ids judged before by any version, traces in scope).
 
     Incremental: only traces never judged by ``version``, or whose span count changed since.
     """
@@ -150,6 +150,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
             ON d.trace_id = t.trace_id
         ORDER BY trace_id""", params).to_pydict()
     ids, counts, seen = [], {}, set()
+    total = len(rows.get("trace_id", []))
     for tid, n, judged, was_seen in zip(rows.get("trace_id", []), rows.get("spans", []),
                                         rows.get("judged_at", []), rows.get("seen", []), strict=True):
         if incremental and judged == n:
@@ -158,7 +159,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
         counts[tid] = int(n)
         if was_seen:
             seen.add(tid)
-    return ids, counts, seen
+    return ids, counts, seen, total
 
 
 def load(store: Store, trace_ids: Sequence[str] | None = None) -> list[TraceFindings]:

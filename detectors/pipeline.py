@@ -17,10 +17,12 @@ from handoffs.store import Store, schema
 
 from . import cascade, structural
 from .findings import Finding, TraceFindings, dedupe, load, pending, write
+from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch
 
 log = logging.getLogger("handoffs.detectors")
 
-CHUNK_TRACES = 2000
+CHUNK_TRACES = 2000  # traces per chunk when judging a list of them
+RANGE_TRACES = 20000  # traces per chunk when judging the whole store by id ranges
 VERSION = f"structural-{structural.VERSION}"
 
 Progress = Callable[[int, int], None]  # (traces done, traces total)
@@ -86,13 +88,18 @@ def _text_findings(meta: dict[str, Any], rows: Sequence[dict[str, Any]], ver: st
     return out
 
 
-def judge(store: Store, trace_ids: Sequence[str], ver: str | None = None) -> list[TraceFindings]:
-    """Run every detector on ``trace_ids`` (one chunk) and return findings per trace; stores nothing."""
+def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None = None,
+          trace_range: tuple[str, str] | None = None) -> list[TraceFindings]:
+    """Run every detector on ``trace_ids`` (or on every trace id in ``trace_range``, both ends
+    included) and return findings per trace; stores nothing."""
     ver = ver or version()
-    if not trace_ids:
+    if trace_range is not None:
+        where, params = RANGE_FILTER, {"lo": trace_range[0], "hi": trace_range[1]}
+    elif trace_ids:
+        where, params = TRACE_FILTER, {"traces": list(trace_ids)}
+    else:
         return []
-    params = {"traces": list(trace_ids)}
-    metas = {r["trace_id"]: r for r in store.query(TRACE_META_SQL, params)}
+    metas = {r["trace_id"]: r for r in store.query(TRACE_META_SQL.replace(TRACE_FILTER, where), params)}
     found: dict[str, list[Finding]] = defaultdict(list)
 
     def add(code: str, detector: str, row: dict[str, Any]) -> None:
@@ -103,19 +110,20 @@ def judge(store: Store, trace_ids: Sequence[str], ver: str | None = None) -> lis
             detector=detector, detector_version=ver, run_id=meta.get("run_id", ""),
             source_id=meta.get("source_id", ""), project=meta.get("project", "")))
 
-    for det in structural.DETECTORS:
-        if det.sql:
-            for row in store.query_arrow(det.query(), params).to_pylist():
-                add(det.code, det.name, row)
-    for result in cascade.analyse_traces(store, trace_ids).values():
-        for row in cascade.findings_rows(result):
-            add(row["code"], structural.BY_CODE[row["code"]].name, row)
+    with Scratch(store, where, params) as scratch:
+        for det in structural.DETECTORS:
+            if det.sql:
+                for row in store.query_arrow(det.query(scratch)).to_pylist():
+                    add(det.code, det.name, row)
+        for result in cascade.analyse_traces(store, None, scratch).values():
+            for row in cascade.findings_rows(result):
+                add(row["code"], structural.BY_CODE[row["code"]].name, row)
     logs = [t for t, m in metas.items() if m["messages"] > 0]
     if logs:
         for tid, rows in message_logs(store, logs).items():
             found[tid].extend(_text_findings(metas[tid], rows, ver))
     out = []
-    for tid in trace_ids:
+    for tid in (trace_ids if trace_range is None else sorted(metas)):
         meta = metas.get(tid, {})
         out.append(TraceFindings(tid, meta.get("run_id", ""), meta.get("source_id", ""),
                                  meta.get("project", ""), dedupe(found.get(tid, []))))
@@ -124,15 +132,24 @@ def judge(store: Store, trace_ids: Sequence[str], ver: str | None = None) -> lis
 
 def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
                    progress: Progress | None = None) -> list[TraceFindings]:
-    """Judge the traces that need it, store their findings; return the freshly judged traces."""
+    """Judge the traces that need it, store their findings; return the freshly judged traces.
+
+    When every stored trace needs judging (a first run, or ``incremental=False``) the chunks
+    are ranges of the span table's sort key, read through its primary index, not id lists.
+    """
     ver = version()
-    ids, counts, seen = pending(store, ver, trace_ids, incremental)
+    ids, counts, seen, total = pending(store, ver, trace_ids, incremental)
+    every = trace_ids is None and bool(ids) and len(ids) == total
+    size = RANGE_TRACES if every else CHUNK_TRACES
     done: list[TraceFindings] = []
     if progress:
         progress(0, len(ids))
-    for i in range(0, len(ids), CHUNK_TRACES):
-        chunk = ids[i:i + CHUNK_TRACES]
-        judged = judge(store, chunk, ver)
+    for i in range(0, len(ids), size):
+        chunk = ids[i:i + size]
+        if every:
+            judged = [tf for tf in judge(store, ver=ver, trace_range=(chunk[0], chunk[-1])) if tf.trace_id in counts]
+        else:
+            judged = judge(store, chunk, ver)
         write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
         done.extend(judged)
         if progress:

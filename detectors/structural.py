@@ -18,7 +18,7 @@ from handoffs import taxonomy as t
 from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdict
 
-from .normalise import prelude
+from .normalise import Scratch, prelude
 
 VERSION = "1"
 
@@ -64,8 +64,9 @@ class Detector:
     blind_spots: str
     sql: str = ""  # empty: judged elsewhere (cascade graph, text models)
 
-    def query(self) -> str:
-        return prelude() + self.sql
+    def query(self, scratch: Scratch | None = None) -> str:
+        """The detector's SQL over ``{traces:Array(String)}``, or over a materialised scratch."""
+        return prelude(scratch) + self.sql
 
 
 # Verifications that failed and were never followed by a pass on the same target.

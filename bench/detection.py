@@ -1,0 +1,129 @@
+"""Detection throughput: spans per second judged by ``detect``, full and incremental, at 3 sizes.
+
+The spans come from the demo simulator (``handoffs.demo.simulate``, through the real SDK into
+the store) for a seed of runs; simulating millions of spans that way would take hours here, so
+the seed runs are then replicated inside ClickHouse (``INSERT ... SELECT`` with fresh trace and
+run ids) up to each size. Replicas are whole demo traces, so detectors do the same work per
+span as on simulated ones.
+
+At each size:
+- full: every trace judged from scratch (``detect_pending(incremental=False)``): spans / second;
+- incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
+  (the target is a cost that does not grow with the store).
+
+    python bench/detection.py                          # 1M, 2M, 4M spans
+    python bench/detection.py --sizes 250000 1000000   # other sizes
+Results go to bench/results/detection.txt with the command and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from handoffs import conventions as c
+from handoffs.detectors import detect_pending
+from handoffs.store import Store, open_store, schema
+
+RESULTS = Path(__file__).parent / "results" / "detection.txt"
+SEED_TABLE = "bench_seed_spans"
+
+_COLUMNS = ("Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, "
+            "ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, "
+            "StatusMessage, `Events.Timestamp`, `Events.Name`, `Events.Attributes`, `Links.TraceId`, "
+            "`Links.SpanId`, `Links.TraceState`, `Links.Attributes`")
+
+
+def seed(store: Store, runs: int) -> int:
+    """Simulate ``runs`` demo runs and keep a copy of their spans to replicate from."""
+    from handoffs.demo import simulate
+
+    simulate(runs, seed=1, store=store)
+    store.command(f"CREATE TABLE IF NOT EXISTS {SEED_TABLE} AS {schema.SPAN_TABLE} "
+                  "ENGINE = MergeTree ORDER BY TraceId")
+    store.command(f"INSERT INTO {SEED_TABLE} SELECT * FROM {schema.SPAN_TABLE}")
+    return int(store.scalar(f"SELECT count() FROM {SEED_TABLE}"))
+
+
+def grow(store: Store, target: int, seed_spans: int, copy_base: int) -> int:
+    """Add replicas of the seed runs until the span table holds about ``target`` spans."""
+    have = int(store.scalar(f"SELECT count() FROM {schema.SPAN_TABLE}"))
+    copies = max(0, round((target - have) / seed_spans))
+    batch = max(1, 200_000 // seed_spans)  # about 200k rows per INSERT
+    done = 0
+    while done < copies:
+        n = min(batch, copies - done)
+        store.command(f"""
+            INSERT INTO {schema.SPAN_TABLE} ({_COLUMNS})
+            SELECT Timestamp, lower(hex(sipHash128(TraceId, k))), SpanId, ParentSpanId, TraceState,
+                SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion,
+                if(mapContains(SpanAttributes, '{c.RUN_ID}'),
+                   mapUpdate(SpanAttributes, map('{c.RUN_ID}',
+                       concat(SpanAttributes['{c.RUN_ID}'], '-r', toString(k)))),
+                   SpanAttributes),
+                Duration, StatusCode, StatusMessage, `Events.Timestamp`, `Events.Name`,
+                `Events.Attributes`, `Links.TraceId`, `Links.SpanId`, `Links.TraceState`, `Links.Attributes`
+            FROM {SEED_TABLE}, (SELECT number + {{base:UInt64}} AS k FROM numbers({{n:UInt64}})) AS copies
+            """, {"base": copy_base + done, "n": n})
+        done += n
+    return copy_base + copies
+
+
+def measure(store: Store, size_label: str, out: list[str]) -> None:
+    from handoffs.demo import simulate
+
+    spans = int(store.scalar(f"SELECT count() FROM {schema.SPAN_TABLE}"))
+    traces = int(store.scalar(f"SELECT uniqExact(TraceId) FROM {schema.SPAN_TABLE}"))
+    started = time.perf_counter()
+    judged = detect_pending(store, incremental=False)
+    full = time.perf_counter() - started
+    findings = sum(len(tf.findings) for tf in judged)
+    simulate(1, seed=99, store=store)
+    started = time.perf_counter()
+    fresh = detect_pending(store)
+    incremental = time.perf_counter() - started
+    line = (f"{size_label:>10}  spans {spans:>10,}  traces {traces:>8,}  full {full:8.1f} s "
+            f"= {spans / full:>10,.0f} spans/s  ({findings:,} findings)  "
+            f"incremental (1 new run, {len(fresh)} trace judged) {incremental:6.2f} s")
+    print(line, flush=True)
+    out.append(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 2_000_000, 4_000_000])
+    parser.add_argument("--seed-runs", type=int, default=300)
+    parser.add_argument("--dir", type=Path, default=None, help="chDB directory (default: a temporary one)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="handoffs-bench-detect-"))
+    store = open_store(f"chdb://{workdir}")
+    out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
+           f"python bench/detection.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+           f"# {platform.platform()}, {platform.python_version()}, 2 cores; chDB embedded store"]
+    try:
+        seed_spans = seed(store, args.seed_runs)
+        out.append(f"# seed: {args.seed_runs} simulated demo runs = {seed_spans:,} spans, replicated in SQL")
+        print(out[-1], flush=True)
+        base = 0
+        for size in sorted(args.sizes):
+            base = grow(store, size, seed_spans, base)
+            measure(store, f"{size / 1e6:g}M", out)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as fh:
+            fh.write("\n".join(out) + "\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -590,3 +590,16 @@ GROUP BY x.trace_id, x.span_id, x.step, x.delegate
 )
 
 BY_CODE: dict[str, Detector] = {d.code: d for d in DETECTORS}
+
+
+def reference() -> str:
+    """The per-mode reference table of ``docs/detectors.md`` (``python -m handoffs.detectors.structural``)."""
+    rows = ["| code | mode | signal | needs from a trace | blind spots |", "|---|---|---|---|---|"]
+    for d in sorted(DETECTORS, key=lambda d: (d.code[:2] != "FM", d.code)):
+        name = t.BY_CODE[d.code].name
+        rows.append(f"| {d.code} | {name} | {d.signal} | {d.needs} | {d.blind_spots} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -10,7 +10,8 @@ them, so detectors can be held to it.
 Clean runs carry the noise a real team makes, none of it a failure: outputs delivered in several
 units, outputs modified after their unit completed, a check that fails and the worker redoing it
 in the same hand-off, transient tool errors retried with an idempotency key, repeated tools with
-different arguments, growing context windows, varied team sizes, models and token counts.
+different arguments, high-stakes deploys approved first, growing context windows, varied team
+sizes, models and token counts.
 """
 
 from __future__ import annotations
@@ -212,9 +213,14 @@ class _Player:
                     self.inject(t.ERROR_CASCADE, task.worker, broken.step)
                     self.bad.add(task.name)
                 elif poisoned and turn == 1:
-                    # Every unit built on the bad input breaks, and so does the turn.
-                    with w.tool("run_code", args={"file": task.path, "check": f"unit {u}"}) as fails:
+                    # Every unit built on the bad input breaks, and so does the turn. With nobody
+                    # checking (independent), the worker also retries in vain before moving on.
+                    args = {"file": task.path, "check": f"unit {u}"}
+                    with w.tool("run_code", args=args) as fails:
                         fails.error(f"{task.path}: references a name its input does not define")
+                    if self.run.topology == "independent":
+                        with w.tool("run_code", args=args, retry_of=fails) as again:
+                            again.error(f"{task.path}: references a name its input does not define")
                     w.error("built on an erroneous upstream output")
                     self.bad.add(task.name)
                 complete = not partial and u == units - 1 or (u < units - 1 and rng.random() < 0.3)
@@ -264,6 +270,10 @@ class _Player:
                             d.decision("accepted", output=out)
                     self.outputs[task.name] = out
                 self.save(sup, task, [out])
+            if rng.random() < 0.3:  # a high-stakes step done right: approved before it ran
+                with sup.tool("deploy", args={"env": "staging"}, target="staging", side_effect=True,
+                              high_stakes=True, idempotency_key=f"{self.run.run_id}:deploy") as deploy:
+                    deploy.approval("deploy the orders API to staging", approver="oncall")
         run.terminate("all tasks done", success_claimed=True, agent=SUPERVISOR)
 
     def overwrite(self, sup: sdk.Agent, d: sdk.Delegation, i: int, task: Task,

@@ -58,10 +58,13 @@ from .tracing import (
     Verification,
     agent,
     approval,
+    checkpoint,
     content_hash,
     current_agent,
+    current_run,
     current_run_id,
     propagate,
+    resume,
     run,
     settings,
     traced_agent,
@@ -71,8 +74,8 @@ from .tracing import (
 __all__ = [
     "Agent", "BoundedBatchProcessor", "Compensation", "Delegation", "ExportStats", "Llm", "Output",
     "Run", "StoreSpanExporter", "ThreadPoolExecutor", "Tool", "Verification", "agent", "approval",
-    "configure", "content_hash", "current_agent", "current_run_id", "flush", "otlp_exporter",
-    "propagate", "run", "shutdown", "stats", "traced_agent", "traced_tool",
+    "checkpoint", "configure", "content_hash", "current_agent", "current_run", "current_run_id", "flush",
+    "otlp_exporter", "propagate", "resume", "run", "shutdown", "stats", "traced_agent", "traced_tool",
 ]
 
 if TYPE_CHECKING:

@@ -100,10 +100,11 @@ def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
 class _RunState:
     """A run's id and its step counter, shared by every span of the run in any thread."""
 
-    __slots__ = ("run_id", "next_step")
+    __slots__ = ("run_id", "next_step", "handle")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
+        self.handle: Run | None = None
         # itertools.count's next() is one C call, atomic under the GIL: a thread-safe counter
         # without a lock on the hot path. Free-threaded builds would need a lock here.
         self.next_step: Callable[[], int] = itertools.count(1).__next__
@@ -222,6 +223,7 @@ class Run(_Scope):
                  attributes: Mapping[str, Any] | None = None) -> None:
         self.run_id = run_id or uuid.uuid4().hex
         self._state = _RunState(self.run_id)
+        self._state.handle = self
         token = _run_var.set(self._state)  # the run span is step 1 of its own run
         try:
             attrs: dict[str, Any] = ci_metadata()
@@ -597,6 +599,29 @@ def current_agent() -> Agent | None:
 
 def current_run_id() -> str | None:
     return _run_var.get().run_id or None
+
+
+def current_run() -> Run | None:
+    """The run whose ``with`` block is running here (this thread or task), if any."""
+    return _run_var.get().handle
+
+
+def _the_run() -> Run:
+    run = current_run()
+    if run is None:
+        raise UsageError("no run is open here: call this inside `with sdk.run(...)` "
+                         "(in another thread, wrap the function with sdk.propagate)")
+    return run
+
+
+def checkpoint(checkpoint_id: str) -> None:
+    """``run.checkpoint`` on the current run."""
+    _the_run().checkpoint(checkpoint_id)
+
+
+def resume(checkpoint_id: str) -> None:
+    """``run.resume`` on the current run: it continues from ``checkpoint_id`` instead of restarting."""
+    _the_run().resume(checkpoint_id)
 
 
 def approval(action: str, approver: str, decision: str = "approved") -> None:

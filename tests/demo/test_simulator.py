@@ -131,6 +131,8 @@ def test_clean_runs_have_noise_but_no_ground_truth(memory: InMemorySpanExporter)
                         if e.name == c.EVENT_DECISION)
     assert decisions["accepted"] and decisions["modified"] and decisions["rejected"]
     assert "overwrote" not in decisions
+    deploys = [s for s in spans if s.attributes.get(c.TOOL_HIGH_STAKES)]
+    assert deploys and all(e.name == c.EVENT_APPROVAL for s in deploys for e in s.events)
     retries = [s for s in spans if c.RETRY_OF in s.attributes]
     assert retries and all(s.attributes[c.IDEMPOTENCY_KEY] for s in retries)
     assert {r.topology for r in runs} == {"centralized", "independent"}

@@ -241,8 +241,11 @@ def test_sync_decorators(captured: Captured) -> None:
 
 
 def test_retries_compensation_checkpoint_resume_and_approval(captured: Captured) -> None:
+    with pytest.raises(UsageError, match="no run is open"):
+        sdk.resume("c0")
     with sdk.run("r") as run, sdk.agent("ops") as ops:
-        run.checkpoint("c1")
+        assert sdk.current_run() is run
+        sdk.checkpoint("c1")
         with pytest.raises(TimeoutError), ops.tool("deploy", args=["v2"], idempotency_key="dep-1") as first:
             raise TimeoutError("gateway timeout")
         with ops.tool("deploy", args=["v2"], idempotency_key="dep-1", retry_of=first,
@@ -250,7 +253,7 @@ def test_retries_compensation_checkpoint_resume_and_approval(captured: Captured)
             again.approval("deploy v2", approver="alice")
         with ops.compensate("rollback", of=again):
             pass
-        run.resume("c1")
+        sdk.resume("c1")
     spans = captured.spans()
     deploys = [s for s in spans if s.name == "execute_tool deploy"]
     retry = next(s for s in deploys if c.RETRY_OF in s.attributes)

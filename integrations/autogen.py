@@ -18,6 +18,7 @@ from typing import Any
 from .recorder import Recorder
 
 USER = "user"
+TRANSFER_PREFIX = "transfer_to_"
 # Stop reasons that a limit, not the team, decided (AutoGen's termination conditions' texts).
 LIMIT_REASONS = ("Maximum number of", "timeout", "Timeout", "token limit", "Token usage limit")
 
@@ -41,10 +42,17 @@ def _next_speaker(team: Any, last: str | None) -> str | None:
 async def trace(team: Any, task: Any = None, *, name: str | None = None) -> AsyncIterator[Any]:
     """``team.run_stream(task=...)``, recorded: yields the same messages and the final TaskResult."""
     from autogen_agentchat.base import TaskResult
-    from autogen_agentchat.messages import BaseChatMessage, HandoffMessage, StopMessage
+    from autogen_agentchat.messages import (
+        BaseChatMessage,
+        HandoffMessage,
+        StopMessage,
+        ToolCallExecutionEvent,
+        ToolCallRequestEvent,
+    )
 
     recorder = Recorder(name or type(team).__name__, topology=_topology(team),
                         implicit_handoffs=not _is_swarm(team))
+    calls: dict[str, str] = {}
     try:
         async for item in team.run_stream(task=task):
             if isinstance(item, TaskResult):
@@ -52,6 +60,13 @@ async def trace(team: Any, task: Any = None, *, name: str | None = None) -> Asyn
                 limited = any(x in reason for x in LIMIT_REASONS)
                 recorder.end(reason, success_claimed=not limited,
                              waiting_on=_next_speaker(team, recorder.last_speaker) if limited else None)
+            elif isinstance(item, ToolCallRequestEvent):
+                calls.update({call.id: call.arguments for call in item.content})
+            elif isinstance(item, ToolCallExecutionEvent):
+                for done in item.content:
+                    if not done.name.startswith(TRANSFER_PREFIX):  # hand-offs come as HandoffMessage
+                        recorder.tool(item.source, done.name, calls.get(done.call_id),
+                                      error=done.content if done.is_error else None)
             elif isinstance(item, HandoffMessage):
                 recorder.handoff(item.source, item.target)
             elif isinstance(item, StopMessage):

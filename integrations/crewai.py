@@ -81,6 +81,10 @@ class _Collector:
                     if text is not None and text.startswith(WORKER_ERROR_PREFIX):
                         text, error = None, text
                     recorder.returned(match[0], target, text, error=error)
+            elif kind in ("tool_finished", "tool_error"):
+                error = str(getattr(event, "error", "")) if kind == "tool_error" else None
+                args = event.tool_args if isinstance(event.tool_args, str) else json.dumps(event.tool_args, default=str)
+                recorder.tool(_role(event), str(event.tool_name), args, error=error)
             elif kind == "agent_completed":
                 recorder.message(_role(event), str(getattr(event, "output", "") or ""))
 

@@ -13,6 +13,7 @@ never ran stays open. LangChain is imported only when ``callback`` is called.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -81,7 +82,11 @@ def callback(name: str = "langgraph") -> Any:
             # own ``update`` attribute is a method, hence the type test).
             update = outputs if isinstance(outputs, dict) else getattr(outputs, "update", None)
             handed: set[str] = set()
-            for message in _messages(update):
+            messages = _messages(update)
+            # A tool's result comes back as a ToolMessage; status "error" marks a failed call.
+            failed = {getattr(m, "tool_call_id", None): str(m.content) for m in messages
+                      if getattr(m, "type", None) == "tool" and getattr(m, "status", None) == "error"}
+            for message in messages:
                 # A subgraph node (a ReAct worker) returns its whole state: count each message once.
                 key = getattr(message, "id", None) or str(id(message))
                 if getattr(message, "type", None) != "ai" or key in self.seen:
@@ -98,6 +103,9 @@ def callback(name: str = "langgraph") -> Any:
                         task = args.get("task") or args.get("task_description") if isinstance(args, dict) else None
                         self.recorder.handoff(node, target, task=task)
                         handed.add(target)
+                    elif tool:
+                        self.recorder.tool(node, tool, json.dumps(call.get("args") or {}, sort_keys=True, default=str),
+                                           error=failed.get(call.get("id")))
             for target in _targets(() if isinstance(outputs, dict) else getattr(outputs, "goto", ())):
                 if target not in handed:
                     self.recorder.handoff(node, target)

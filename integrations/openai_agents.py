@@ -61,6 +61,9 @@ def hooks(name: str = "openai-agents") -> Any:
             worker = getattr(tool, "_agent_instance", None)
             if getattr(tool, "_is_agent_tool", False) and worker is not None:
                 self.recorder.returned(agent.name, worker.name, None if result is None else str(result))
+            else:
+                self.recorder.tool(agent.name, getattr(tool, "name", type(tool).__name__),
+                                   getattr(context, "tool_arguments", None))
 
         def finish(self, outcome: Any) -> str:
             """Close the run (a RunResult, or the exception the run raised); returns the run id."""

@@ -54,11 +54,20 @@ def judge(output: str, reply: str) -> c.DecisionAction:
 
 
 @dataclass
+class ToolCall:
+    """A tool an agent called (hand-off tools are ``Handoff``s instead)."""
+
+    name: str
+    args: str | None
+    error: str | None = None
+
+
+@dataclass
 class Turn:
-    """One agent's contiguous stretch of work: its messages and the hand-offs it made."""
+    """One agent's contiguous stretch of work: its messages, tool calls and the hand-offs it made."""
 
     agent: str
-    items: list[str | Handoff] = field(default_factory=list)
+    items: list[str | ToolCall | Handoff] = field(default_factory=list)
     tokens: int | None = None
 
 
@@ -146,6 +155,11 @@ class Recorder:
             for pending in self.awaiting.pop(agent, []):
                 pending.decision = (judge(pending.outputs[-1][1], text), text)
 
+    def tool(self, agent: str, name: str, args: str | None = None, error: str | None = None) -> None:
+        """``agent`` called tool ``name`` (arguments are hashed by the SDK, never stored)."""
+        if agent and name:
+            self._turn(agent).items.append(ToolCall(name, args, error))
+
     def handoff(self, source: str, target: str, task: str | None = None,
                 mode: str = c.HandoffMode.TRANSFER.value) -> None:
         """``source`` hands work to ``target`` (a transfer of control, or a delegation it awaits)."""
@@ -223,6 +237,10 @@ class Recorder:
                 for item in turn.items:
                     if isinstance(item, Handoff):
                         self._emit_handoff(ag, item, roles)
+                    elif isinstance(item, ToolCall):
+                        with ag.tool(item.name, item.args) as call:
+                            if item.error:
+                                call.error(item.error)
 
     def _emit_handoff(self, ag: sdk.Agent, h: Handoff, roles: dict[str, str]) -> None:
         with ag.delegate(h.target, h.task, mode=h.mode) as d:

@@ -56,6 +56,17 @@ WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.DELEGATION.value}'
 ORDER BY toInt32OrZero(SpanAttributes['{c.STEP}'])""")
 
 
+def tools(store: Store) -> list[dict[str, Any]]:
+    """Tool spans (hand-offs excluded) with the agent that called them and whether they failed."""
+    sdk.flush()
+    return store.query(f"""
+SELECT SpanAttributes['{c.GEN_AI_TOOL_NAME}'] AS tool, SpanAttributes['{c.GEN_AI_AGENT_NAME}'] AS agent,
+    StatusCode = 'Error' AS failed
+FROM otel_traces FINAL
+WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.TOOL.value}'
+ORDER BY toInt32OrZero(SpanAttributes['{c.STEP}'])""")
+
+
 def terminations(store: Store) -> list[dict[str, Any]]:
     sdk.flush()
     return store.query(f"""

@@ -10,7 +10,7 @@ import pytest
 
 from handoffs import taxonomy as t
 
-from .conftest import delegations, detected_codes, example, terminations
+from .conftest import delegations, detected_codes, example, terminations, tools
 
 pytest.importorskip("langgraph.prebuilt", reason="LangGraph is not installed (pip install 'handoffs[langgraph]')")
 pytestmark = [pytest.mark.frameworks,
@@ -33,6 +33,7 @@ def test_supervisor_answering_over_the_worker_is_an_overwrite(traced):
     assert [(r["source"], r["target"]) for r in rows] == [("supervisor", "researcher")]
     assert rows[0]["outputs"] == [ex.RESEARCH]
     assert rows[0]["decisions"] == ["overwrote"] and rows[0]["status"] == "completed"
+    assert tools(traced) == [{"tool": "search", "agent": "researcher", "failed": False}]
     assert t.OVERWRITE in detected_codes(traced)
 
 

@@ -9,7 +9,7 @@ import sys
 from handoffs import conventions as c
 from handoffs.integrations.recorder import Recorder, judge
 
-from .conftest import delegations, terminations
+from .conftest import delegations, terminations, tools
 
 DRAFT = "Rayleigh scattering: short blue wavelengths are scattered far more than red ones by the air."
 
@@ -58,8 +58,10 @@ def test_a_delegation_the_caller_awaits_records_the_result_or_the_failure(traced
     r.returned("editor", "researcher", DRAFT)
     r.handoff("editor", "fact_checker", task="check it", mode=c.HandoffMode.DELEGATE.value)
     r.returned("editor", "fact_checker", None, error="tool timed out")
+    r.tool("editor", "spell_check", '{"text": "..."}', error="dictionary missing")
     r.message("editor", DRAFT)
     r.emit()
+    assert tools(traced) == [{"tool": "spell_check", "agent": "editor", "failed": True}]
     rows = delegations(traced)
     assert [(x["target"], x["mode"], x["status"], x["decisions"]) for x in rows] == [
         ("researcher", "delegate", "completed", ["accepted"]), ("fact_checker", "delegate", "failed", [])]

@@ -105,7 +105,7 @@ def _report(console: Console, runs: list[DemoRun], findings: dict[str, list[Any]
     for _, title, _ in _SEED_METRICS:
         table.add_column(title, justify="right")
     table.add_column("injected")
-    table.add_column("found (structural)")
+    table.add_column("found")
     hits: Counter[str] = Counter()
     exact: Counter[str] = Counter()
     planted: Counter[str] = Counter()

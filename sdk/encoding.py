@@ -86,10 +86,12 @@ def attributes_str(attributes: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def trace_id_hex(trace_id: int) -> str:
+    """A trace id as the span table stores it: 32 lowercase hex digits."""
     return format(trace_id, "032x")
 
 
 def span_id_hex(span_id: int) -> str:
+    """A span id as the span table stores it: 16 lowercase hex digits."""
     return format(span_id, "016x")
 
 

@@ -189,6 +189,7 @@ class _Scope:
 
     @property
     def trace_id(self) -> str:
+        """This span's trace id in hex, as stored."""
         return format(self.span.get_span_context().trace_id, "032x")
 
     def error(self, message: str) -> None:
@@ -598,6 +599,7 @@ def current_agent() -> Agent | None:
 
 
 def current_run_id() -> str | None:
+    """The id of the run open here, if any (to tie other records to it)."""
     return _run_var.get().run_id or None
 
 

@@ -155,6 +155,7 @@ class CheckResult:
     baseline_text: str = ""
     comparison: stats.Comparison | None = None
     decided: bool = True  # False when there were too few runs and the policy's rule applied
+    undecided_because: str = ""  # "no runs" or "too few runs", for labels
     breached: bool = False  # a limit was broken (as opposed to a too-few-runs rule)
     reasons: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
@@ -401,10 +402,14 @@ class _Context:
             result.breached = True
             result.verdict = _worst(result.verdict, check.severity)
 
-    def _undecided(self, check: Check, result: CheckResult, rule: str, reason: str) -> None:
+    def _undecided(self, check: Check, result: CheckResult, rule: str, reason: str,
+                   because: str = "too few runs") -> None:
         result.decided = False
-        result.reasons.append(f"{reason}; policy rule: {rule}")
-        result.verdict = _worst(result.verdict, self._too_few(check, rule))
+        result.undecided_because = result.undecided_because or because
+        verdict = self._too_few(check, rule)
+        capped = f" (capped at the check's severity, {verdict})" if verdict != rule else ""
+        result.reasons.append(f"{reason}; policy rule: {rule}{capped}")
+        result.verdict = _worst(result.verdict, verdict)
 
     def _regression(self, check: Check, result: CheckResult, current: list[float],
                     base: list[float], proportion: tuple[int, int, int, int] | None = None) -> None:
@@ -460,7 +465,7 @@ class _Context:
         result = CheckResult(check, PASS, None, "-", check.limit_text(),
                              limit=check.max if check.max is not None else check.min)
         if not self.judged:
-            self._undecided(check, result, self.policy.no_runs, "no runs to judge")
+            self._undecided(check, result, self.policy.no_runs, "no runs to judge", "no runs")
             return result
         rows = self._metric_rows(check, self.judged)
         values = [float(r["value"]) for r in rows]
@@ -532,7 +537,7 @@ class _Context:
         limit = float(check.max_count) if check.max_count is not None else check.max_rate
         result = CheckResult(check, PASS, None, "-", check.limit_text(), limit=limit)
         if not self.judged:
-            self._undecided(check, result, self.policy.no_runs, "no runs to judge")
+            self._undecided(check, result, self.policy.no_runs, "no runs to judge", "no runs")
             return result
         counts, found = self._counts(check, self.judged)
         n = len(counts)

@@ -23,9 +23,9 @@ _STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red"}
 
 
 def verdict_label(result: CheckResult) -> str:
-    """PASS / WARN / FAIL, marked when the policy's too-few-runs rule decided it."""
+    """PASS / WARN / FAIL, marked when the policy's no-runs or too-few-runs rule decided it."""
     label = result.verdict.upper()
-    return label if result.decided else f"{label} (too few runs)"
+    return label if result.decided else f"{label} ({result.undecided_because})"
 
 
 def _change(result: CheckResult) -> str:

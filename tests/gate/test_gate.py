@@ -10,7 +10,7 @@ from gate_seed import PROJECT, Seeder
 
 from handoffs import taxonomy as tx
 from handoffs.errors import UsageError
-from handoffs.gate import parse_policy, run_gate
+from handoffs.gate import parse_policy, report, run_gate
 from handoffs.store import Store
 
 HEAD = "b" * 40
@@ -206,6 +206,11 @@ def test_too_few_runs_says_so_and_applies_the_rule(store: Store, seed: Seeder, r
     assert (check.verdict, result.exit_code, check.decided) == (verdict, exit_code, False)
     assert "too few runs to compare: 2 current, 2 baseline, need 5 each" in check.message
     assert check.comparison is None
+    assert report.verdict_label(check) == f"{verdict.upper()} (too few runs)"
+    case = report.junit_tree(result).getroot().find("testsuite/testcase")
+    assert case is not None
+    assert [child.tag for child in case if child.tag != "system-out"] == {
+        "warn": [], "fail": ["failure"], "pass": ["skipped"]}[rule]
 
 
 def test_a_warn_check_never_fails_the_build_even_when_undecided(store: Store, seed: Seeder) -> None:
@@ -230,6 +235,7 @@ max_regression = 0
     assert result.runs == [] and result.exit_code == 1
     assert all(r.verdict == "fail" and not r.decided and "no runs to judge" in r.message
                for r in result.checks)
+    assert report.verdict_label(result.checks[0]) == "FAIL (no runs)"
     lenient = run_gate(store, policy(checks, gate='no_runs = "warn"'))
     assert lenient.verdict == "warn" and lenient.exit_code == 0
 

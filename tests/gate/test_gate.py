@@ -315,4 +315,4 @@ def test_current_commit_comes_from_ci(store: Store, seed: Seeder) -> None:
     result = run_gate(store, policy(check, runs=""), env=env)
     assert [r.run_id for r in result.runs] == ["mine"] and result.commit == HEAD
     with pytest.raises(UsageError, match="HANDOFFS_COMMIT"):
-        run_gate(store, policy(check, runs='commit = "current"'), env={"HANDOFFS_GIT": "0"})
+        run_gate(store, policy(check, runs='commit = "current"'), env={})

@@ -440,9 +440,11 @@ ORDER BY TraceId, Timestamp"""
 
 
 def resolve_traces(store: Store, trace_ids: Iterable[str]) -> int:
-    """Add the per-trace facts of ``resolve_trace`` to the stored spans of ``trace_ids``.
+    """Normalise the stored spans of ``trace_ids`` and add the per-trace facts of ``resolve_trace``.
 
-    Detectors call it before judging traces that came from other instrumentations. It rewrites
+    Detectors call it before judging traces that came from other instrumentations. Rows written
+    past our collector (by the OpenTelemetry Collector's exporter) get ``normalise_span`` here
+    first. It rewrites
     only the spans that gain an attribute (the span table keeps the last row written for a
     span id), so calling it again is cheap and changes nothing. Returns the rows rewritten.
     """
@@ -457,7 +459,16 @@ def resolve_traces(store: Store, trace_ids: Iterable[str]) -> int:
     for i, row in enumerate(rows):
         row["SpanAttributes"] = dict(row["SpanAttributes"] or {})
         by_trace.setdefault(row["TraceId"], []).append(i)
-    changed: list[int] = []
+    changed: set[int] = set()
+    for i, row in enumerate(rows):
+        # Rows that never met our collector (the OpenTelemetry Collector's exporter wrote them)
+        # are normalised here first; ours and already-normalised rows pass in one lookup each.
+        attrs = row["SpanAttributes"]
+        if c.NORMALISED_FROM not in attrs:
+            normalised = normalise_span(row["SpanName"], attrs, dict(row["ResourceAttributes"] or {}))
+            if normalised is not attrs:
+                row["SpanAttributes"] = normalised
+                changed.add(i)
     for trace_id, indexes in by_trace.items():
         spans = [_trace_span(rows[i]) for i in indexes]
         updates = resolve_trace(trace_id, spans)
@@ -465,10 +476,10 @@ def resolve_traces(store: Store, trace_ids: Iterable[str]) -> int:
             add = updates.get(rows[i]["SpanId"])
             if add:
                 rows[i]["SpanAttributes"].update(add)
-                changed.append(i)
+                changed.add(i)
     if not changed:
         return 0
-    out = [rows[i] for i in changed]
+    out = [rows[i] for i in sorted(changed)]
     for row in out:
         row["SpanAttributes"] = list(row["SpanAttributes"].items())
         for key in ("Events.Attributes", "Links.Attributes"):

@@ -248,9 +248,6 @@ def _openinference_handoff(tracer: Any) -> str:
     return format(root.get_span_context().trace_id, "032x")
 
 
-@pytest.mark.xfail(strict=True, reason="collector.normalise.resolve_traces reads stored rows but "
-                   "applies only per-trace facts, not normalise_span, which rows written by the "
-                   "OpenTelemetry Collector never met (docs/otel-collector.md, 'Normalisation')")
 def test_other_instrumentations_through_the_collector_are_normalised_at_read(store: Store) -> None:
     normalise = pytest.importorskip("handoffs.collector.normalise")
     from opentelemetry.sdk.resources import Resource

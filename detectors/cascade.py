@@ -259,7 +259,7 @@ def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
     if scratch is None and not trace_ids:
         return {}
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    sql = prelude(scratch) + _SPANS_BODY
+    sql = prelude(scratch, _SPANS_BODY) + _SPANS_BODY
     params = {"traces": list(trace_ids)} if trace_ids is not None and scratch is None else None
     for row in store.query_arrow(sql, params).to_pylist():
         by_trace[row["trace_id"]].append(row)

@@ -12,6 +12,7 @@ one reading serves every source. ``FINAL`` drops duplicate rows of at-least-once
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -197,16 +198,43 @@ _ALL = (SPANS, EVENTS, OUTPUTS, DECISIONS, TERMINATIONS, CHECKPOINTS, RESUMES, A
 RANGE_FILTER = "WHERE TraceId >= {lo:String} AND TraceId <= {hi:String}"
 
 
-def prelude(scratch: Scratch | None = None) -> str:
-    """The ``WITH`` clause of every detector query; unused expressions cost nothing.
+# Which views each view reads, in definition order.
+_DEPENDS = {"s": (), "ev": (), "outputs": ("ev",), "decisions": ("ev",), "terminations": ("ev",),
+            "checkpoints": ("ev",), "resumes": ("ev",), "approvals": ("ev",), "e": ("s",),
+            "produced": ("outputs", "e"), "v": ("s",)}
+_NAMES = tuple(_DEPENDS)
 
-    With ``scratch``, spans and events are read from its tables, where one scan of the span
-    table already put them in the normalised shape (reading attribute maps is the cost).
+
+def _needed(sql: str) -> set[str]:
+    """The views ``sql`` reads (``FROM x`` / ``JOIN x``), with what they read in turn."""
+    wanted = {name for name in _NAMES if re.search(rf"\b(?:FROM|JOIN)\s+{name}\b", sql)}
+    stack = list(wanted)
+    while stack:
+        for dep in _DEPENDS[stack.pop()]:
+            if dep not in wanted:
+                wanted.add(dep)
+                stack.append(dep)
+    return wanted
+
+
+def prelude(scratch: Scratch | None = None, body: str | None = None) -> str:
+    """The ``WITH`` clause for a query ``body`` (all views when None).
+
+    Only the views the body reads are included: ClickHouse analyses every view of a ``WITH``
+    clause, used or not, which costs more than the query itself on a small chunk. With
+    ``scratch``, spans and events are read from its tables, where one scan of the span table
+    already put them in the normalised shape (reading attribute maps is the cost).
     """
-    parts = list(_ALL)
-    if scratch is not None:
-        parts[0] = f"s AS (SELECT * FROM {scratch.spans})"
-        parts[1] = f"ev AS (SELECT * FROM {scratch.events})"
+    needed = _needed(body) if body is not None else set(_NAMES)
+    parts = []
+    for name, text in zip(_NAMES, _ALL, strict=True):
+        if name not in needed:
+            continue
+        if scratch is not None and name == "s":
+            text = f"s AS (SELECT * FROM {scratch.spans})"
+        elif scratch is not None and name == "ev":
+            text = f"ev AS (SELECT * FROM {scratch.events})"
+        parts.append(text)
     return "WITH\n" + ",\n".join(parts) + "\n"
 
 

@@ -66,7 +66,7 @@ class Detector:
 
     def query(self, scratch: Scratch | None = None) -> str:
         """The detector's SQL over ``{traces:Array(String)}``, or over a materialised scratch."""
-        return prelude(scratch) + self.sql
+        return prelude(scratch, self.sql) + self.sql
 
 
 # Verifications that failed and were never followed by a pass on the same target.

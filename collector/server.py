@@ -111,6 +111,7 @@ class Collector:
         if (tls_cert is None) != (tls_key is None):
             raise UsageError("TLS needs both --tls-cert and --tls-key")
         self.tls_cert, self.tls_key = tls_cert, tls_key
+        self._spool_given = spool_dir is not None
         self.spool_dir = Path(spool_dir) if spool_dir else default_spool_dir(store.url)
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
@@ -137,7 +138,7 @@ class Collector:
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Collector:
         """Open the spool (replaying what it holds), bind, and serve on background threads."""
-        self.spool = spool.Spool(self.spool_dir, max_bytes=self.spool_max_bytes)
+        self.spool = self._open_spool()
         handler = type("Handler", (_Handler,), {"collector": self})
         try:
             self._server = _Server((self.host, self.port), handler)
@@ -170,6 +171,24 @@ class Collector:
         log.info("collector listening on %s://%s:%d%s, spool %s", "https" if self.tls_cert else "http",
                  self.host, self.port, TRACES_PATH, self.spool_dir)
         return self
+
+    def _open_spool(self) -> spool.Spool:
+        """The spool; beside a busy default one (another collector on this store, e.g. the demo
+        while ``handoffs collect`` runs), the first free ``extra-N`` one, so each has its own and
+        a restarted collector finds what it left."""
+        candidates = [self.spool_dir]
+        if not self._spool_given:
+            candidates += [self.spool_dir / f"extra-{i}" for i in range(1, 9)]
+        for directory in candidates:
+            try:
+                opened = spool.Spool(directory, max_bytes=self.spool_max_bytes)
+            except spool.SpoolBusy:
+                if directory == candidates[-1]:
+                    raise
+                continue
+            self.spool_dir = directory
+            return opened
+        raise AssertionError("unreachable")
 
     @property
     def url(self) -> str:

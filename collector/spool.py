@@ -36,6 +36,10 @@ _SUFFIX = ".seg"
 _ROLL_WHEN_DRAINED = 64 << 10  # a drained segment this big is replaced by an empty one
 
 
+class SpoolBusy(UsageError):
+    """Another collector holds this spool directory."""
+
+
 class SpoolFull(Exception):
     """The spool holds ``max_bytes`` not yet in the store: refuse with 429 until it drains."""
 
@@ -81,8 +85,8 @@ class Spool:
             fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._dir_lock.close()
-            raise UsageError(f"another collector is using the spool {self.directory}; stop it or "
-                             "pass --spool DIR for this one") from None
+            raise SpoolBusy(f"another collector is using the spool {self.directory}; stop it or "
+                            "pass --spool DIR for this one") from None
         self._lock = threading.Lock()  # appends and segment changes
         self._sync_lock = threading.Lock()
         state = self._read_state()

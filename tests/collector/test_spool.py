@@ -86,3 +86,17 @@ def test_a_torn_state_slot_falls_back_to_the_other(tmp_path: Path) -> None:
     again = spool.Spool(tmp_path)
     assert again.committed == first and again.depth > 0  # the older state: "b" is replayed
     again.close()
+
+
+def test_two_collectors_on_one_store_get_their_own_default_spools(store, tmp_path: Path) -> None:
+    from handoffs.collector import Collector
+
+    first = Collector(store, port=0).start()
+    second = Collector(store, port=0).start()
+    try:
+        assert second.spool_dir == first.spool_dir / "extra-1"
+        with pytest.raises(UsageError, match="another collector"):
+            Collector(store, port=0, spool_dir=first.spool_dir).start()
+    finally:
+        second.stop()
+        first.stop()

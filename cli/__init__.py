@@ -64,7 +64,8 @@ def cli(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: HandoffsError becomes one line on stderr."""
     try:
-        cli.main(args=argv, prog_name="handoffs", standalone_mode=False)
+        # Without standalone mode click returns the code of ctx.exit(n) instead of exiting.
+        code = cli.main(args=argv, prog_name="handoffs", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -76,3 +77,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int):
+        sys.exit(code)

@@ -132,7 +132,7 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
 
 def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
             incremental: bool) -> tuple[list[str], dict[str, int], set[str], int]:
-    """Traces to judge: (ids, span count of each, ids judged before by any version, traces in scope).
+    """Traces to judge: (ids, span count of each, ids whose stored findings may be stale, traces in scope).
 
     Incremental: only traces never judged by ``version``, or whose span count changed since.
     """
@@ -157,7 +157,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
             continue
         ids.append(tid)
         counts[tid] = int(n)
-        if was_seen:
+        if was_seen and judged != n:  # judged at this size by this version: same findings again
             seen.add(tid)
     return ids, counts, seen, total
 

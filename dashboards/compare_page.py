@@ -29,7 +29,7 @@ project, since = ui.window()
 mode = st.radio("Compare", ["two commits", "two runs"], horizontal=True)
 
 if mode == "two runs":
-    runs = ui.q("runs", project=project, since=since, limit=500)
+    runs = ui.q("run_list", project, 500)
     if len(runs) < 2:
         ui.empty_state("pair of runs")
         st.stop()

@@ -180,7 +180,7 @@ PRODUCED = """produced AS (
     SELECT o.trace_id AS trace_id, o.span_id AS span_id, o.output_id AS output_id, o.ts AS ts,
         o.output_hash AS output_hash, o.unit_complete AS unit_complete, o.tokens AS tokens,
         e.delegator AS delegator, e.delegate AS delegate, e.delegation_id AS delegation_id,
-        e.step AS step
+        if(o.step >= 0, o.step, e.step) AS step, e.step AS delegation_step
     FROM outputs AS o INNER JOIN e ON o.trace_id = e.trace_id AND o.span_id = e.span_id
 )"""
 

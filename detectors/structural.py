@@ -154,7 +154,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
         t.STEP_REPETITION, "step_repetition",
         signal="the same agent repeating a successful tool call (same tool, same arguments hash) "
                "that is not a retry; or the same task delegated again to the same agent after its "
-               "output was accepted",
+               "output was accepted (or modified and kept)",
         needs="tool spans with handoff.tool.args_hash and retry markers; delegations with task hashes",
         blind_spots="repetition with varied arguments or reworded tasks; text logs (text models)",
         sql=f"""
@@ -178,7 +178,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
         SELECT x.trace_id AS trace_id, x.delegator AS delegator, x.delegate AS delegate,
             x.task_hash AS task_hash, min(d.ts) AS accepted_at
         FROM e AS x INNER JOIN decisions AS d ON d.trace_id = x.trace_id AND d.span_id = x.span_id
-        WHERE d.action = {ACCEPTED} AND x.task_hash != ''
+        WHERE d.action IN ({ACCEPTED}, {MODIFIED}) AND x.task_hash != ''
         GROUP BY x.trace_id, x.delegator, x.delegate, x.task_hash
     ) AS acc ON acc.trace_id = y.trace_id AND acc.delegator = y.delegator
         AND acc.delegate = y.delegate AND acc.task_hash = y.task_hash
@@ -214,8 +214,8 @@ FROM (
         blind_spots="loops that end by themselves below the limit; runs that never record termination",
         sql=f"""
 SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
-    SELECT m.trace_id AS trace_id, m.span_id AS span_id, m.agent AS agent, r.step AS step,
-        0.85 AS confidence,
+    SELECT m.trace_id AS trace_id, m.span_id AS span_id, m.agent AS agent,
+        if(m.step >= 0, m.step, r.step) AS step, 0.85 AS confidence,
         format('the run stopped on a limit ({{}}), not on the work being done', m.reason) AS evidence
     FROM terminations AS m LEFT JOIN s AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
     WHERE match(m.reason, '{LIMIT_REASON}')
@@ -290,12 +290,13 @@ WHERE x.status = {COMPLETED} AND x.mode = {DELEGATE} AND o.has = 0 AND NOT x.fai
 """),
     Detector(
         "FM-2.5", "ignored_input",
-        signal="an output the delegator accepted but never consumed, while it consumed other "
-               "outputs afterwards (handoff.input.output_ids)",
+        signal="an output the delegator accepted but nobody consumed (a check reading it does "
+               "not count), while the delegator consumed other outputs afterwards "
+               "(handoff.input.output_ids)",
         needs="data flow: handoff.input.output_ids on the spans that use outputs",
         blind_spots="systems that do not record data flow; use the text models on logs",
         sql=f"""
-SELECT p.trace_id AS trace_id, p.span_id AS span_id, p.delegator AS agent, p.step AS step,
+SELECT p.trace_id AS trace_id, p.span_id AS span_id, p.delegator AS agent, p.delegation_step AS step,
     0.6 AS confidence,
     format('{{}} accepted output {{}} of {{}} but never used it; it later used {{}} other output(s)',
         p.delegator, p.output_id, p.delegate, toString(later.n)) AS evidence
@@ -305,11 +306,12 @@ INNER JOIN decisions AS d ON d.trace_id = p.trace_id AND d.span_id = p.span_id
 INNER JOIN (
     SELECT trace_id, agent, min(ts) AS first_use, max(ts) AS last_use, count() AS n,
         groupUniqArrayArray(input_ids) AS used
-    FROM s WHERE length(input_ids) > 0 GROUP BY trace_id, agent
+    FROM s WHERE length(input_ids) > 0 AND type != {VERIFICATION} GROUP BY trace_id, agent
 ) AS later ON later.trace_id = p.trace_id AND later.agent = p.delegator
-LEFT JOIN (SELECT trace_id, groupUniqArrayArray(input_ids) AS all_used FROM s GROUP BY trace_id) AS u
+LEFT JOIN (SELECT trace_id, groupUniqArrayArray(input_ids) AS all_used FROM s
+           WHERE type != {VERIFICATION} GROUP BY trace_id) AS u
     ON u.trace_id = p.trace_id
-WHERE d.action = {ACCEPTED} AND p.output_id != '' AND later.last_use > d.ts
+WHERE d.action IN ({ACCEPTED}, {MODIFIED}) AND p.output_id != '' AND later.last_use > d.ts
     AND NOT has(u.all_used, p.output_id)
 """),
     Detector(
@@ -358,7 +360,7 @@ WHERE o.n > 0 OR (m.success_claimed AND f.n > 0)
     Detector(
         t.MISSING_VERIFICATION, "missing_verification",
         signal="a hand-off output accepted with no verification of it (by output id or delegation "
-               "id) anywhere in the trace; or a passing verification that checked under half of "
+               "id) before the acceptance; or a passing verification that checked under half of "
                "the output (handoff.verification.coverage)",
         needs="decision events; verification spans naming their target",
         blind_spots="checks that are not recorded as verification spans",
@@ -373,11 +375,11 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     FROM e AS x
     INNER JOIN decisions AS d ON d.trace_id = x.trace_id AND d.span_id = x.span_id
     LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
-    LEFT JOIN (SELECT trace_id, groupUniqArray(check_target) AS targets FROM v GROUP BY trace_id) AS vt
+    LEFT JOIN (SELECT trace_id, groupArray((check_target, ts)) AS checks FROM v GROUP BY trace_id) AS vt
         ON vt.trace_id = x.trace_id
     WHERE d.action = {ACCEPTED}
-        AND NOT has(vt.targets, x.delegation_id) AND NOT has(vt.targets, x.span_id)
-        AND NOT hasAny(vt.targets, o.ids)
+        AND NOT arrayExists(k -> k.2 < d.ts AND (k.1 = x.delegation_id OR k.1 = x.span_id OR has(o.ids, k.1)),
+                            vt.checks)
     GROUP BY x.trace_id, x.span_id, x.delegator, x.delegate, x.step, x.task, x.task_hash
     UNION ALL
     SELECT trace_id, span_id, agent, step, 0.7,
@@ -435,7 +437,8 @@ WHERE f.verdict = {FAIL} AND match(lower(f.check_name), '{SPEC_CHECK}') AND ok.l
     Detector(
         "FM-1.2", "role_violation",
         signal="an agent whose declared role (handoff.agent.role) is not a coordinating one "
-               "delegating work or deciding on another agent's output",
+               "delegating work or deciding on another agent's output; handing a question back "
+               "to the agent that delegated to it is not counted",
         needs="handoff.agent.role on agent spans",
         blind_spots="agents without a declared role; a supervisor doing a worker's job itself "
                     "(see re-derivation and overwrite)",
@@ -445,15 +448,19 @@ SELECT x.trace_id AS trace_id, argMin(x.span_id, x.ts) AS span_id, x.agent AS ag
     format('{{}} (role {{}}) {{}} times took a coordinator''s action: {{}}', x.agent, any(r.agent_role),
         toString(count()), arrayStringConcat(groupUniqArray(x.what), ', ')) AS evidence
 FROM (
-    SELECT trace_id, span_id, ts, step, delegator AS agent, 'delegated work' AS what FROM e
+    SELECT trace_id, span_id, ts, step, delegator AS agent, delegate AS other, 'delegated work' AS what
+    FROM e
     UNION ALL
-    SELECT d.trace_id, d.span_id, d.ts, y.step, d.agent, concat(d.action, ' an output')
+    SELECT d.trace_id, d.span_id, d.ts, y.step, d.agent, y.delegate, concat(d.action, ' an output')
     FROM decisions AS d INNER JOIN e AS y ON y.trace_id = d.trace_id AND y.span_id = d.span_id
     WHERE d.agent != ''
 ) AS x
 INNER JOIN (SELECT trace_id, agent, any(role) AS agent_role FROM s WHERE role != '' AND agent != ''
             GROUP BY trace_id, agent) AS r ON r.trace_id = x.trace_id AND r.agent = x.agent
+LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS first FROM e GROUP BY trace_id, delegator, delegate)
+    AS back ON back.trace_id = x.trace_id AND back.delegator = x.other AND back.delegate = x.agent
 WHERE NOT arrayExists(k -> position(r.agent_role, k) > 0, {_COORD})
+    AND NOT (back.delegator != '' AND back.first < x.ts)
 GROUP BY x.trace_id, x.agent
 """),
     Detector(
@@ -505,8 +512,9 @@ GROUP BY f.trace_id
 """),
     Detector(
         "restart-instead-of-resume", "restart_instead_of_resume",
-        signal="after a checkpoint and a failure, work completed before the checkpoint (same "
-               "delegated task, or same tool call) is done again with no resume event",
+        signal="after a checkpoint and a failure (not retried successfully), work completed before "
+               "the checkpoint (same delegated task, or same tool call) is done again with no resume "
+               "event in between",
         needs="handoff.checkpoint events; handoff.resume events or handoff.resume.checkpoint_id",
         blind_spots="a restart written to a new trace or run",
         sql=f"""
@@ -524,7 +532,10 @@ FROM (
 ) AS y
 INNER JOIN (SELECT trace_id, min(ts) AS ts, any(checkpoint_id) AS checkpoint_id FROM checkpoints
             GROUP BY trace_id) AS cp ON cp.trace_id = y.trace_id
-INNER JOIN (SELECT trace_id, ts, step FROM s WHERE failed AND type != {RUN}) AS fl
+INNER JOIN (SELECT f.trace_id AS trace_id, f.ts AS ts, f.step AS step FROM s AS f
+            LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed) AS rt
+                ON rt.trace_id = f.trace_id AND rt.retry_of = f.span_id
+            WHERE f.failed AND f.type != {RUN} AND rt.retry_of = '') AS fl
     ON fl.trace_id = y.trace_id
 INNER JOIN (
     SELECT trace_id, span_id, end_ts,
@@ -534,7 +545,7 @@ INNER JOIN (
 LEFT JOIN (
     SELECT trace_id, ts FROM resumes
     UNION ALL SELECT trace_id, ts FROM s WHERE resumed_from != ''
-) AS rs ON rs.trace_id = y.trace_id AND rs.ts >= fl.ts
+) AS rs ON rs.trace_id = y.trace_id AND rs.ts >= fl.ts AND rs.ts <= y.ts
 WHERE fl.ts > cp.ts AND done.end_ts <= cp.ts AND y.ts > fl.ts AND rs.trace_id = ''
 GROUP BY y.trace_id
 """),
@@ -564,12 +575,12 @@ HAVING countIf(ap.decision = 'approved') = 0
         needs="decision events; verifications after acceptance; gen_ai.request.model on agent spans",
         blind_spots="acceptance of a flaw nobody checks later; agents whose model is not recorded",
         sql=f"""
-SELECT x.trace_id AS trace_id, x.span_id AS span_id, any(acc.agent) AS agent, x.step AS step,
-    0.8 AS confidence,
+SELECT x.trace_id AS trace_id, x.span_id AS span_id, any(acc.agent) AS agent,
+    if(min(acc.step) >= 0, min(acc.step), x.step) AS step, 0.8 AS confidence,
     format('{{}} ({{}}) accepted the output of {{}} ({{}}, same model family) that check {{}} later failed',
         any(acc.agent), any(fa.agent_model), x.delegate, any(fb.agent_model), any(bad.check_name)) AS evidence
 FROM e AS x
-INNER JOIN (SELECT trace_id, span_id, ts, if(agent != '', agent, '') AS agent, output_id FROM decisions
+INNER JOIN (SELECT trace_id, span_id, ts, step, agent, output_id FROM decisions
             WHERE action = {ACCEPTED}) AS acc ON acc.trace_id = x.trace_id AND acc.span_id = x.span_id
 LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
 INNER JOIN v AS bad ON bad.trace_id = x.trace_id

@@ -185,3 +185,20 @@ def test_detect_is_incremental_and_idempotent(store: Store, traced) -> None:
     assert detect_pending(store) == []
     detect(store, incremental=False)
     assert store.scalar("SELECT count() FROM handoffs_findings FINAL") == n
+
+
+def test_detect_through_both_engines(any_store: Store) -> None:
+    """The same findings in-process (chDB) and through clickhouse-connect over HTTP."""
+    sdk.configure(service_name="engines", store=any_store)
+    try:
+        with sdk.run("premature") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("tester", task="write tests"):
+                    pass
+            run.terminate("done", success_claimed=True, agent="supervisor")
+    finally:
+        sdk.flush()
+        sdk.shutdown()
+    [tf] = detect(any_store)
+    assert "FM-3.1" in tf.codes()
+    assert any_store.scalar("SELECT count() FROM system.tables WHERE name LIKE 'handoffs_scratch_%'") == 0

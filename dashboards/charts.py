@@ -89,7 +89,8 @@ def trend_lines(data: pd.DataFrame, x: str, y: str, series: str, y_title: str,
     """One line per series over time (failure modes or agents)."""
     return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X(f"{x}:T", title=None),
-        y=alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        y=alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(
+            format=y_format, tickMinStep=1 if y_format.endswith(".0f") else alt.Undefined)),
         color=alt.Color(f"{series}:N", title=None),
         tooltip=[series, alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{y}:Q", format=y_format)],
     ).properties(height=260)
@@ -103,7 +104,7 @@ def ranked_bars(data: pd.DataFrame, category: str, value: str, title: str,
         x=alt.X(f"{value}:Q", title=title),
         y=alt.Y(f"{category}:N", sort="-x", title=None),
         tooltip=list(data.columns),
-    ).properties(height=max(80, 28 * len(data)))
+    ).properties(height=max(110, 30 * len(data)))
 
 
 def side_by_side(data: pd.DataFrame) -> alt.Chart:

@@ -15,11 +15,13 @@ by pair:
 - ``no-value-idx``: ours without the bloom filters over attribute values.
 
 At each size (after OPTIMIZE FINAL, i.e. after merges) it prints bytes per span from
-system.parts, the biggest columns from system.columns, and the median time and granules read
+system.parts, the biggest columns from system.parts_columns, and the median time and granules read
 of the main query shapes: one trace, one run (by run id), per-run aggregation over everything,
 and a one-hour time window.
 
     python bench/storage.py                       # 100k, 1M, 3M spans; writes bench/results/storage.txt
+    python bench/storage.py --sizes 100000,1000000,3000000 --variants ours,exporter-key,no-value-idx \
+        --results bench/results/storage-keys.txt      # the sort keys and the index at 3M
     python bench/storage.py --sizes 20000 --variants ours,exporter-key --no-write
 """
 
@@ -207,17 +209,18 @@ class Generator:
         return trace, run_id
 
 
-def _interleaved_ms(store: Store, sqls: list[str], params: dict,
-                    repeat: int) -> list[tuple[float, float]]:
+def _interleaved_ms(store: Store, sqls: list[str], rounds: list[dict]) -> list[tuple[float, float]]:
     """Median ms of each query, and the median of its per-round ratio to the first one.
 
     Rounds interleave the variants (in a rotating order), so a ratio compares runs made at
-    the same moment on a noisy machine.
+    the same moment on a noisy machine. Each round asks for another trace, run or window (the
+    same one for every variant): repeating one value would measure ClickHouse's query
+    condition cache, not the table.
     """
     for sql in sqls:
-        store.query_arrow(sql, params)  # warm-up: marks, caches, first-use costs
+        store.query_arrow(sql, rounds[0])  # warm-up: marks, first-use costs
     times: list[list[float]] = [[] for _ in sqls]
-    for r in range(repeat):
+    for r, params in enumerate(rounds[1:]):
         order = list(range(len(sqls)))
         order = order[r % len(order):] + order[:r % len(order)]
         for i in order:
@@ -270,10 +273,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000,3000000",
                         help="comma-separated span counts, ascending (default: 100k, 1M, 3M)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--repeat", type=int, default=7, help="runs per query; the median is printed")
+    parser.add_argument("--repeat", type=int, default=9,
+                        help="rounds per query, each on another trace/run/window; medians are printed")
     parser.add_argument("--dir", default=None, help="chDB directory (default: a fresh temporary one)")
+    parser.add_argument("--results", default=str(RESULTS), help=f"results file (default: {RESULTS})")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
     args = parser.parse_args()
+    results = Path(args.results)
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = [v for v in args.variants.split(",") if v]
     lines: list[str] = []
@@ -294,7 +300,7 @@ def main() -> None:
     say(f"# machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"chdb {chdb.__version__}, engine {store.scalar('SELECT version()')}")
     say(f"# spans: runs of ~50 spans over {SPREAD_DAYS} days, {CHUNK} spans per INSERT; "
-        f"times are medians of {args.repeat} runs; sizes after OPTIMIZE FINAL")
+        f"times are medians of {args.repeat} rounds; sizes after OPTIMIZE FINAL")
     gen = Generator()
     samples: list[tuple[str, str]] = []
     have = 0
@@ -333,24 +339,28 @@ def main() -> None:
         say(f"skipping indexes ({variants[0]}, B/span): "
             + ", ".join(f"{r['name']} {float(r['b']) / have:.2f}" for r in indexes))
         rng = random.Random(size)
-        trace, run = rng.choice(samples)
-        lo = gen.now - rng.randrange(1, SPREAD_DAYS - 1) * DAY_NS
-        params = {"trace": trace, "run": run, "lo": lo, "hi": lo + 3600 * 10**9}
+        rounds = []
+        for _ in range(args.repeat + 1):
+            trace, run = rng.choice(samples)
+            lo = gen.now - rng.randrange(DAY_NS, (SPREAD_DAYS - 1) * DAY_NS)
+            rounds.append({"trace": trace, "run": run, "lo": lo, "hi": lo + 3600 * 10**9})
         say(f"{'query':<13}" + "".join(f"{v:>22}" for v in variants))
         for qname, sql in QUERIES.items():
             sqls = [sql.replace("__T__", table) for table in tables.values()]
-            timed = _interleaved_ms(store, sqls, params, args.repeat)
-            cells = [f"{ms:7.1f}ms {ratio:4.1f}x {_granules(store, q, params):>7}"
+            timed = _interleaved_ms(store, sqls, rounds)
+            cells = [f"{ms:7.1f}ms {ratio:4.1f}x {_granules(store, q, rounds[0]):>7}"
                      for q, (ms, ratio) in zip(sqls, timed, strict=True)]
             say(f"{qname:<13}" + "".join(f"{cell:>22}" for cell in cells))
+        if not args.no_write:  # after each size, so a long run that is stopped keeps its figures
+            results.parent.mkdir(parents=True, exist_ok=True)
+            results.write_text("\n".join(lines) + "\n")
     say()
     say("# B/span: bytes on disk per span (active parts); x: against the first variant; raw: "
         "uncompressed; ratio: raw/compressed; cells: median ms, ratio to the first variant, "
         "granules read/total (8192 rows each); x for a query is the median of per-round ratios")
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(lines) + "\n")
-        print(f"wrote {RESULTS}")
+        results.write_text("\n".join(lines) + "\n")
+        print(f"wrote {results}")
     if not args.dir:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -115,6 +115,10 @@ SIGNALS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Speakers that stand for the person who set the task (Magentic-One's "human", chat "user").
+HUMAN_SPEAKERS = frozenset({"human", "user"})
+
+
 def is_tool(message: Message) -> bool:
     """Tool or environment output (code execution results, web pages), not an agent's words."""
     return bool(TOOL_OUTPUT.search(message.content[:200]) or TOOL_SPEAKER.search(message.agent))
@@ -270,7 +274,12 @@ def attribute(model: Any, messages: Sequence[Message], features: Sequence[str] =
     mass: dict[str, float] = defaultdict(float)
     for m, p in zip(messages, probs, strict=True):
         mass[m.agent] += p
-    agent = max(mass, key=lambda a: (mass[a], -next(i for i, m in enumerate(messages) if m.agent == a)))
+    # The person who asked and a tool that only reports are not agents that can be at fault;
+    # they are named only when nobody else speaks.
+    candidates = [a for a in mass if a.lower() not in HUMAN_SPEAKERS
+                  and not all(is_tool(m) for m in messages if m.agent == a)] or list(mass)
+    agent = max(candidates,
+                key=lambda a: (mass[a], -next(i for i, m in enumerate(messages) if m.agent == a)))
     own = [i for i, m in enumerate(messages) if m.agent == agent]
     best = max(own, key=lambda i: probs[i])
     return Attribution(agent=agent, step=messages[best].step, confidence=probs[best],
@@ -303,8 +312,9 @@ def attribute_messages(messages: list[Message]) -> tuple[str, int, float]:
     """Root cause of a failed conversation: (agent, step, confidence) from the text alone.
 
     The agent is the speaker with the most probability mass over its steps; the step is that
-    agent's most probable step; the confidence is that step's probability (calibrated on
-    Who&When under cross-validation, see ``reports/who_and_when.md``).
+    agent's most probable step; the confidence is that step's share of the probability over the
+    conversation: it ranks attributions (higher is right more often) but is compressed, see the
+    calibration section of ``reports/who_and_when.md``.
     """
     artifact = load_model()
     result = attribute(artifact["model"], messages, artifact["features"])

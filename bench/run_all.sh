@@ -14,7 +14,12 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -f /work/venv/bin/activate ]; then
   . /work/venv/bin/activate
 fi
 
-ORDER=(sdk_overhead ingest soak detection dashboard storage)
+# Known ones first, in this order; then any other bench/*.py, so a new benchmark is never left out.
+ORDER=(sdk_overhead ingest soak normalise detection dashboard gate storage)
+for script in bench/*.py; do
+  name=$(basename "$script" .py)
+  case " ${ORDER[*]} " in *" $name "*) ;; *) ORDER+=("$name") ;; esac
+done
 if [ "$#" -gt 0 ]; then ORDER=("$@"); fi
 
 mkdir -p bench/results

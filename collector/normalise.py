@@ -26,6 +26,8 @@ import pyarrow as pa
 from handoffs import conventions as c
 from handoffs.store import SPAN_ARROW_SCHEMA, Store, schema
 
+from .otlp import Decoded
+
 # Values of handoff.normalised_from: which convention a fact was read from.
 FROM_GEN_AI = "gen_ai"
 FROM_OPENINFERENCE = "openinference"
@@ -500,3 +502,21 @@ def _ns(value: Any) -> int:
     if isinstance(value, int):
         return value
     return int(pa.scalar(value, pa.timestamp("ns")).value)
+
+
+def normalise_decoded(decoded: Decoded) -> pa.Table:
+    """Run ingest normalisation on the rows of other instrumentations; ours pass untouched."""
+    table = decoded.table
+    if not decoded.foreign:
+        return table
+    attrs = table.column("SpanAttributes").to_pylist()
+    names = table.column("SpanName")
+    resources = table.column("ResourceAttributes")
+    for i in decoded.foreign:
+        pairs = attrs[i]
+        resource = dict(resources[i].as_py())
+        result = normalise_span(names[i].as_py(), dict(pairs), resource)
+        if result is not None:
+            attrs[i] = list(result.items())
+    column = pa.array(attrs, type=table.schema.field("SpanAttributes").type)
+    return table.set_column(table.schema.get_field_index("SpanAttributes"), "SpanAttributes", column)

@@ -32,7 +32,7 @@ from handoffs.store.url import StoreURL, default_store_dir
 
 from . import otlp, spool
 from .auth import Tokens, is_loopback
-from .normalise import normalise_span
+from .normalise import normalise_decoded
 
 log = logging.getLogger("handoffs.collector")
 
@@ -331,7 +331,7 @@ class Collector:
                 log.error("skipping unreadable spooled record at %d: %s", record.start, exc)
                 self.counters.add(unreadable=1)
                 continue
-            table = _normalise(decoded) if decoded.foreign else decoded.table
+            table = normalise_decoded(decoded)
             tables.append(table)
             spans += table.num_rows
         if stop is not None:
@@ -390,22 +390,6 @@ class Collector:
             log.info("store reachable again after %.1fs", time.monotonic() - self._store_down_since)
         self._store_down_since = None
         self._store_error = ""
-
-
-def _normalise(decoded: otlp.Decoded) -> pa.Table:
-    """Run ingest normalisation on the rows of other instrumentations; ours pass untouched."""
-    table = decoded.table
-    attrs = table.column("SpanAttributes").to_pylist()
-    names = table.column("SpanName")
-    resources = table.column("ResourceAttributes")
-    for i in decoded.foreign:
-        pairs = attrs[i]
-        resource = dict(resources[i].as_py())
-        result = normalise_span(names[i].as_py(), dict(pairs), resource)
-        if result is not None:
-            attrs[i] = list(result.items())
-    column = pa.array(attrs, type=table.schema.field("SpanAttributes").type)
-    return table.set_column(table.schema.get_field_index("SpanAttributes"), "SpanAttributes", column)
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,7 +1,7 @@
 """OTLP/JSON files (an ``ExportTraceServiceRequest`` per file, or one per line) into span rows.
 
-The collector's decoder reads them, so a file imports exactly as the same request sent to
-``handoffs collect`` would be stored. Each resource gets ``handoffs.source_id`` = the file's stem
+The collector's decoder and ingest normalisation read them, so a file imports exactly as the
+same request sent to ``handoffs collect`` would be stored. Each resource gets ``handoffs.source_id`` = the file's stem
 unless it already carries one, and ``handoffs.source_format`` = ``otlp-json``. Invalid spans are
 left out with a warning naming the file (the collector's partial success); an unreadable file
 stops the import with a ``UsageError`` naming it.
@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from handoffs import conventions as conv
 from handoffs.collector import otlp
+from handoffs.collector.normalise import normalise_decoded
 from handoffs.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def _read_file(path: Path) -> Iterator[pa.Table]:
         rejected += decoded.rejected
         errors.extend(decoded.errors)
         if decoded.accepted:
-            yield decoded.table
+            yield normalise_decoded(decoded)
     if rejected:
         log.warning("%s: %d invalid span(s) left out: %s", path, rejected, "; ".join(errors[:3]))
 

@@ -50,3 +50,21 @@ def test_cli_import_stores_the_spans(store: Store, tmp_path: Path) -> None:
     assert "imported 4 spans" in result.output
     rows = store.query("SELECT ResourceAttributes[{k:String}] AS s FROM otel_traces", {"k": conv.RESOURCE_SOURCE_ID})
     assert [r["s"] for r in rows] == ["t1"] * 4
+
+
+def test_spans_of_other_instrumentations_are_normalised_as_at_the_collector(tmp_path: Path) -> None:
+    # An OpenLLMetry-style hand-off span, as another instrumentation would export it.
+    payload = (b'{"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", '
+               b'"value": {"stringValue": "team"}}]}, "scopeSpans": [{"scope": {"name": "traceloop"}, '
+               b'"spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", '
+               b'"name": "handoff", "kind": 1, "startTimeUnixNano": "1700000000000000000", '
+               b'"endTimeUnixNano": "1700000001000000000", "attributes": ['
+               b'{"key": "gen_ai.operation.name", "value": {"stringValue": "handoff"}}, '
+               b'{"key": "gen_ai.handoff.from_agent", "value": {"stringValue": "triage"}}, '
+               b'{"key": "gen_ai.handoff.to_agent", "value": {"stringValue": "billing"}}]}]}]}]}')
+    (tmp_path / "openllmetry.json").write_bytes(payload)
+    (table,) = list(otlp_json.load([tmp_path]))
+    attrs = dict(table.column("SpanAttributes")[0].as_py())
+    assert attrs["gen_ai.handoff.from_agent"] == "triage"  # the original is kept
+    assert attrs[conv.SPAN_TYPE] == "delegation"
+    assert (attrs[conv.SOURCE_AGENT], attrs[conv.TARGET_AGENT]) == ("triage", "billing")

@@ -19,6 +19,7 @@ import itertools
 import json
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from time import time_ns
@@ -65,6 +66,23 @@ class Settings:
 settings = Settings()
 
 
+class _Event(Event):
+    """An ``Event`` filled in one step: OpenTelemetry's constructor chain costs two calls per event.
+
+    Only for attribute dicts this module built itself (same rule as ``_trusted_attributes``).
+    """
+
+    def __init__(self, name: str, attributes: dict[str, Any], timestamp: int) -> None:  # noqa: D107
+        self._name = name
+        self._attributes = attributes
+        self._timestamp = timestamp
+
+
+# Span classes whose layout _trusted_attributes accepted once: later spans skip its getattr chain.
+_TRUSTED_TYPES: set[type] = set()
+_new_output = tuple.__new__  # NamedTuple's own __new__ is one more Python call per output
+
+
 def _trusted_attributes(span: Span) -> dict[str, Any] | None:
     """The SDK span's attribute dict, to fill with values this module built itself, or None.
 
@@ -75,7 +93,20 @@ def _trusted_attributes(span: Span) -> dict[str, Any] | None:
     """
     bounded = getattr(span, "_attributes", None)
     data = getattr(bounded, "_dict", None)
-    return data if isinstance(data, dict) and getattr(bounded, "maxlen", None) is not None else None
+    if isinstance(data, dict) and getattr(bounded, "maxlen", None) is not None:
+        _TRUSTED_TYPES.add(type(span))
+        return data
+    return None
+
+
+def _trusted_events(span: Span) -> deque[Event] | None:
+    """The SDK span's event deque, to append events built here to, or None (see ``_trusted_attributes``).
+
+    ``add_event`` takes two locks and validates each value again, a third of a hand-off's cost;
+    a deque's append is atomic on its own.
+    """
+    dq = getattr(getattr(span, "_events", None), "_dq", None)
+    return dq if isinstance(dq, deque) else None
 
 
 def _clean(text: str) -> str:
@@ -83,10 +114,14 @@ def _clean(text: str) -> str:
     return settings.redact(text) if settings.redact is not None else text
 
 
+_blake2b = hashlib.blake2b
+
+
 def content_hash(content: str | bytes) -> str:
     """The hash recorded for outputs, tasks and results: 16 hex digits of BLAKE2b."""
-    data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+    if isinstance(content, str):
+        return _blake2b(content.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return _blake2b(content, digest_size=8).hexdigest()
 
 
 def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
@@ -151,10 +186,12 @@ class _Scope:
     def __enter__(self) -> Any:
         span = settings.tracer.start_span(self._name)
         attributes = self._attributes
-        data = _trusted_attributes(span)
+        data = span._attributes._dict if type(span) in _TRUSTED_TYPES else _trusted_attributes(span)  # type: ignore[attr-defined]
         # One slot stays free for the attribute a span sets as it closes (delegation status).
-        if data is not None and len(attributes) + len(data) < span._attributes.maxlen:  # type: ignore[attr-defined]
-            data.update(attributes)
+        # maxlen is per provider (span limits): None is refused by _trusted_attributes, so check again.
+        maxlen = span._attributes.maxlen if data is not None else None  # type: ignore[attr-defined]
+        if maxlen is not None and len(attributes) + len(data) < maxlen:  # type: ignore[arg-type]
+            data.update(attributes)  # type: ignore[union-attr]
         else:
             data = None
             span.set_attributes(attributes)
@@ -341,6 +378,28 @@ class Agent(_Scope):
         return Compensation(self.name, action, of=of)
 
 
+# A delegation's fixed attributes per (source, target, mode): agents hand off to the same few
+# peers again and again, and copying a prepared dict is cheaper than building one per span.
+_DELEGATION_TEMPLATES: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+_MAX_TEMPLATES = 4096
+
+
+def _delegation_template(source: str, target: str, mode: str) -> tuple[str, dict[str, Any]]:
+    """The span name and fixed attributes of a delegation from ``source`` to ``target``, cached."""
+    tool = f"transfer_to_{target}"
+    template: dict[str, Any] = {
+        c.GEN_AI_OPERATION_NAME: _EXECUTE_TOOL, c.GEN_AI_TOOL_NAME: tool,
+        c.GEN_AI_AGENT_NAME: source, c.SOURCE_AGENT: source, c.TARGET_AGENT: target,
+        c.GEN_AI_HANDOFF_SOURCE_NAME: source, c.GEN_AI_HANDOFF_TARGET_NAME: target, c.MODE: mode,
+    }
+    if len(_DELEGATION_TEMPLATES) >= _MAX_TEMPLATES:
+        _DELEGATION_TEMPLATES.clear()  # generated names (one target per task): stay bounded
+    # conventions.delegation_span_name, inlined
+    prepared = (f"{_EXECUTE_TOOL} {tool}", template)
+    _DELEGATION_TEMPLATES[(source, target, mode)] = prepared
+    return prepared
+
+
 class Delegation(_Scope):
     """An ``execute_tool transfer_to_<target>`` span: the hand-off, with outputs and decisions as events."""
 
@@ -357,13 +416,12 @@ class Delegation(_Scope):
         self._decided = False
         self._unit_done = False
         self._status: str | None = None
-        self._events: list[Event] = []
-        tool = f"transfer_to_{target}"
-        attrs: dict[str, Any] = {
-            c.GEN_AI_OPERATION_NAME: _EXECUTE_TOOL, c.GEN_AI_TOOL_NAME: tool,
-            c.GEN_AI_AGENT_NAME: source, c.SOURCE_AGENT: source, c.TARGET_AGENT: target,
-            c.GEN_AI_HANDOFF_SOURCE_NAME: source, c.GEN_AI_HANDOFF_TARGET_NAME: target, c.MODE: mode,
-        }
+        self._events: deque[Event] | None = None
+        prepared = _DELEGATION_TEMPLATES.get((source, target, mode))
+        if prepared is None:
+            prepared = _delegation_template(source, target, mode)
+        span_name, template = prepared
+        attrs = template.copy()
         if task is not None:
             attrs[c.TASK_HASH] = content_hash(task)
             if settings.capture_content:
@@ -372,12 +430,14 @@ class Delegation(_Scope):
             attrs[c.TASK_AMBIGUOUS] = True
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
-        super().__init__(f"{_EXECUTE_TOOL} {tool}", attrs)  # conventions.delegation_span_name, inlined
+        super().__init__(span_name, attrs)
         self.delegation_id = f"{self.run.run_id}:d{self.step}" if self.run.run_id else ""
         self._attributes[c.DELEGATION_ID] = self.delegation_id
 
     def __enter__(self) -> Delegation:
         super().__enter__()
+        if self._data is not None:
+            self._events = _trusted_events(self.span)
         if not self.delegation_id:
             self.delegation_id = self.span_id
             self.span.set_attribute(c.DELEGATION_ID, self.delegation_id)
@@ -387,7 +447,8 @@ class Delegation(_Scope):
                unit_complete: bool = False) -> Output:
         """The sub-agent delivers ``content`` (hashed; kept only with ``capture_content``)."""
         step = self.run.next_step()
-        out = Output(f"{self.delegation_id}:o{step}", content_hash(content), tokens, unit_complete, step)
+        out: Output = _new_output(Output, (f"{self.delegation_id}:o{step}", content_hash(content), tokens,
+                                           unit_complete, step))
         self._outputs += 1
         self._unit_done = self._unit_done or unit_complete
         attrs: dict[str, Any] = {c.OUTPUT_ID: out.id, c.OUTPUT_HASH: out.hash, c.OUTPUT_INDEX: self._outputs,
@@ -421,12 +482,13 @@ class Delegation(_Scope):
         return step
 
     def _event(self, name: str, attributes: dict[str, Any]) -> None:
-        if self._data is None:
-            self.span.add_event(name, attributes)
+        events = self._events
+        # Straight into the span's event deque while it is open and has room (values built here,
+        # see _trusted_events); otherwise OpenTelemetry's add_event counts the drop or warns.
+        if events is not None and len(events) != events.maxlen:
+            events.append(_Event(name, attributes, time_ns()))
         else:
-            # Held until the span closes, then added in one step: the SDK's add_event takes two
-            # locks and validates each value again, a third of a hand-off's cost.
-            self._events.append(Event(name, attributes, time_ns()))
+            self.span.add_event(name, attributes)
 
     def set_status(self, status: str | c.DelegationStatus) -> None:
         """Override the status set on exit (failed on error; completed once decided or a unit is done; else open)."""
@@ -444,9 +506,8 @@ class Delegation(_Scope):
                 status = _COMPLETED
             else:
                 status = _OPEN
+        self._events = None  # an event after the span ended goes to add_event, which warns
         if self._data is not None:
-            if self._events:
-                self.span._events.extend(self._events)  # type: ignore[attr-defined]
             self._data[c.DELEGATION_STATUS] = status  # the slot __enter__ kept free
         else:
             self.span.set_attribute(c.DELEGATION_STATUS, status)

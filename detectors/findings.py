@@ -9,7 +9,7 @@ and at what span count, lives in ``handoffs_detected_traces`` so detection can b
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -111,11 +111,9 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
                       {"traces": list(replace)})
     rows = [f for tf in traces for f in tf.findings]
     if rows:
-        cols: dict[str, list[Any]] = {k: [] for k in _FINDING_COLUMNS}
-        for f in rows:
-            record = asdict(f) | {"name": f.name, "category": f.category}
-            for k in _FINDING_COLUMNS:
-                cols[k].append(record[k])
+        # Column by column with getattr: ``asdict`` deep-copies every finding and was most of
+        # the write cost on large chunks.
+        cols: dict[str, list[Any]] = {k: [getattr(f, k) for f in rows] for k in _FINDING_COLUMNS}
         store.insert(schema.FINDINGS_TABLE, pa.table({
             **{k: pa.array(v, pa.string()) for k, v in cols.items() if k not in ("step", "confidence")},
             "step": pa.array(cols["step"], pa.int32()),
@@ -130,27 +128,90 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
         }))
 
 
-def pending(store: Store, version: str, trace_ids: Sequence[str] | None,
-            incremental: bool) -> tuple[list[str], dict[str, int], set[str], int]:
-    """Traces to judge: (ids, span count of each, ids whose stored findings may be stale, traces in scope).
+# Where full detection got to in the span table: per partition, the highest block number of its
+# parts then (ClickHouse numbers inserts in increasing blocks per partition; a merged part
+# spans the blocks of its sources). Rows in parts ending above the mark arrived since.
+WATERMARK_TABLE = "handoffs_detection_watermark"
+_WATERMARK_DDL = f"""
+CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} (
+    detector_version String,
+    partition_id String,
+    max_block UInt64,
+    marked_at DateTime64(3) DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(marked_at) ORDER BY (detector_version, partition_id)"""
+
+_BLOCKS_SQL = f"""
+SELECT partition_id, max(max_block_number) AS block FROM system.parts
+WHERE database = currentDatabase() AND table = '{schema.SPAN_TABLE}' AND active
+GROUP BY partition_id"""
+
+# Parts holding rows written after the mark; ClickHouse prunes parts on this condition before
+# reading a granule, so its cost follows what arrived, not the store's size.
+_NEW_ROWS = ("toUInt64(splitByChar('_', _part)[3]) > "
+             "arrayElement({mark_blocks:Array(UInt64)}, indexOf({mark_parts:Array(String)}, _partition_id))")
+
+
+def span_blocks(store: Store) -> dict[str, int]:
+    """Highest block number per partition of the span table now (empty when the table is not
+    a local MergeTree, e.g. a Distributed table, where detection falls back to a full scan)."""
+    try:
+        return {r["partition_id"]: int(r["block"]) for r in store.query(_BLOCKS_SQL)}
+    except Exception:  # system.parts not readable (restricted user): full scans still work
+        return {}
+
+
+def watermark(store: Store, version: str) -> dict[str, int]:
+    """The span table's blocks at the last full detection by ``version`` (empty: none yet)."""
+    store.command(_WATERMARK_DDL)
+    return {r["partition_id"]: int(r["max_block"]) for r in store.query(
+        f"SELECT partition_id, argMax(max_block, marked_at) AS max_block FROM {WATERMARK_TABLE} "
+        "WHERE detector_version = {version:String} GROUP BY partition_id", {"version": version})}
+
+
+def mark(store: Store, version: str, blocks: dict[str, int]) -> None:
+    """Record that every span in ``blocks`` (from ``span_blocks``) has been judged by ``version``."""
+    if not blocks:
+        return
+    store.command(_WATERMARK_DDL)
+    store.insert(WATERMARK_TABLE, pa.table({
+        "detector_version": pa.array([version] * len(blocks), pa.string()),
+        "partition_id": pa.array(list(blocks), pa.string()),
+        "max_block": pa.array(list(blocks.values()), pa.uint64()),
+    }))
+
+
+def pending(store: Store, version: str, trace_ids: Sequence[str] | None, incremental: bool,
+            since: dict[str, int] | None = None) -> tuple[list[str], dict[str, int], set[str], int]:
+    """Traces to judge: (ids, span count of each, ids whose stored findings may be stale, traces
+    in scope; 0 when only the traces of new rows were looked at).
 
     Incremental: only traces never judged by ``version``, or whose span count changed since.
+    With ``since`` (a ``watermark``), only traces having rows written after it are counted, so
+    the cost follows what arrived rather than the size of the store. Spans are counted by
+    distinct id: a row rewritten (read-time normalisation) is not a new span.
     """
-    where = "WHERE TraceId IN {traces:Array(String)}" if trace_ids is not None else ""
     params: dict[str, Any] = {"version": version}
     if trace_ids is not None:
+        scope = "TraceId IN {traces:Array(String)}"
         params["traces"] = list(trace_ids)
+    elif incremental and since:
+        scope = f"TraceId IN (SELECT DISTINCT TraceId FROM {schema.SPAN_TABLE} WHERE {_NEW_ROWS})"
+        params["mark_parts"] = list(since)
+        params["mark_blocks"] = list(since.values())
+    else:
+        scope = "1"
     rows = store.query_arrow(f"""
         SELECT t.trace_id AS trace_id, t.n AS spans, d.n AS judged_at, d.any_version AS seen
-        FROM (SELECT TraceId AS trace_id, count() AS n FROM {schema.SPAN_TABLE} {where}
-              GROUP BY TraceId) AS t
+        FROM (SELECT TraceId AS trace_id, uniqExact(SpanId) AS n FROM {schema.SPAN_TABLE}
+              WHERE {scope} GROUP BY TraceId) AS t
         LEFT JOIN (SELECT trace_id, maxIf(span_count, detector_version = {{version:String}}) AS n,
                           1 AS any_version
-                   FROM {schema.DETECTED_TABLE} FINAL GROUP BY trace_id) AS d
+                   FROM {schema.DETECTED_TABLE} FINAL
+                   WHERE {scope.replace("TraceId IN", "trace_id IN", 1)} GROUP BY trace_id) AS d
             ON d.trace_id = t.trace_id
         ORDER BY trace_id""", params).to_pydict()
     ids, counts, seen = [], {}, set()
-    total = len(rows.get("trace_id", []))
+    total = 0 if trace_ids is None and incremental and since else len(rows.get("trace_id", []))
     for tid, n, judged, was_seen in zip(rows.get("trace_id", []), rows.get("spans", []),
                                         rows.get("judged_at", []), rows.get("seen", []), strict=True):
         if incremental and judged == n:

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from handoffs import conventions as c
+from handoffs.collector.normalise import resolve_traces
 from handoffs.store import Store, schema
 
 from . import cascade, structural
-from .findings import Finding, TraceFindings, dedupe, load, pending, write
+from .findings import Finding, TraceFindings, dedupe, load, mark, pending, span_blocks, watermark, write
 from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch
 
 log = logging.getLogger("handoffs.detectors")
@@ -34,7 +35,8 @@ SELECT TraceId AS trace_id,
         AS source_id,
     anyIf(ResourceAttributes['{c.RESOURCE_PROJECT}'], ResourceAttributes['{c.RESOURCE_PROJECT}'] != '')
         AS project,
-    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages
+    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages,
+    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '') AS untyped
 FROM {schema.SPAN_TABLE}
 WHERE TraceId IN {{traces:Array(String)}}
 GROUP BY TraceId
@@ -99,7 +101,14 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
         where, params = TRACE_FILTER, {"traces": list(trace_ids)}
     else:
         return []
-    metas = {r["trace_id"]: r for r in store.query(TRACE_META_SQL.replace(TRACE_FILTER, where), params)}
+    meta_sql = TRACE_META_SQL.replace(TRACE_FILTER, where)
+    metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
+    # Spans without our span type came from other instrumentations (or straight from the
+    # OpenTelemetry Collector's exporter): complete their normalisation first. Traces of our
+    # SDK type every span, so they never pay for it.
+    foreign = [t for t, m in metas.items() if m["untyped"] > 0]
+    if foreign and resolve_traces(store, foreign):
+        metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
     found: dict[str, list[Finding]] = defaultdict(list)
 
     def add(code: str, detector: str, row: dict[str, Any]) -> None:
@@ -138,7 +147,9 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
     are ranges of the span table's sort key, read through its primary index, not id lists.
     """
     ver = version()
-    ids, counts, seen, total = pending(store, ver, trace_ids, incremental)
+    blocks = span_blocks(store) if trace_ids is None else {}
+    since = watermark(store, ver) if blocks and incremental else {}
+    ids, counts, seen, total = pending(store, ver, trace_ids, incremental, since)
     every = trace_ids is None and bool(ids) and len(ids) == total
     size = RANGE_TRACES if every else CHUNK_TRACES
     done: list[TraceFindings] = []
@@ -154,6 +165,7 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
         done.extend(judged)
         if progress:
             progress(len(done), len(ids))
+    mark(store, ver, blocks)  # only after every chunk is stored: an interrupted run stays pending
     log.info("judged %d trace(s) with detector set %s", len(done), ver)
     return done
 

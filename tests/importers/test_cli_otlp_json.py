@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,13 @@ import pytest
 from handoffs.cli import main
 from handoffs.store import Store
 
+# Start now: the span table's retention TTL drops rows older than 90 days.
+_NOW = time.time_ns()
 SPAN_FILE = {"resourceSpans": [{
     "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
     "scopeSpans": [{"scope": {"name": "s"}, "spans": [{
         "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708", "name": "hello",
-        "kind": 1, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"}]}],
+        "kind": 1, "startTimeUnixNano": str(_NOW), "endTimeUnixNano": str(_NOW + 10**9)}]}],
 }]}
 
 

@@ -281,7 +281,56 @@ def test_the_fast_attribute_path_is_active_on_the_installed_sdk(captured: Captur
     """If an OpenTelemetry upgrade moves its internals, spans stay correct but slow: catch that here."""
     with sdk.run("r") as run:
         assert tracing._trusted_attributes(run.span) is not None
-        assert hasattr(run.span, "_events")
+        assert tracing._trusted_events(run.span) is not None
+
+
+def test_repeated_hand_offs_between_the_same_agents_share_nothing_but_their_fixed_attributes(
+        captured: Captured) -> None:
+    """Delegations copy a prepared attribute dict per (source, target, mode): no value may leak across."""
+    with sdk.run("r"), sdk.agent("sup") as sup:
+        with sup.delegate("w", task="first", ambiguous=True) as first:
+            first.output("one")
+        with sup.delegate("w") as second:
+            pass
+        with sup.delegate("w", mode="transfer") as third:
+            third.decision("rejected")
+    spans = {s.attributes.get(c.DELEGATION_ID): s for s in captured.spans() if s.name.endswith("transfer_to_w")}
+    a, b, t = spans[first.delegation_id], spans[second.delegation_id], spans[third.delegation_id]
+    assert a.attributes[c.TASK_HASH] == sdk.content_hash("first") and a.attributes[c.TASK_AMBIGUOUS] is True
+    assert c.TASK_HASH not in b.attributes and c.TASK_AMBIGUOUS not in b.attributes
+    assert (a.attributes[c.MODE], b.attributes[c.MODE], t.attributes[c.MODE]) == ("delegate", "delegate", "transfer")
+    assert [e.name for e in a.events] == [c.EVENT_OUTPUT] and not b.events
+    assert [e.name for e in t.events] == [c.EVENT_DECISION]
+    assert (a.attributes[c.DELEGATION_STATUS], b.attributes[c.DELEGATION_STATUS]) == ("open", "open")
+    assert t.attributes[c.DELEGATION_STATUS] == "completed"
+
+
+def test_an_output_after_the_delegation_closed_does_not_change_the_exported_span(captured: Captured) -> None:
+    with sdk.run("r"), sdk.agent("sup") as sup:
+        with sup.delegate("w") as d:
+            d.output("in time")
+        d.output("too late")  # OpenTelemetry warns about an event on an ended span and drops it
+    (span,) = [s for s in captured.spans() if s.name == "execute_tool transfer_to_w"]
+    assert [e.attributes[c.OUTPUT_HASH] for e in span.events] == [sdk.content_hash("in time")]
+
+
+def test_events_beyond_the_span_limit_are_counted_as_dropped_not_lost_silently() -> None:
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_events=2))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.settings.tracer = provider.get_tracer("t")
+    try:
+        with sdk.run("r"), sdk.agent("sup") as sup, sup.delegate("w") as d:
+            for i in range(3):
+                d.output(f"o{i}")
+    finally:
+        sdk.shutdown()  # back to the default tracer
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool transfer_to_w"]
+    assert len(span.events) == 2 and span.dropped_events == 1
 
 
 def test_without_configure_spans_go_to_the_global_provider() -> None:

@@ -78,8 +78,10 @@ class _Event(Event):
         self._timestamp = timestamp
 
 
-# Span classes whose layout _trusted_attributes accepted once: later spans skip its getattr chain.
+# Span classes whose layout _trusted_attributes (_trusted_events) accepted once: later spans
+# skip its getattr chain.
 _TRUSTED_TYPES: set[type] = set()
+_TRUSTED_EVENT_TYPES: set[type] = set()
 _new_output = tuple.__new__  # NamedTuple's own __new__ is one more Python call per output
 
 
@@ -106,7 +108,10 @@ def _trusted_events(span: Span) -> deque[Event] | None:
     a deque's append is atomic on its own.
     """
     dq = getattr(getattr(span, "_events", None), "_dq", None)
-    return dq if isinstance(dq, deque) else None
+    if isinstance(dq, deque):
+        _TRUSTED_EVENT_TYPES.add(type(span))
+        return dq
+    return None
 
 
 def _clean(text: str) -> str:
@@ -114,14 +119,21 @@ def _clean(text: str) -> str:
     return settings.redact(text) if settings.redact is not None else text
 
 
-_blake2b = hashlib.blake2b
+# Copying a prepared hasher is about half the cost of building one with digest_size= each time.
+# It is never updated itself, so threads can copy it concurrently.
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 
 
 def content_hash(content: str | bytes) -> str:
     """The hash recorded for outputs, tasks and results: 16 hex digits of BLAKE2b."""
     if isinstance(content, str):
-        return _blake2b(content.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
-    return _blake2b(content, digest_size=8).hexdigest()
+        try:
+            content = content.encode()  # the codec's fast path; an error handler disables it
+        except UnicodeEncodeError:
+            content = content.encode("utf-8", "surrogatepass")  # lone surrogates still hash
+    hasher = _BLAKE2B_8.copy()
+    hasher.update(content)
+    return hasher.hexdigest()
 
 
 def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
@@ -437,7 +449,8 @@ class Delegation(_Scope):
     def __enter__(self) -> Delegation:
         super().__enter__()
         if self._data is not None:
-            self._events = _trusted_events(self.span)
+            span = self.span
+            self._events = span._events._dq if type(span) in _TRUSTED_EVENT_TYPES else _trusted_events(span)  # type: ignore[attr-defined]
         if not self.delegation_id:
             self.delegation_id = self.span_id
             self.span.set_attribute(c.DELEGATION_ID, self.delegation_id)
@@ -458,7 +471,11 @@ class Delegation(_Scope):
         if settings.capture_content:
             text = content if isinstance(content, str) else content.decode("utf-8", "replace")
             attrs[c.OUTPUT_CONTENT] = _clean(text)
-        self._event(c.EVENT_OUTPUT, attrs)
+        events = self._events  # _event, inlined on the hot path
+        if events is not None and len(events) != events.maxlen:
+            events.append(_Event(c.EVENT_OUTPUT, attrs, time_ns()))
+        else:
+            self._event(c.EVENT_OUTPUT, attrs)
         return out
 
     def decision(self, action: str | c.DecisionAction, *, output: Output | str | None = None,
@@ -477,7 +494,11 @@ class Delegation(_Scope):
             attrs[c.DECISION_RESULT_HASH] = content_hash(result)
         if reason:
             attrs[c.DECISION_REASON] = _clean(reason)
-        self._event(c.EVENT_DECISION, attrs)
+        events = self._events  # _event, inlined on the hot path
+        if events is not None and len(events) != events.maxlen:
+            events.append(_Event(c.EVENT_DECISION, attrs, time_ns()))
+        else:
+            self._event(c.EVENT_DECISION, attrs)
         self._decided = True
         return step
 

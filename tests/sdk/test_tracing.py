@@ -338,3 +338,13 @@ def test_without_configure_spans_go_to_the_global_provider() -> None:
     with sdk.run("r") as run, sdk.agent("a") as a, a.delegate("b") as d:
         d.output("x")
     assert not run.span.get_span_context().is_valid  # no global provider here: a no-op span, no error
+
+
+@pytest.mark.parametrize("content", ["CREATE TABLE t (id Int64)", "naïve ✓", "lone \ud800 surrogate", b"\x00raw", ""])
+def test_content_hash_is_eight_bytes_of_blake2b_over_utf8(content: str | bytes) -> None:
+    """Stored hashes must not change with the implementation: detectors compare them across runs."""
+    import hashlib
+
+    data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+    assert sdk.content_hash(content) == hashlib.blake2b(data, digest_size=8).hexdigest()
+    assert sdk.content_hash(content) == sdk.content_hash(content)  # the shared hasher is not consumed

@@ -139,6 +139,10 @@ def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
     for n in nodes.values():
         n.input_ids = list(n.input_ids or [])
         n.output_ids = list(n.output_ids or [])
+    return _analyse_nodes(trace_id, nodes)
+
+
+def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
     children: dict[str, list[Node]] = defaultdict(list)
     for n in nodes.values():
         children[n.parent_id].append(n)
@@ -267,12 +271,20 @@ def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
     """The cascade graph of every trace in ``trace_ids`` (or in ``scratch``) that has an error."""
     if scratch is None and not trace_ids:
         return {}
-    by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
     sql = prelude(scratch, _SPANS_BODY) + _SPANS_BODY
     params = {"traces": list(trace_ids)} if trace_ids is not None and scratch is None else None
-    for row in store.query_arrow(sql, params).to_pylist():
-        by_trace[row["trace_id"]].append(row)
-    return {tid: analyse(tid, rows) for tid, rows in by_trace.items()}
+    table = store.query_arrow(sql, params)
+    # Nodes straight from the Arrow columns (positional, no per-row dicts): building them was
+    # most of the graph's cost on large chunks.
+    fields = [f for f in Node.__dataclass_fields__ if f != "bad_output"]
+    cols = [table.column(f).to_pylist() for f in fields]
+    by_trace: dict[str, dict[str, Node]] = defaultdict(dict)
+    for tid, values in zip(table.column("trace_id").to_pylist(), zip(*cols, strict=True), strict=True):
+        node = Node(*values)
+        node.input_ids = node.input_ids or []
+        node.output_ids = node.output_ids or []
+        by_trace[tid][node.span_id] = node
+    return {tid: _analyse_nodes(tid, nodes) for tid, nodes in by_trace.items()}
 
 
 def findings_rows(result: TraceCascades) -> list[dict[str, Any]]:

@@ -203,7 +203,12 @@ class _Scope:
         # maxlen is per provider (span limits): None is refused by _trusted_attributes, so check again.
         maxlen = span._attributes.maxlen if data is not None else None  # type: ignore[attr-defined]
         if maxlen is not None and len(attributes) + len(data) < maxlen:  # type: ignore[arg-type]
-            data.update(attributes)  # type: ignore[union-attr]
+            if data:
+                data.update(attributes)  # type: ignore[union-attr]
+            else:
+                # The usual case (no sampler attributes): hand the span the dict this scope built
+                # for itself instead of copying it into an empty one that resizes as it grows.
+                span._attributes._dict = data = attributes  # type: ignore[attr-defined]
         else:
             data = None
             span.set_attributes(attributes)

@@ -1,0 +1,93 @@
+"""Incremental detection: only traces with rows written since the last full detection are
+looked at, late spans of old traces still count, rewritten rows do not; traces of other
+instrumentations are normalised at read time before they are judged."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from handoffs import conventions as c
+from handoffs import sdk
+from handoffs.detectors import detect, detect_pending
+from handoffs.detectors.findings import pending, watermark
+from handoffs.detectors.pipeline import version
+from handoffs.store import Store, schema
+
+
+def _run(name: str) -> str:
+    with sdk.run(name, run_id=name) as run:
+        with sdk.agent("supervisor", role="supervisor") as sup:
+            with sup.delegate("worker", task=f"task of {name}"):
+                pass
+        run.terminate("done", success_claimed=True, agent="supervisor")
+    return run.trace_id
+
+
+def _trace_of(store: Store, run_id: str) -> str:
+    return str(store.scalar(f"SELECT any(TraceId) FROM {schema.SPAN_TABLE} "
+                            f"WHERE SpanAttributes['{c.RUN_ID}'] = {{r:String}}", {"r": run_id}))
+
+
+def _copy_span(store: Store, trace_id: str, span_id: str) -> None:
+    """Write one more row for a non-run span of ``trace_id`` under ``span_id`` (same timestamp:
+    a late arrival, not a recent span)."""
+    store.command(f"""
+        INSERT INTO {schema.SPAN_TABLE} SELECT * REPLACE ({{sid:String}} AS SpanId)
+        FROM {schema.SPAN_TABLE} WHERE TraceId = {{t:String}}
+            AND SpanAttributes['{c.SPAN_TYPE}'] != '{c.SpanType.RUN.value}'
+        ORDER BY Timestamp LIMIT 1""", {"t": trace_id, "sid": span_id})
+
+
+def test_incremental_detection_reads_only_what_arrived(store: Store, traced) -> None:
+    with traced():
+        _run("old-a")
+        _run("old-b")
+    assert {tf.run_id for tf in detect_pending(store)} == {"old-a", "old-b"}
+    ver = version()
+    mark = watermark(store, ver)
+    assert mark  # the full pass left a watermark
+    assert pending(store, ver, None, True, mark) == ([], {}, set(), 0)
+
+    with traced():
+        _run("new")
+    old_a = _trace_of(store, "old-a")
+    _copy_span(store, old_a, "00000000000000aa")  # a late span of an already judged trace
+    ids, counts, _, total = pending(store, ver, None, True, watermark(store, ver))
+    assert sorted(ids) == sorted([old_a, _trace_of(store, "new")]) and total == 0
+    assert {tf.run_id for tf in detect_pending(store)} == {"old-a", "new"}
+    assert detect_pending(store) == []
+
+    # A row written again for a span it already has (read-time normalisation does this) is
+    # not a new span: nothing to judge again.
+    old_b = _trace_of(store, "old-b")
+    some_span = store.scalar(f"SELECT any(SpanId) FROM {schema.SPAN_TABLE} WHERE TraceId = {{t:String}} "
+                             f"AND SpanAttributes['{c.SPAN_TYPE}'] != '{c.SpanType.RUN.value}'", {"t": old_b})
+    _copy_span(store, old_b, str(some_span))
+    assert detect_pending(store) == []
+
+
+def test_foreign_traces_are_normalised_before_they_are_judged(store: Store) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    # The Collector's exporter as the store tests emulate it (the Go binary does not run here).
+    path = Path(__file__).parents[1] / "store" / "test_otel_collector.py"
+    spec = importlib.util.spec_from_file_location("otel_collector_tests", path)
+    assert spec is not None and spec.loader is not None
+    collector_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collector_tests)
+    CollectorExporter, _openinference_handoff = collector_tests.CollectorExporter, collector_tests._openinference_handoff
+
+    provider = TracerProvider(resource=Resource.create({c.SERVICE_NAME: "agents-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(CollectorExporter(store, schema.SPAN_TABLE)))
+    trace_id = _openinference_handoff(provider.get_tracer("openinference.instrumentation.openai_agents"))
+    provider.shutdown()
+    [judged] = detect(store)  # no explicit resolve_traces: detection runs it
+    assert judged.trace_id == trace_id and judged.run_id == "conv-42"
+    [handoff] = store.query(
+        f"SELECT SpanAttributes['{c.SPAN_TYPE}'] AS type, SpanAttributes['{c.TARGET_AGENT}'] AS target "
+        f"FROM {schema.SPAN_TABLE} FINAL WHERE TraceId = {{t:String}} AND SpanName = 'handoff to billing'",
+        {"t": trace_id})
+    assert handoff == {"type": c.SpanType.DELEGATION.value, "target": "billing"}

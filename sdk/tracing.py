@@ -369,7 +369,7 @@ class Agent(_Scope):
 
         ``ambiguous=True`` marks a task the delegator knows is unclear (the delegate should ask).
         """
-        return Delegation(self.name, target, task, mode=mode, consumes=consumes, ambiguous=ambiguous)
+        return Delegation(self.name, target, task, mode, consumes, ambiguous)
 
     def tool(self, name: str, args: Mapping[str, Any] | Iterable[Any] | str | None = None, *,
              target: str | None = None, side_effect: bool = False, high_stakes: bool = False,
@@ -424,7 +424,9 @@ class Delegation(_Scope):
                  "_events")
     span_type = c.SpanType.DELEGATION.value
 
-    def __init__(self, source: str, target: str, task: str | None = None, *,
+    # Positional as well as keyword: Agent.delegate passes them positionally, because keywords
+    # in a call to a class make CPython build a dict for __init__ (about a microsecond).
+    def __init__(self, source: str, target: str, task: str | None = None,
                  mode: str = _DELEGATE,
                  consumes: Iterable[Output | str] | None = None, ambiguous: bool = False) -> None:
         self.source = source = str(source)
@@ -447,12 +449,12 @@ class Delegation(_Scope):
             attrs[c.TASK_AMBIGUOUS] = True
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
-        super().__init__(span_name, attrs)
+        _Scope.__init__(self, span_name, attrs)  # not super(): one object less on the hot path
         self.delegation_id = f"{self.run.run_id}:d{self.step}" if self.run.run_id else ""
         self._attributes[c.DELEGATION_ID] = self.delegation_id
 
     def __enter__(self) -> Delegation:
-        super().__enter__()
+        _Scope.__enter__(self)
         if self._data is not None:
             span = self.span
             self._events = span._events._dq if type(span) in _TRUSTED_EVENT_TYPES else _trusted_events(span)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from handoffs import conventions as c
 from handoffs import taxonomy
+from handoffs.errors import StoreError
 from handoffs.store import Store, schema
 
 
@@ -156,7 +157,7 @@ def span_blocks(store: Store) -> dict[str, int]:
     a local MergeTree, e.g. a Distributed table, where detection falls back to a full scan)."""
     try:
         return {r["partition_id"]: int(r["block"]) for r in store.query(_BLOCKS_SQL)}
-    except Exception:  # system.parts not readable (restricted user): full scans still work
+    except StoreError:  # system.parts not readable (restricted user): full scans still work
         return {}
 
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from handoffs import conventions as c
 from handoffs.store import SPAN_ARROW_SCHEMA, Store, schema
+from handoffs.store.spans import ERROR_STATUS_CODES
 
 from .otlp import Decoded
 
@@ -494,7 +495,7 @@ def _trace_span(row: Mapping[str, Any]) -> TraceSpan:
     start = _ns(row["Timestamp"])
     return TraceSpan(span_id=row["SpanId"], parent_id=row["ParentSpanId"], start_ns=start,
                      end_ns=start + int(row["Duration"]), name=row["SpanName"],
-                     attributes=row["SpanAttributes"], failed=row["StatusCode"] == "Error")
+                     attributes=row["SpanAttributes"], failed=row["StatusCode"] in ERROR_STATUS_CODES)
 
 
 def _ns(value: Any) -> int:

@@ -35,6 +35,7 @@ from handoffs.store.schema import (
     RUNS_TABLE,
     SPAN_TABLE,
 )
+from handoffs.store.spans import ERROR_STATUS_CODES, SPAN_FAILED_SQL
 
 BLOCKING_CONFIDENCE: Final = 0.5
 # The seed metrics the runs page shows per run, in this order (names from the taxonomy).
@@ -150,7 +151,7 @@ s AS (
     SELECT TraceId AS trace_id, count() AS spans,
            sum(toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
                + toUInt64OrZero(SpanAttributes[{{out_tok:String}}])) AS tokens,
-           countIf(StatusCode = 'Error') AS error_spans
+           countIf({SPAN_FAILED_SQL}) AS error_spans
     FROM {SPAN_TABLE}
     WHERE TraceId IN {{traces:Array(String)}}
     GROUP BY TraceId
@@ -185,7 +186,7 @@ def run_status(row: pd.Series) -> tuple[str, str]:
         status = ("failed" if row["gate_failed"] > 0 else
                   "warning" if row["gate_warned"] > 0 else "passed")
         return status, "gate"
-    if row["span_status"] == "Error" or row["blocking"] > 0:
+    if row["span_status"] in ERROR_STATUS_CODES or row["blocking"] > 0:
         return "failed", "findings"
     if row["findings"] > 0:
         return "warning", "findings"
@@ -294,7 +295,7 @@ WITH e AS (
     SELECT SpanAttributes[{{a_source:String}}] AS source, SpanAttributes[{{a_target:String}}] AS target,
            arrayExists((n, a) -> n = {{ev_decision:String}} AND a[{{a_action:String}}] IN {{overwrites:Array(String)}},
                        `Events.Name`, `Events.Attributes`) AS overwritten,
-           StatusCode = 'Error' OR SpanAttributes[{{a_status:String}}] = {{failed:String}} AS failed
+           {SPAN_FAILED_SQL} OR SpanAttributes[{{a_status:String}}] = {{failed:String}} AS failed
     FROM {SPAN_TABLE}
     WHERE TraceId IN {{traces:Array(String)}}
       AND SpanAttributes[{{a_type:String}}] = {{delegation:String}}

@@ -9,6 +9,7 @@ import streamlit as st
 from handoffs import taxonomy as T
 from handoffs.dashboards import charts, queries, ui
 from handoffs.gate.policy import FAIL, PASS, WARN
+from handoffs.store.spans import ERROR_STATUS_CODES
 
 CONTEXT_STEPS = 2  # a finding's context: spans this many steps before and after it
 MAX_FINDINGS = 50
@@ -120,7 +121,7 @@ with trace_tab:
             offset_ms=(tree["start_ns"] - t0) / 1e6,
             end_ms=(tree["start_ns"] + tree["duration_ns"].astype("int64") - t0) / 1e6,
             duration_ms=tree["duration_ns"].astype("int64") / 1e6,
-            flag=["flagged by a finding" if s in flagged else "error status" if st_ == "Error"
+            flag=["flagged by a finding" if s in flagged else "error status" if st_ in ERROR_STATUS_CODES
                   else "ok" for s, st_ in zip(tree["span_id"], tree["status"], strict=True)],
             label=["· " * d + n + ("  ⚑" if s in flagged else "")
                    for d, n, s in zip(tree["depth"], tree["name"], tree["span_id"], strict=True)],

@@ -18,6 +18,7 @@ from typing import Any
 
 from handoffs import conventions as c
 from handoffs.store import Store, schema
+from handoffs.store.spans import SPAN_FAILED_SQL
 
 TRACES_PARAM = "{traces:Array(String)}"
 TRACE_FILTER = f"WHERE TraceId IN {TRACES_PARAM}"
@@ -70,7 +71,7 @@ SPANS = f"""s AS (
         lower({_a(c.AGENT_ROLE)}) AS role,
         {_first(_a(c.GEN_AI_REQUEST_MODEL), _a(c.GEN_AI_RESPONSE_MODEL))} AS model,
         toInt32OrDefault({_a(c.STEP)}, toInt32(-1)) AS step,
-        CAST(StatusCode, 'String') = 'Error' AS failed,
+        {SPAN_FAILED_SQL} AS failed,
         {_first("StatusMessage", "arrayElement(Events.Attributes, indexOf(Events.Name, 'exception'))['exception.message']")}
             AS error,
         {_a(c.RUN_ID)} AS run_id,

@@ -42,6 +42,10 @@ SPAN_ARROW_SCHEMA = pa.schema([
 # OTLP's enum names, as the OpenTelemetry Collector's exporter writes them.
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
+# Some versions of that exporter write the protobuf enum's own name; readers accept both.
+ERROR_STATUS_CODES = frozenset({"Error", "STATUS_CODE_ERROR"})
+# The same test as a SQL condition on the span table (a constant, never user input).
+SPAN_FAILED_SQL = "CAST(StatusCode, 'String') IN ('Error', 'STATUS_CODE_ERROR')"
 
 
 @dataclass

@@ -222,8 +222,6 @@ def test_dashboard_queries_show_exporter_rows(store: Store) -> None:
     assert list(spans_theirs["status"]).count("Error") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="readers compare StatusCode = 'Error'; an exporter that "
-                   "writes STATUS_CODE_ERROR needs them to accept both (docs/otel-collector.md)")
 def test_upper_case_enum_spelling_is_read_too(store: Store) -> None:
     detectors = pytest.importorskip("handoffs.detectors")
     ours, theirs = _write_both_ways(store, upper_case_enums=True)

@@ -132,15 +132,6 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
 # Where full detection got to in the span table: per partition, the highest block number of its
 # parts then (ClickHouse numbers inserts in increasing blocks per partition; a merged part
 # spans the blocks of its sources). Rows in parts ending above the mark arrived since.
-WATERMARK_TABLE = "handoffs_detection_watermark"
-_WATERMARK_DDL = f"""
-CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} (
-    detector_version String,
-    partition_id String,
-    max_block UInt64,
-    marked_at DateTime64(3) DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree(marked_at) ORDER BY (detector_version, partition_id)"""
-
 _BLOCKS_SQL = f"""
 SELECT partition_id, max(max_block_number) AS block FROM system.parts
 WHERE database = currentDatabase() AND table = '{schema.SPAN_TABLE}' AND active
@@ -163,9 +154,8 @@ def span_blocks(store: Store) -> dict[str, int]:
 
 def watermark(store: Store, version: str) -> dict[str, int]:
     """The span table's blocks at the last full detection by ``version`` (empty: none yet)."""
-    store.command(_WATERMARK_DDL)
     return {r["partition_id"]: int(r["max_block"]) for r in store.query(
-        f"SELECT partition_id, argMax(max_block, marked_at) AS max_block FROM {WATERMARK_TABLE} "
+        f"SELECT partition_id, argMax(max_block, marked_at) AS max_block FROM {schema.WATERMARK_TABLE} "
         "WHERE detector_version = {version:String} GROUP BY partition_id", {"version": version})}
 
 
@@ -173,8 +163,7 @@ def mark(store: Store, version: str, blocks: dict[str, int]) -> None:
     """Record that every span in ``blocks`` (from ``span_blocks``) has been judged by ``version``."""
     if not blocks:
         return
-    store.command(_WATERMARK_DDL)
-    store.insert(WATERMARK_TABLE, pa.table({
+    store.insert(schema.WATERMARK_TABLE, pa.table({
         "detector_version": pa.array([version] * len(blocks), pa.string()),
         "partition_id": pa.array(list(blocks), pa.string()),
         "max_block": pa.array(list(blocks.values()), pa.uint64()),

@@ -33,6 +33,7 @@ FINDINGS_TABLE = "handoffs_findings"
 METRICS_TABLE = "handoffs_metrics"
 DETECTED_TABLE = "handoffs_detected_traces"
 GATE_TABLE = "handoffs_gate_results"
+WATERMARK_TABLE = "handoffs_detection_watermark"
 MIGRATIONS_TABLE = "handoffs_schema_migrations"
 RUNS_VIEW = "handoffs_runs_mv"
 LOCAL_SUFFIX = "_local"
@@ -289,6 +290,19 @@ GATE_RESULTS = Table(
 
 OWN_TABLES = (RUNS, FINDINGS, METRICS, DETECTED, GATE_RESULTS)
 
+# Where full detection got to in the span table: per partition, the highest insert block then,
+# so incremental detection reads only parts written since (detectors/findings.py).
+WATERMARK = Table(
+    name=WATERMARK_TABLE,
+    columns="""
+    detector_version String,
+    partition_id String,
+    max_block UInt64,
+    marked_at DateTime64(3) DEFAULT now64(3)""",
+    order_by="(detector_version, partition_id)",
+    version_column="marked_at",
+)
+
 # Bookkeeping per node: each node records what it applied; every statement is idempotent, so a
 # node that missed a record re-applies harmlessly.
 MIGRATIONS = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}
@@ -342,6 +356,8 @@ def migrations(cluster: str | None = None, cloud: bool = False,
                   (dedup_statement(cluster, cloud),) if cluster is None else ()),
         Migration(5, "attribute lookups pruned by a bloom filter over attribute values",
                   value_index_statements(cluster, cloud)),
+        Migration(6, "detection watermark: incremental detection reads only new parts",
+                  tuple(WATERMARK.create(cluster, cloud))),
     ]
 
 

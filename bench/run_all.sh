@@ -59,6 +59,17 @@ for name in "${ORDER[@]}"; do
   fi
 done
 
+# BENCHMARKS.md ends with verbatim copies of the results files: rebuild that part from them.
+python - <<'PY'
+from pathlib import Path
+page = Path("BENCHMARKS.md")
+head, marker, _ = page.read_text().partition("## Results files")
+parts = [head + marker, "", "Verbatim copies of `bench/results/*.txt` as they were when this page was assembled.", ""]
+for result in sorted(Path("bench/results").glob("*.txt")):
+    parts += [f"### {result}", "", "```", result.read_text().rstrip(), "```", ""]
+page.write_text("\n".join(parts))
+PY
+
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "failed: ${failed[*]}"
   exit 1

@@ -1,7 +1,7 @@
 """What every page shares: the store connection, cached queries, filters, status labels.
 
 The store is opened once per server process (``st.cache_resource``), read-only
-(``migrate=False``); query results are cached for ``CACHE_TTL`` seconds, keyed by the store
+(``read_only=True``: writes refused, no migrations); query results are cached for ``CACHE_TTL`` seconds, keyed by the store
 URL and the query's parameters, so moving between pages does not re-run the same SQL.
 """
 
@@ -45,7 +45,7 @@ def store_url() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _open(url: str) -> Store:
-    return open_store(url, migrate=False)
+    return open_store(url, read_only=True)
 
 
 def store() -> Store:

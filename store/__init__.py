@@ -17,7 +17,7 @@ import pyarrow as pa
 from handoffs.errors import StoreError, UsageError
 
 from . import schema
-from .engines import ChdbEngine, Engine, HttpEngine, Params
+from .engines import ChdbEngine, Engine, HttpEngine, Params, ReadOnlyEngine
 from .sharing import open_embedded
 from .spans import SPAN_ARROW_SCHEMA, Event, Link, SpanBatch
 from .url import StoreURL, default_store_url, parse_store_url
@@ -110,14 +110,19 @@ class Store:
         self.engine.close()
 
 
-def open_store(url: str | None = None, migrate: bool = True) -> Store:
+def open_store(url: str | None = None, migrate: bool = True, read_only: bool = False) -> Store:
     """Open the store at ``url`` (default: ``$HANDOFFS_STORE`` or the embedded store).
 
     On the embedded store, the first process owns the chDB directory and serves it to the
-    others over ClickHouse's HTTP interface (see ``handoffs.store.sharing``).
+    others over ClickHouse's HTTP interface (see ``handoffs.store.sharing``). ``read_only``
+    (the dashboard) refuses every write and never migrates; on a server, also give it a
+    ClickHouse user with read-only rights.
     """
     parsed = parse_store_url(url)
-    engine: Engine = open_embedded(parsed) if parsed.embedded else HttpEngine(parsed)
+    engine: Engine = (open_embedded(parsed, read_only=read_only) if parsed.embedded
+                      else HttpEngine(parsed))
+    if read_only:
+        engine, migrate = ReadOnlyEngine(engine), False
     store = Store(engine, parsed)
     if migrate:
         store.migrate()

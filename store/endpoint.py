@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from handoffs.errors import StoreError
 
-from .engines import ChdbEngine, _settings_clause
+from .engines import ChdbEngine, _settings_clause, is_read
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
                 settings = {k: qs[k] for k in _INSERT_SETTINGS if k in qs}
                 self._insert(query, data, database, settings)
                 return self._send(200, b"")
-            if role != "rw" and not _is_read(query):
+            if role != "rw" and not is_read(query):
                 return self._error(403, 164, "read-only credentials can only read")
             fmt = "TabSeparated"
             match = _FORMAT_AT_END.search(query)
@@ -166,9 +166,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, {"X-ClickHouse-Exception-Code": str(code)})
 
 
-_READ = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
-
-
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
     """The text fields of a multipart/form-data body, by name."""
     message = BytesParser(policy=HTTP).parsebytes(
@@ -180,7 +177,3 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
         if isinstance(name, str) and isinstance(payload, bytes):
             fields[name] = payload.decode("utf-8")
     return fields
-
-
-def _is_read(query: str) -> bool:
-    return bool(_READ.match(query))

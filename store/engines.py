@@ -239,6 +239,41 @@ def _settings_clause(settings: Params | None) -> str:
     return " SETTINGS " + ", ".join(parts)
 
 
+# A statement that only reads, after any leading comments and parentheses.
+_READ = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b",
+                   re.IGNORECASE | re.DOTALL)
+
+
+def is_read(sql: str) -> bool:
+    """True for statements that only read (SELECT, WITH ..., SHOW, DESCRIBE, EXISTS, EXPLAIN)."""
+    return bool(_READ.match(sql))
+
+
+class ReadOnlyEngine:
+    """Another engine, reads only: the dashboard's role. Writes fail before reaching ClickHouse.
+
+    On the embedded store a read-only client also connects with the owner's read-only
+    password, so the owner's endpoint refuses its writes too (``store.sharing``).
+    """
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        if not is_read(sql):
+            raise StoreError("this store was opened read-only; it runs SELECT statements only")
+        return self.inner.query_arrow(sql, params)
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        raise StoreError("this store was opened read-only; it cannot run commands")
+
+    def insert_arrow(self, table: str, data: pa.Table, settings: Params | None = None) -> None:
+        raise StoreError(f"this store was opened read-only; it cannot insert into {table}")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]

@@ -58,8 +58,9 @@ def _release_all() -> None:
     ChdbEngine.shutdown()
 
 
-def open_embedded(url: StoreURL, wait: float = 10.0) -> ChdbEngine | HttpEngine:
-    """Open the embedded store at ``url.path``: own it, or connect to its owner."""
+def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False) -> ChdbEngine | HttpEngine:
+    """Open the embedded store at ``url.path``: own it, or connect to its owner (with the
+    owner's read-only password when ``read_only``, so the owner refuses its writes too)."""
     assert url.path is not None
     path = url.path.expanduser().resolve()
     if path in _owned:
@@ -77,8 +78,9 @@ def open_embedded(url: StoreURL, wait: float = 10.0) -> ChdbEngine | HttpEngine:
             info = _read_endpoint(path)
             if info is not None:
                 try:
+                    password = info.get("readonly_password", "") if read_only else info["password"]
                     return HttpEngine(StoreURL("clickhouse", host=info["host"], port=info["port"],
-                                               password=info["password"], database=url.database,
+                                               password=password, database=url.database,
                                                options={"compress": "0"}))
                 except StoreError:
                     pass  # the owner is going away; try again to take the lock
@@ -95,13 +97,15 @@ def open_embedded(url: StoreURL, wait: float = 10.0) -> ChdbEngine | HttpEngine:
     lock.write(str(os.getpid()))
     lock.flush()
     engine = ChdbEngine(path, url.database)
-    endpoint = ClickHouseEndpoint(engine, password=secrets.token_urlsafe(24)).start()
+    endpoint = ClickHouseEndpoint(engine, password=secrets.token_urlsafe(24),
+                                  readonly_password=secrets.token_urlsafe(24)).start()
     info_path = path / ENDPOINT_FILE
     tmp = info_path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump({"pid": os.getpid(), "host": endpoint.host, "port": endpoint.port,
-                   "password": endpoint.password}, fh)
+                   "password": endpoint.password,
+                   "readonly_password": endpoint.readonly_password}, fh)
     os.replace(tmp, info_path)
     _owned[path] = (engine, Ownership(lock, endpoint, info_path))
     return engine

@@ -62,3 +62,46 @@ def test_second_process_reads_and_writes_through_the_owner(tmp_path: Path) -> No
 def test_unreachable_server_is_one_clear_error() -> None:
     with pytest.raises(StoreError, match="cannot reach ClickHouse at clickhouse://default@127.0.0.1:1/default"):
         open_store("clickhouse://127.0.0.1:1/default")
+
+
+def test_a_read_only_store_refuses_writes_and_still_reads(store) -> None:
+    from handoffs.store import SpanBatch, Store
+    from handoffs.store.engines import ReadOnlyEngine
+
+    reader = Store(ReadOnlyEngine(store.engine), store.url)
+    assert reader.scalar("-- a comment first\nSELECT count() FROM otel_traces") == 0
+    batch = SpanBatch()
+    batch.append(trace_id="r" * 32, span_id="o" * 16, name="x", start_ns=1, duration_ns=1)
+    for write in (lambda: reader.insert_spans(batch), lambda: reader.command("TRUNCATE TABLE otel_traces"),
+                  lambda: reader.query("ALTER TABLE otel_traces DELETE WHERE 1")):
+        with pytest.raises(StoreError, match="read-only"):
+            write()
+
+
+READ_ONLY_CLIENT = textwrap.dedent("""
+    import sys, time
+    from handoffs.errors import StoreError
+    from handoffs.store import open_store, SpanBatch
+    store = open_store(sys.argv[1], read_only=True)
+    batch = SpanBatch()
+    batch.append(trace_id="u" * 32, span_id="v" * 16, name="client-span", start_ns=time.time_ns(), duration_ns=1)
+    try:   # past the in-process guard, straight at the owner's endpoint
+        store.engine.inner.insert_arrow("otel_traces", batch.to_arrow())
+        print("inserted")
+    except StoreError as exc:
+        print("refused" if "read-only" in str(exc) else f"other: {exc}")
+    print(store.scalar("SELECT count() FROM otel_traces"), flush=True)
+""")
+
+
+def test_the_owner_refuses_writes_from_a_read_only_client(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'store'}"
+    owner = _python(OWNER, url)
+    assert owner.stdout.readline().strip() == "ChdbEngine"
+    try:
+        client = _python(READ_ONLY_CLIENT, url)
+        out, err = client.communicate(timeout=60)
+        assert client.returncode == 0, err
+        assert out.split() == ["refused", "1"]
+    finally:
+        owner.communicate("\n", timeout=60)

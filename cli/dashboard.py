@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from handoffs.dashboards import APP_PATH
+from handoffs.dashboards import APP_PATH, ENV_PROJECT
 from handoffs.errors import UsageError
 from handoffs.store.url import ENV_STORE, default_store_url, parse_store_url
 
@@ -41,11 +41,14 @@ def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
 @store_option
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port on 127.0.0.1 to serve the dashboard on.")
-def dashboard(store_url: str | None, port: int) -> None:
+@click.option("--project", default="", metavar="NAME",
+              help="Show this project only (its users cannot switch to another team's traces).")
+def dashboard(store_url: str | None, port: int, project: str) -> None:
     """Start the Streamlit dashboard on 127.0.0.1 (Ctrl-C stops it)."""
     url = store_url or default_store_url()
     parse_store_url(url)  # a malformed URL is a one-line usage error here, not in the browser
-    env = dict(os.environ, **{ENV_STORE: url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    env = dict(os.environ, **{ENV_STORE: url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+                              ENV_PROJECT: project})
     click.echo(f"handoffs dashboard: http://127.0.0.1:{port}  (store {parse_store_url(url).redacted()})",
                err=True)
     command = streamlit_command(port)

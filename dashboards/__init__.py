@@ -10,3 +10,5 @@ from pathlib import Path
 from typing import Final
 
 APP_PATH: Final = Path(__file__).with_name("app.py")
+# Set by ``handoffs dashboard --project P``: every page shows that project only, no switching.
+ENV_PROJECT: Final = "HANDOFFS_PROJECT"

@@ -7,6 +7,7 @@ URL and the query's parameters, so moving between pages does not re-run the same
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Final
 
@@ -16,7 +17,7 @@ import streamlit as st
 from handoffs.store import Store, open_store
 from handoffs.store.url import default_store_url
 
-from . import queries
+from . import ENV_PROJECT, queries
 
 CACHE_TTL: Final = 30  # seconds: fresh enough to watch runs arrive, cheap on page switches
 WINDOWS: Final[dict[str, int | None]] = {
@@ -63,12 +64,17 @@ def q(name: str, *args: Any, **kwargs: Any) -> Any:
     return _cached(store_url(), name, tuple(args), frozen)
 
 
+def pinned_project() -> str:
+    """The project this dashboard is pinned to, or "" when its users may switch projects."""
+    return os.environ.get(ENV_PROJECT, "")
+
+
 def window() -> tuple[str, int]:
     """The sidebar's project and time window, as (project, since in unix seconds).
 
     ``since`` is rounded to the minute so cached results are reused within a minute.
     """
-    project = st.session_state.get("project", "")
+    project = pinned_project() or st.session_state.get("project", "")
     seconds = WINDOWS.get(st.session_state.get("window", "all time"))
     since = 0 if seconds is None else int(time.time() // 60 * 60) - seconds
     return project, since
@@ -76,10 +82,13 @@ def window() -> tuple[str, int]:
 
 def sidebar_filters() -> None:
     """Project and time window, shared by every page (kept in session state)."""
-    options = q("filter_options", "")
+    pinned = pinned_project()
+    options = q("filter_options", pinned)
     projects = options["projects"]
     with st.sidebar:
-        if len(projects) > 1:
+        if pinned:
+            st.caption(f"Project: `{pinned}`")
+        elif len(projects) > 1:
             st.selectbox("Project", [""] + projects, key="project",
                          format_func=lambda p: p or "all projects")
         st.selectbox("Time window", list(WINDOWS), index=len(WINDOWS) - 1, key="window")

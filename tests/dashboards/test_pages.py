@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from dashboard_seed import BAD, CASCADE_EVIDENCE, CONTEXT_MESSAGE, OVERWRITE_EVIDENCE, RUNS, seed
+from dashboard_seed import BAD, CASCADE_EVIDENCE, CONTEXT_MESSAGE, OVERWRITE_EVIDENCE, PROJECT, RUNS, seed
 from streamlit.testing.v1 import AppTest
 
 from handoffs import conventions as C
@@ -187,3 +187,19 @@ def test_a_hundred_runs_list_over_both_engines(app_url: str, store: Store) -> No
     table = page().dataframe[0].value
     assert len(table) == 100  # the default "latest 100"
     assert set(table["run_id"]) >= {r.run_id for r in RUNS}
+
+
+def test_a_dashboard_pinned_to_a_project_shows_no_other_team(app_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.dashboards import ENV_PROJECT
+
+    monkeypatch.setenv(ENV_PROJECT, "another-team")
+    at = page()
+    shown = {r.run_id for r in RUNS} & set(text_of(at).split())
+    tables = [set(df.value.get("run_id", [])) for df in at.dataframe]
+    assert not shown and not any(t & {r.run_id for r in RUNS} for t in tables)
+    assert "project" not in {s.key for s in at.selectbox}  # no switching to another project
+    monkeypatch.setenv(ENV_PROJECT, PROJECT)
+    at = page()
+    assert set(at.dataframe[0].value["run_id"]) == {r.run_id for r in RUNS}
+    assert f"Project: `{PROJECT}`" in text_of(at)

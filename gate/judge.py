@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,15 @@ from handoffs import taxonomy as tx
 from handoffs.errors import UsageError
 from handoffs.sdk.ci import ci_metadata
 from handoffs.store import Store
-from handoffs.store.schema import FINDINGS_TABLE, GATE_TABLE, METRICS_TABLE, RUNS_TABLE, SPAN_TABLE
+from handoffs.store.schema import (
+    FINDINGS_TABLE,
+    GATE_TABLE,
+    METRICS_TABLE,
+    RUNS_BY_BRANCH,
+    RUNS_BY_COMMIT,
+    RUNS_TABLE,
+    SPAN_TABLE,
+)
 
 from . import stats
 from .policy import FAIL, LOWER, PASS, RATE, WARN, Check, Policy, RunFilter, parse_time
@@ -42,54 +50,104 @@ _METRIC_FINDINGS = {
     tx.ERROR_AMPLIFICATION: tx.ERROR_CASCADE,
 }
 
+# Runs newest first, one page at a time (keyset: strictly after the previous page's last run).
+# Each filter is a plain condition present only when set (the engine reads in order only
+# under a bare ``branch = ...`` or ``commit = ...``, not one wrapped in ``'' = '' OR``), so it
+# reads the runs table's projection by commit or by branch (store/schema.py, migration 7) in
+# reverse and stops after the page: a gate reads what it judges, not every run ever stored.
+# No FINAL: a run row delivered twice is dropped by run id in ``_pages``, newest version first.
+_RUN_FILTERS = {
+    "project": "project = {project:String}",
+    "run_ids": "has({run_ids:Array(String)}, run_id)",
+    "commit": "commit = {commit:String}",
+    "commit_prefix": "startsWith(commit, {commit_prefix:String})",
+    "commits": "has({commits:Array(String)}, commit)",
+    "not_commit": "commit != {not_commit:String}",
+    "branch": "branch = {branch:String}",
+    "tag": "has(tags, {tag:String})",
+    "test_id": "startsWith(test_id, {test_id:String})",
+    "since": "started_at >= fromUnixTimestamp64Nano({since:Int64})",
+    "before": "started_at < fromUnixTimestamp64Nano({before:Int64})",
+    "after": "(started_at < fromUnixTimestamp64Nano({before_ns:Int64})"
+             " OR (started_at = fromUnixTimestamp64Nano({before_ns:Int64}) AND run_id > {after:String}))",
+    "exclude": "NOT has({exclude:Array(String)}, run_id)",
+}
 _RUNS_SQL = """
-SELECT run_id, trace_id, commit, branch, test_id, build_url, started_at
-FROM """ + RUNS_TABLE + """ FINAL
-WHERE ({project:String} = '' OR project = {project:String})
-  AND (empty({run_ids:Array(String)}) OR has({run_ids:Array(String)}, run_id))
-  AND ({commit:String} = '' OR commit = {commit:String}
-       OR (length({commit:String}) >= 7 AND startsWith(commit, {commit:String})))
-  AND ({branch:String} = '' OR branch = {branch:String})
-  AND ({tag:String} = '' OR has(tags, {tag:String}))
-  AND ({test_id:String} = '' OR startsWith(test_id, {test_id:String}))
-  AND toUnixTimestamp64Nano(started_at) >= {since:Int64}
-  AND toUnixTimestamp64Nano(started_at) < {until:Int64}
-  AND NOT has({exclude:Array(String)}, run_id)
-ORDER BY started_at DESC, run_id
-LIMIT {limit:UInt64}
+SELECT run_id, trace_id, commit, branch, test_id, build_url, started_at,
+       toUnixTimestamp64Nano(started_at) AS started_ns
+FROM """ + RUNS_TABLE + """
+WHERE {where}
+ORDER BY started_at DESC, run_id, updated_at DESC
+LIMIT {rows:UInt64}
 """
 
+
+def _runs_sql(params: dict[str, Any]) -> str:
+    """``_RUNS_SQL`` with the conditions of the filters set in ``params`` (fixed SQL only),
+    naming the projection that serves them so a project filter does not tempt the engine into
+    sorting all of that project's runs."""
+    where = " AND ".join(_RUN_FILTERS[k] for k in params if k in _RUN_FILTERS) or "1"
+    sql = _RUNS_SQL.replace("{where}", where)
+    if {"commit", "commit_prefix", "commits"} & params.keys():
+        return sql + f"SETTINGS preferred_optimize_projection_name = '{RUNS_BY_COMMIT}'\n"
+    if "branch" in params:
+        return sql + f"SETTINGS preferred_optimize_projection_name = '{RUNS_BY_BRANCH}'\n"
+    return sql
+
+
+# Every metric the policy checks, for the runs of both sides, in one read by run id (the
+# table's key). The latest computation of each wins (what FINAL would keep), over these rows
+# only; a value that is no longer finite hides older ones, as it did under FINAL.
 _METRICS_SQL = """
-SELECT run_id, subject, value
-FROM """ + METRICS_TABLE + """ FINAL
-WHERE has({runs:Array(String)}, run_id) AND metric = {metric:String} AND scope = {scope:String}
-  AND ({subject:String} = '' OR subject = {subject:String})
-  AND ({project:String} = '' OR project = {project:String})
-  AND isFinite(value)
+SELECT run_id, scope, subject, metric, value
+FROM (
+    SELECT run_id, scope, subject, metric, value
+    FROM """ + METRICS_TABLE + """
+    WHERE has({runs:Array(String)}, run_id) AND has({metrics:Array(String)}, metric)
+      AND ({project:String} = '' OR project = {project:String})
+    ORDER BY computed_at DESC
+    LIMIT 1 BY project, run_id, scope, subject, metric
+)
+WHERE isFinite(value)
 """
 
 # Findings belong to a run by run id, or by trace id when the detector did not know the run.
+# Two reads, each pruned (trace id: the table's key; run id: a bloom filter), disjoint so no
+# finding counts twice; the latest detection of each finding wins (what FINAL would keep).
 _FINDINGS_SQL = """
-SELECT run_id, trace_id, agent, span_id, step, confidence, evidence
-FROM """ + FINDINGS_TABLE + """ FINAL
-WHERE code = {code:String} AND confidence >= {confidence:Float64}
-  AND (has({runs:Array(String)}, run_id) OR has({traces:Array(String)}, trace_id))
-  AND ({project:String} = '' OR project = {project:String})
-ORDER BY confidence DESC, trace_id, step, span_id
+SELECT code, run_id, trace_id, agent, span_id, step, confidence, evidence
+FROM (
+    SELECT project, run_id, trace_id, code, agent, span_id, step, confidence, evidence, detected_at
+    FROM """ + FINDINGS_TABLE + """
+    WHERE has({codes:Array(String)}, code) AND has({traces:Array(String)}, trace_id)
+      AND ({project:String} = '' OR project = {project:String})
+    UNION ALL
+    SELECT project, run_id, trace_id, code, agent, span_id, step, confidence, evidence, detected_at
+    FROM """ + FINDINGS_TABLE + """
+    WHERE has({codes:Array(String)}, code) AND has({runs:Array(String)}, run_id)
+      AND NOT has({traces:Array(String)}, trace_id)
+      AND ({project:String} = '' OR project = {project:String})
+)
+ORDER BY detected_at DESC
+LIMIT 1 BY project, trace_id, code, span_id, agent, step
 """
 
-# A commit is green when the latest gate this policy recorded for it failed no check.
+# Which of the given commits are green: the latest gate this policy recorded for the commit
+# failed no check. Only those commits' gate rows are read (bloom filter on commit); a gate
+# row recorded twice changes none of these aggregates, so no FINAL.
 _GREEN_SQL = """
-SELECT commit, argMax(green, at) AS green
+SELECT gate_commit AS commit
 FROM (
-    SELECT gate_id, any(commit) AS commit, max(evaluated_at) AS at, countIf(verdict = 'fail') = 0 AS green
-    FROM """ + GATE_TABLE + """ FINAL
+    SELECT gate_id, any(commit) AS gate_commit, max(evaluated_at) AS at,
+           countIf(verdict = 'fail') = 0 AS green
+    FROM """ + GATE_TABLE + """
     WHERE ({project:String} = '' OR project = {project:String}) AND policy = {policy:String}
+      AND has({commits:Array(String)}, commit)
     GROUP BY gate_id
 )
-WHERE commit != ''
-GROUP BY commit
-HAVING green
+WHERE gate_commit != ''
+GROUP BY gate_commit
+HAVING argMax(green, at)
 """
 
 # Spans of each run in the given traces: a test's run with only its own span did no agent work.
@@ -100,9 +158,10 @@ WHERE TraceId IN {traces:Array(String)}
 GROUP BY run_id
 """
 
-_MIN_NS = 0
-_MAX_NS = 2**63 - 1
-
+# Pages of runs grow from the first (sized to what is wanted) up to this many rows.
+_MAX_PAGE = 20_000
+# Baseline commits are looked for among this many newest runs first, then more.
+_COMMIT_PAGE = 100
 
 @dataclass(frozen=True)
 class Run:
@@ -256,18 +315,58 @@ def record_result(store: Store, result: GateResult) -> None:
 
 
 # --- run selection ------------------------------------------------------------------------
-def query_runs(store: Store, flt: RunFilter, project: str = "", exclude: Iterable[str] = (),
-               limit: int | None = None) -> list[Run]:
-    """Runs matching ``flt`` (commit/branch already resolved), newest first."""
+def _params(flt: RunFilter, project: str, exclude: Iterable[str] = (), commits: Sequence[str] = (),
+            not_commit: str = "") -> dict[str, Any]:
+    """The parameters of ``_RUNS_SQL`` for ``flt`` (commit/branch already resolved), only the
+    filters that are set; a commit of 7+ characters matches as a prefix."""
+    commit_key = "commit_prefix" if len(flt.commit) >= 7 else "commit"
     params: dict[str, Any] = {
-        "project": project, "run_ids": list(flt.run_ids), "commit": flt.commit,
-        "branch": flt.branch, "tag": flt.tag, "test_id": flt.test_id,
-        "since": _ns(flt.since, _MIN_NS), "until": _ns(flt.until, _MAX_NS),
-        "exclude": list(exclude), "limit": limit or flt.max_runs,
+        "project": project, "run_ids": list(flt.run_ids), commit_key: flt.commit,
+        "commits": list(commits), "not_commit": not_commit, "branch": flt.branch,
+        "tag": flt.tag, "test_id": flt.test_id, "since": _ns(flt.since, 0),
+        "before": _ns(flt.until, 0), "exclude": list(exclude),
     }
-    runs = [Run(r["run_id"], r["trace_id"], r["commit"], r["branch"], r["test_id"], r["build_url"],
-                r["started_at"]) for r in store.query(_RUNS_SQL, params)]
-    return _without_idle_test_runs(store, runs)
+    return {k: v for k, v in params.items() if v}
+
+
+def _pages(store: Store, params: dict[str, Any], page: int) -> Iterator[list[Run]]:
+    """Runs matching ``params``, newest first, each run once, a page at a time.
+
+    Each page starts strictly after the previous one's last run (keyset pagination), so no row
+    is read twice and a run inserted meanwhile does not shift the pages; pages grow fourfold
+    up to ``_MAX_PAGE`` rows, so a caller that needs few runs reads few.
+    """
+    params = dict(params)
+    seen: set[str] = set()
+    while True:
+        rows = store.query(_runs_sql(params), {**params, "rows": page})
+        runs = []
+        for r in rows:
+            if r["run_id"] in seen:  # the same run delivered twice: keep its newest version
+                continue
+            seen.add(r["run_id"])
+            runs.append(Run(r["run_id"], r["trace_id"], r["commit"], r["branch"], r["test_id"],
+                            r["build_url"], r["started_at"]))
+        yield runs
+        if len(rows) < page:
+            return
+        params["before_ns"], params["after"] = rows[-1]["started_ns"], rows[-1]["run_id"]
+        page = min(page * 4, _MAX_PAGE)
+
+
+def query_runs(store: Store, flt: RunFilter, project: str = "", exclude: Iterable[str] = (),
+               limit: int | None = None, commits: Sequence[str] = (),
+               not_commit: str = "") -> list[Run]:
+    """Runs matching ``flt`` (commit/branch already resolved), newest first, at most ``limit``
+    (else the filter's ``max_runs``); ``commits`` keeps only those commits, ``not_commit`` drops one."""
+    limit = limit or flt.max_runs
+    out: list[Run] = []
+    for page in _pages(store, _params(flt, project, exclude, commits, not_commit),
+                       min(limit, _MAX_PAGE)):
+        out += _without_idle_test_runs(store, page)
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 def _without_idle_test_runs(store: Store, runs: list[Run]) -> list[Run]:
@@ -279,6 +378,37 @@ def _without_idle_test_runs(store: Store, runs: list[Run]) -> list[Run]:
         return runs
     spans = {r["run_id"]: r["spans"] for r in store.query(_SPANS_PER_RUN_SQL, {"traces": traces})}
     return [r for r in runs if not r.test_id or spans.get(r.run_id, 0) > 1]
+
+
+def green_commits(store: Store, project: str, policy: str, commits: Sequence[str]) -> set[str]:
+    """Those of ``commits`` whose latest gate under ``policy`` failed no check."""
+    if not commits:
+        return set()
+    return {r["commit"] for r in store.query(_GREEN_SQL, {"project": project, "policy": policy,
+                                                          "commits": list(commits)})}
+
+
+def last_commits(store: Store, flt: RunFilter, project: str, exclude: Sequence[str],
+                 not_commit: str, count: int, green_under: str | None = None) -> list[str]:
+    """The ``count`` newest commits among the runs matching ``flt``, newest first (by their
+    newest run); only green ones under the policy named ``green_under`` when given.
+
+    Reads the newest runs a page at a time and stops once it has them, so the cost follows how
+    far back those commits are, not how many runs the store holds.
+    """
+    chosen: list[str] = []
+    seen: set[str] = set()
+    for page in _pages(store, _params(flt, project, exclude, not_commit=not_commit), _COMMIT_PAGE):
+        new = [x for x in dict.fromkeys(r.commit for r in _without_idle_test_runs(store, page))
+               if x not in seen]
+        seen.update(new)
+        if green_under is not None:
+            green = green_commits(store, project, green_under, new)
+            new = [x for x in new if x in green]
+        chosen += new[: count - len(chosen)]
+        if len(chosen) == count:
+            break
+    return chosen
 
 
 def _ns(value: str, default: int) -> int:
@@ -343,21 +473,11 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
         runs = query_runs(store, flt, policy.project, exclude)
         return runs, f"{len(runs)} runs ({_describe(flt)})"
     flt = replace(flt, branch=flt.branch or DEFAULT_BASELINE_BRANCH)
-    candidates = [r for r in query_runs(store, flt, policy.project, exclude, limit=100_000)
-                  if not current_commit or r.commit != current_commit]
-    what = f"on branch {flt.branch}"
-    if spec.green:
-        green = {r["commit"] for r in store.query(_GREEN_SQL, {"project": policy.project,
-                                                               "policy": policy.name})}
-        candidates = [r for r in candidates if r.commit in green]
-        what = f"green {what}"
-    chosen: list[str] = []
-    for r in candidates:  # newest first
-        if r.commit not in chosen:
-            chosen.append(r.commit)
-        if len(chosen) == spec.commits:
-            break
-    runs = [r for r in candidates if r.commit in chosen][: flt.max_runs]
+    what = f"{'green ' if spec.green else ''}on branch {flt.branch}"
+    chosen = last_commits(store, flt, policy.project, exclude, current_commit, spec.commits,
+                          policy.name if spec.green else None)
+    runs = query_runs(store, flt, policy.project, exclude, commits=chosen,
+                      not_commit=current_commit) if chosen else []
     if not runs:
         hint = " (record one: run the gate on that branch)" if spec.green else ""
         return [], f"none: no earlier commit {what}{hint}"
@@ -383,6 +503,8 @@ class _Context:
         self.baseline = baseline
         self.by_run = {r.run_id: r for r in judged + baseline}
         self.by_trace = {r.trace_id: r.run_id for r in judged + baseline}
+        self._metrics: list[dict[str, Any]] | None = None  # both sides, every checked metric
+        self._findings_of: dict[str, list[dict[str, Any]]] = {}  # by code, both sides
 
     def evaluate(self, check: Check) -> CheckResult:
         if check.metric:
@@ -457,9 +579,13 @@ class _Context:
     def _metric_rows(self, check: Check, runs: list[Run]) -> list[dict[str, Any]]:
         if not runs:
             return []
-        return self.store.query(_METRICS_SQL, {
-            "runs": [r.run_id for r in runs], "metric": check.metric, "scope": check.scope,
-            "subject": check.subject, "project": self.policy.project})
+        if self._metrics is None:  # one read for every metric check, both sides
+            metrics = sorted({ch.metric for ch in self.policy.checks if ch.metric})
+            self._metrics = self.store.query(_METRICS_SQL, {
+                "runs": list(self.by_run), "metrics": metrics, "project": self.policy.project})
+        wanted = {r.run_id for r in runs}
+        return [r for r in self._metrics if r["run_id"] in wanted and r["metric"] == check.metric
+                and r["scope"] == check.scope and (not check.subject or r["subject"] == check.subject)]
 
     def _metric(self, check: Check) -> CheckResult:
         result = CheckResult(check, PASS, None, "-", check.limit_text(),
@@ -512,12 +638,19 @@ class _Context:
     def _findings(self, code: str, runs: list[Run], min_confidence: float) -> list[Evidence]:
         if not runs:
             return []
-        rows = self.store.query(_FINDINGS_SQL, {
-            "code": code, "confidence": min_confidence, "runs": [r.run_id for r in runs],
-            "traces": [r.trace_id for r in runs if r.trace_id], "project": self.policy.project})
+        if code not in self._findings_of:  # every checked mode at once, both sides
+            codes = {code} | {ch.failure_mode for ch in self.policy.checks if ch.failure_mode}
+            rows = self.store.query(_FINDINGS_SQL, {
+                "codes": sorted(codes), "runs": list(self.by_run), "project": self.policy.project,
+                "traces": [r.trace_id for r in self.by_run.values() if r.trace_id]})
+            rows.sort(key=lambda r: (-r["confidence"], r["trace_id"], r["step"], r["span_id"]))
+            for one in codes - self._findings_of.keys():
+                self._findings_of[one] = [r for r in rows if r["code"] == one]
         wanted = {r.run_id for r in runs}
         out = []
-        for r in rows:
+        for r in self._findings_of[code]:
+            if r["confidence"] < min_confidence:
+                continue
             run_id = r["run_id"] if r["run_id"] in wanted else self.by_trace.get(r["trace_id"], "")
             if run_id not in wanted:
                 continue

@@ -358,7 +358,49 @@ def migrations(cluster: str | None = None, cloud: bool = False,
                   value_index_statements(cluster, cloud)),
         Migration(6, "detection watermark: incremental detection reads only new parts",
                   tuple(WATERMARK.create(cluster, cloud))),
+        Migration(7, "gate reads pruned: runs newest first by commit and by branch (projections), "
+                  "runs by tag and trace, findings by run id, gate results by commit (bloom filters)",
+                  gate_read_statements(cluster, cloud)),
     ]
+
+
+# The gate (gate/judge.py) reads the newest runs of a commit or a branch, the findings of those
+# runs, and the gate results of a few commits. The runs table is keyed by run id (random), so
+# without these every gate read the whole table: narrow projections ordered by commit and by
+# branch, each newest last, let it read in reverse order and stop after the runs it needs (no
+# project in their keys: the gate's project is often "any", which would break that order); bloom
+# filters find a pytest session's runs (by tag, then trace), findings by run id and the gate
+# results of given commits without a scan.
+# ReplacingMergeTree accepts projections only when told how merges treat them ('rebuild').
+RUNS_PROJECTION_COLUMNS = ("project, run_id, trace_id, commit, branch, test_id, build_url, "
+                           "started_at, tags, updated_at")
+RUNS_BY_COMMIT = "runs_by_commit"
+RUNS_BY_BRANCH = "runs_by_branch"
+RUNS_PROJECTIONS = (
+    (RUNS_BY_COMMIT, "commit, started_at"),
+    (RUNS_BY_BRANCH, "branch, started_at"),
+)
+GATE_READ_INDEXES = (
+    (RUNS_TABLE, "idx_tags tags TYPE bloom_filter(0.01) GRANULARITY 1"),
+    (RUNS_TABLE, "idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 1"),
+    (FINDINGS_TABLE, "idx_run_id run_id TYPE bloom_filter(0.01) GRANULARITY 1"),
+    (GATE_TABLE, "idx_commit commit TYPE bloom_filter(0.01) GRANULARITY 1"),
+)
+
+
+def gate_read_statements(cluster: str | None = None, cloud: bool = False) -> tuple[str, ...]:
+    """ALTERs adding the gate's projections and indexes, then building them for existing parts."""
+    on_cluster = _on_cluster(check_cluster_name(cluster))
+    runs = RUNS.storage_name(cluster, cloud)
+    out = [f"ALTER TABLE {runs}{on_cluster} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'"]
+    for name, order in RUNS_PROJECTIONS:
+        out.append(f"ALTER TABLE {runs}{on_cluster} ADD PROJECTION IF NOT EXISTS {name} "
+                   f"(SELECT {RUNS_PROJECTION_COLUMNS} ORDER BY ({order}))")
+        out.append(f"ALTER TABLE {runs}{on_cluster} MATERIALIZE PROJECTION {name}")
+    for table, index in GATE_READ_INDEXES:
+        out.append(f"ALTER TABLE {table}{on_cluster} ADD INDEX IF NOT EXISTS {index}")
+        out.append(f"ALTER TABLE {table}{on_cluster} MATERIALIZE INDEX {index.split()[0]}")
+    return tuple(out)
 
 
 def value_index_statements(cluster: str | None = None, cloud: bool = False) -> tuple[str, ...]:

@@ -31,6 +31,9 @@ from handoffs.store import Store
 from .normalise import Scratch, prelude
 
 _BAD_VERDICTS = (Verdict.FAIL.value, Verdict.ERROR.value)
+# Plain strings: the graph compares span types millions of times on large chunks.
+_DELEGATION = SpanType.DELEGATION.value
+_VERIFICATION = SpanType.VERIFICATION.value
 
 _SPANS_BODY = f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.parent_id AS parent_id,
@@ -58,7 +61,7 @@ ORDER BY x.trace_id, x.ts
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A span as the cascade graph sees it."""
 
@@ -152,13 +155,13 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
     # Which delegation delivered each output, and which checks judged each target.
     producer: dict[str, Node] = {}
     for n in nodes.values():
-        if n.type == SpanType.DELEGATION.value:
+        if n.type == _DELEGATION:
             for oid in n.output_ids:
                 producer[oid] = n
     last_verdict: dict[str, tuple[int, str]] = {}
-    for n in sorted(nodes.values(), key=lambda n: n.ts):
-        if n.type == SpanType.VERIFICATION.value and n.check_target and n.verdict:
-            last_verdict[n.check_target] = (n.ts, n.verdict)
+    checks = [n for n in nodes.values() if n.type == _VERIFICATION and n.check_target and n.verdict]
+    for n in sorted(checks, key=lambda n: n.ts):
+        last_verdict[n.check_target] = (n.ts, n.verdict)
 
     def subtree_failed(root: Node) -> Node | None:
         stack = list(children[root.span_id])
@@ -172,7 +175,7 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
     explained_by: dict[str, str] = {}  # delegation -> the failed span under it that explains it
     checked_bad: set[str] = set()
     for d in nodes.values():
-        if d.type != SpanType.DELEGATION.value:
+        if d.type != _DELEGATION:
             continue
         targets = [d.delegation_id, d.span_id, *d.output_ids]
         verdicts = [last_verdict[t] for t in targets if t in last_verdict]
@@ -216,7 +219,7 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
             edges[sid].add(n.parent_id)
         if sid in explained_by:
             edges[explained_by[sid]].add(sid)
-        if n.type == SpanType.VERIFICATION.value:
+        if n.type == _VERIFICATION:
             continue  # a check consuming an output judges it; it is not harmed by it
         up = ancestors(n)
         for oid in inherited_inputs(n):
@@ -226,7 +229,7 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
                 edges[d.span_id].add(sid)
                 flow_edges.add((d.span_id, sid))
     if not has_flow:
-        delegations = sorted((n for n in nodes.values() if n.type == SpanType.DELEGATION.value),
+        delegations = sorted((n for n in nodes.values() if n.type == _DELEGATION),
                              key=lambda n: n.ts)
         for i, d in enumerate(delegations):
             if d.span_id not in erroneous:

@@ -7,11 +7,14 @@ run ids) up to each size. Replicas are whole demo traces, so detectors do the sa
 span as on simulated ones.
 
 At each size:
-- full: every trace judged from scratch (``detect_pending(incremental=False)``): spans / second;
+- full: every trace judged from scratch (``detect_pending(incremental=False)``): spans / second,
+  and where the time went (the pipeline's stages, summed over chunks);
 - incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
-  (the target is a cost that does not grow with the store).
+  (the target is a cost that does not grow with the store);
+- for scale, what the engine alone takes to read one attribute of every span and to group every
+  span by trace: the floor under any detector that reads attributes at detection time.
 
-    python bench/detection.py                          # 1M, 2M, 4M spans
+    python bench/detection.py                          # 1M, 3M, 10M spans
     python bench/detection.py --sizes 250000 1000000   # other sizes
 Results go to bench/results/detection.txt with the command and the date.
 """
@@ -20,7 +23,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
+import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -75,14 +81,46 @@ def grow(store: Store, target: int, seed_spans: int, copy_base: int) -> int:
     return copy_base + copies
 
 
+class StageTimes(logging.Handler):
+    """Sums the pipeline's ``stage NAME SECONDS`` debug lines."""
+
+    PATTERN = re.compile(r"^stage (.+) ([0-9.]+)$")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self.PATTERN.match(record.getMessage())
+        if found:
+            self.seconds[found[1]] = self.seconds.get(found[1], 0.0) + float(found[2])
+
+
+def timed(store: Store, sql: str) -> float:
+    started = time.perf_counter()
+    store.query(sql)
+    return time.perf_counter() - started
+
+
 def measure(store: Store, size_label: str, out: list[str]) -> None:
     from handoffs.demo import simulate
 
     spans = int(store.scalar(f"SELECT count() FROM {schema.SPAN_TABLE}"))
     traces = int(store.scalar(f"SELECT uniqExact(TraceId) FROM {schema.SPAN_TABLE}"))
+    stages = StageTimes()
+    logger = logging.getLogger("handoffs.detectors")
+    logger.addHandler(stages)
+    logger.setLevel(logging.DEBUG)
+    cpu = os.times()
     started = time.perf_counter()
-    judged = detect_pending(store, incremental=False)
+    try:
+        judged = detect_pending(store, incremental=False)
+    finally:
+        logger.removeHandler(stages)
     full = time.perf_counter() - started
+    used = os.times()
+    cpu_s = (used.user + used.system + used.children_user + used.children_system
+             - cpu.user - cpu.system - cpu.children_user - cpu.children_system)
     findings = sum(len(tf.findings) for tf in judged)
     simulate(1, seed=99, store=store)
     started = time.perf_counter()
@@ -93,11 +131,25 @@ def measure(store: Store, size_label: str, out: list[str]) -> None:
             f"incremental (1 new run, {len(fresh)} trace judged) {incremental:6.2f} s")
     print(line, flush=True)
     out.append(line)
+    shares = ", ".join(f"{name} {sec:.1f} s ({sec / full:.0%})"
+                       for name, sec in sorted(stages.seconds.items(), key=lambda kv: -kv[1]))
+    out.append(f"{'':>12}where the full pass went: {shares}; process CPU {cpu_s:.1f} s "
+               f"({cpu_s / full:.2f} cores)")
+    print(out[-1], flush=True)
+    one_key = min(timed(store, f"SELECT count() FROM {schema.SPAN_TABLE} "
+                               f"WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.DELEGATION.value}'")
+                  for _ in range(3))
+    by_trace = min(timed(store, f"SELECT count() FROM (SELECT TraceId, count() FROM {schema.SPAN_TABLE} "
+                                "GROUP BY TraceId)") for _ in range(3))
+    out.append(f"{'':>12}engine alone, best of 3: one attribute of every span {one_key:.2f} s "
+               f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "
+               f"(= {spans / by_trace:,.0f} spans/s)")
+    print(out[-1], flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 2_000_000, 4_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     parser.add_argument("--seed-runs", type=int, default=300)
     parser.add_argument("--dir", type=Path, default=None, help="chDB directory (default: a temporary one)")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -106,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(f"chdb://{workdir}")
     out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
            f"python bench/detection.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-           f"# {platform.platform()}, {platform.python_version()}, 2 cores; chDB embedded store"]
+           f"# {platform.platform()}, {platform.python_version()}, {os.cpu_count()} cores; chDB embedded store; "
+           f"load average at start {os.getloadavg()[0]:.1f}"]
     try:
         seed_spans = seed(store, args.seed_runs)
         out.append(f"# seed: {args.seed_runs} simulated demo runs = {seed_spans:,} spans, replicated in SQL")
@@ -115,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in sorted(args.sizes):
             base = grow(store, size, seed_spans, base)
             measure(store, f"{size / 1e6:g}M", out)
+        out.append(f"# load average at end {os.getloadavg()[0]:.1f}")
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -8,8 +8,10 @@ for imported message logs, the text models of ``handoffs.detectors.textual``.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from handoffs import conventions as c
@@ -50,6 +52,16 @@ FROM {schema.SPAN_TABLE} FINAL
 WHERE TraceId IN {{traces:Array(String)}} AND SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}'
 ORDER BY trace_id, step
 """
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """Log how long one stage of judging a chunk took (DEBUG; ``bench/detection.py`` sums them)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        log.debug("stage %s %.6f", name, time.perf_counter() - started)
 
 
 def version() -> str:
@@ -102,13 +114,16 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
     else:
         return []
     meta_sql = TRACE_META_SQL.replace(TRACE_FILTER, where)
-    metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
+    with _stage("trace facts"):
+        metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
     # Spans without our span type came from other instrumentations (or straight from the
     # OpenTelemetry Collector's exporter): complete their normalisation first. Traces of our
     # SDK type every span, so they never pay for it.
     foreign = [t for t, m in metas.items() if m["untyped"] > 0]
-    if foreign and resolve_traces(store, foreign):
-        metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
+    if foreign:
+        with _stage("foreign spans normalised"):
+            if resolve_traces(store, foreign):
+                metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
     found: dict[str, list[Finding]] = defaultdict(list)
 
     def add(code: str, detector: str, row: dict[str, Any]) -> None:
@@ -119,18 +134,23 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
             detector=detector, detector_version=ver, run_id=meta.get("run_id", ""),
             source_id=meta.get("source_id", ""), project=meta.get("project", "")))
 
-    with Scratch(store, where, params) as scratch:
-        for det in structural.DETECTORS:
-            if det.sql:
-                for row in store.query_arrow(det.query(scratch)).to_pylist():
-                    add(det.code, det.name, row)
-        for result in cascade.analyse_traces(store, None, scratch).values():
-            for row in cascade.findings_rows(result):
-                add(row["code"], structural.BY_CODE[row["code"]].name, row)
+    with ExitStack() as scratch_held:
+        with _stage("normalised shape"):
+            scratch = scratch_held.enter_context(Scratch(store, where, params))
+        with _stage("structural queries"):
+            for det in structural.DETECTORS:
+                if det.sql:
+                    for row in store.query_arrow(det.query(scratch)).to_pylist():
+                        add(det.code, det.name, row)
+        with _stage("cascade graph"):
+            for result in cascade.analyse_traces(store, None, scratch).values():
+                for row in cascade.findings_rows(result):
+                    add(row["code"], structural.BY_CODE[row["code"]].name, row)
     logs = [t for t, m in metas.items() if m["messages"] > 0]
     if logs:
-        for tid, rows in message_logs(store, logs).items():
-            found[tid].extend(_text_findings(metas[tid], rows, ver))
+        with _stage("text models"):
+            for tid, rows in message_logs(store, logs).items():
+                found[tid].extend(_text_findings(metas[tid], rows, ver))
     out = []
     for tid in (trace_ids if trace_range is None else sorted(metas)):
         meta = metas.get(tid, {})
@@ -149,7 +169,8 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
     ver = version()
     blocks = span_blocks(store) if trace_ids is None else {}
     since = watermark(store, ver) if blocks and incremental else {}
-    ids, counts, seen, total = pending(store, ver, trace_ids, incremental, since)
+    with _stage("traces to judge"):
+        ids, counts, seen, total = pending(store, ver, trace_ids, incremental, since)
     every = trace_ids is None and bool(ids) and len(ids) == total
     size = RANGE_TRACES if every else CHUNK_TRACES
     done: list[TraceFindings] = []
@@ -161,7 +182,8 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
             judged = [tf for tf in judge(store, ver=ver, trace_range=(chunk[0], chunk[-1])) if tf.trace_id in counts]
         else:
             judged = judge(store, chunk, ver)
-        write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
+        with _stage("findings stored"):
+            write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
         done.extend(judged)
         if progress:
             progress(len(done), len(ids))

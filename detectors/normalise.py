@@ -106,7 +106,8 @@ SPANS = f"""s AS (
         lower({_a(c.DELEGATION_STATUS)}) AS status,
         {_a(c.RESUME_FROM_CHECKPOINT)} AS resumed_from,
         {_a(c.MESSAGE_CONTENT)} AS content,
-        {_a(c.MESSAGE_ROLE)} AS message_role
+        {_a(c.MESSAGE_ROLE)} AS message_role,
+        {_a(c.SPAN_TYPE)} != '' AS typed
     FROM {schema.SPAN_TABLE} FINAL
     WHERE TraceId IN {TRACES_PARAM}
 )"""
@@ -172,7 +173,7 @@ APPROVALS = f"""approvals AS (
 # The hand-off edge: one row per delegation, whatever spelling carried it.
 EDGES = f"""e AS (
     SELECT trace_id, span_id, parent_id, delegation_id, delegator, delegate, task, task_hash,
-        mode, status, step, ts, end_ts, failed, run_id
+        mode, status, step, ts, end_ts, failed, error, ambiguous, run_id
     FROM s WHERE type = '{c.SpanType.DELEGATION.value}'
 )"""
 
@@ -270,6 +271,20 @@ class Scratch:
 
     def __exit__(self, *exc: object) -> None:
         self._drop()
+
+    def rebuild(self) -> None:
+        """Read the traces again (after their stored spans were rewritten)."""
+        self._drop()
+        self.__enter__()
+
+    def facts(self) -> dict[str, dict[str, Any]]:
+        """Per trace: run, source and project, message spans, and spans no SDK typed."""
+        sql = f"""
+            SELECT trace_id, anyIf(run_id, run_id != '') AS run_id,
+                anyIf(source_id, source_id != '') AS source_id, anyIf(project, project != '') AS project,
+                countIf(type = '{c.SpanType.MESSAGE.value}') AS messages, countIf(NOT typed) AS untyped
+            FROM {self.spans} GROUP BY trace_id"""
+        return {r["trace_id"]: r for r in self.store.query(sql)}
 
     def _drop(self) -> None:
         for table in (self.spans, self.events):

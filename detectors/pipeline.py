@@ -113,17 +113,7 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
         where, params = TRACE_FILTER, {"traces": list(trace_ids)}
     else:
         return []
-    meta_sql = TRACE_META_SQL.replace(TRACE_FILTER, where)
-    with _stage("trace facts"):
-        metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
-    # Spans without our span type came from other instrumentations (or straight from the
-    # OpenTelemetry Collector's exporter): complete their normalisation first. Traces of our
-    # SDK type every span, so they never pay for it.
-    foreign = [t for t, m in metas.items() if m["untyped"] > 0]
-    if foreign:
-        with _stage("foreign spans normalised"):
-            if resolve_traces(store, foreign):
-                metas = {r["trace_id"]: r for r in store.query(meta_sql, params)}
+    metas: dict[str, dict[str, Any]] = {}
     found: dict[str, list[Finding]] = defaultdict(list)
 
     def add(code: str, detector: str, row: dict[str, Any]) -> None:
@@ -137,6 +127,18 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
     with ExitStack() as scratch_held:
         with _stage("normalised shape"):
             scratch = scratch_held.enter_context(Scratch(store, where, params))
+        with _stage("trace facts"):
+            metas.update(scratch.facts())
+        # Spans without our span type came from other instrumentations (or straight from the
+        # OpenTelemetry Collector's exporter): complete their normalisation, then read the
+        # traces again. Traces of our SDK type every span, so they never pay for it.
+        foreign = [t for t, m in metas.items() if m["untyped"] > 0]
+        if foreign:
+            with _stage("foreign spans normalised"):
+                if resolve_traces(store, foreign):
+                    scratch.rebuild()
+                    metas.clear()
+                    metas.update(scratch.facts())
         with _stage("structural queries"):
             for det in structural.DETECTORS:
                 if det.sql:

@@ -94,6 +94,11 @@ _OUTPUT_STATS = """(
     FROM outputs GROUP BY trace_id, span_id
 )"""
 
+# The spans that carry a termination event: joining these, not every span, keeps the join small.
+_TERMINATING = """(
+    SELECT trace_id, span_id, agent, step FROM s WHERE span_id IN (SELECT span_id FROM terminations)
+)"""
+
 # Model family of each agent in a trace: the leading letters of its model name (gpt, claude...).
 _FAMILY = """(
     SELECT trace_id, agent, any(extract(lower(model), '^[a-z]+')) AS family, any(model) AS agent_model
@@ -223,7 +228,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     SELECT m.trace_id AS trace_id, m.span_id AS span_id, m.agent AS agent,
         if(m.step >= 0, m.step, r.step) AS step, 0.85 AS confidence,
         format('the run stopped on a limit ({{}}), not on the work being done', m.reason) AS evidence
-    FROM terminations AS m LEFT JOIN s AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
+    FROM terminations AS m LEFT JOIN {_TERMINATING} AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
     WHERE match(m.reason, '{LIMIT_REASON}')
     UNION ALL
     SELECT x.trace_id, argMin(x.span_id, x.ts), argMin(x.agent, x.ts), argMin(x.step, x.ts), 0.8,
@@ -267,10 +272,9 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegate AS agent, x.step
 FROM e AS x
 INNER JOIN (SELECT trace_id, span_id, min(ts) AS first_out FROM outputs GROUP BY trace_id, span_id) AS o
     ON o.trace_id = x.trace_id AND o.span_id = x.span_id
-INNER JOIN s AS sx ON sx.trace_id = x.trace_id AND sx.span_id = x.span_id
 LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS asked FROM e GROUP BY trace_id, delegator, delegate) AS q
     ON q.trace_id = x.trace_id AND q.delegator = x.delegate AND q.delegate = x.delegator
-WHERE sx.ambiguous AND NOT (q.asked > x.ts AND q.asked < o.first_out)
+WHERE x.ambiguous AND NOT (q.asked > x.ts AND q.asked < o.first_out)
 """),
     Detector(
         "FM-2.3", "task_derailment",
@@ -353,7 +357,7 @@ SELECT m.trace_id AS trace_id, m.span_id AS span_id,
         if(m.success_claimed AND f.n > 0, format(' claiming success over {{}} failed check(s): {{}}',
             toString(f.n), arrayStringConcat(f.checks, ', ')), '')) AS evidence
 FROM terminations AS m
-LEFT JOIN s AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
+LEFT JOIN {_TERMINATING} AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
 LEFT JOIN (SELECT trace_id, count() AS n, groupUniqArray(delegate) AS agents FROM e
            WHERE status = {OPEN} GROUP BY trace_id) AS o ON o.trace_id = m.trace_id
 LEFT JOIN {_UNRESOLVED_FAILS} AS f ON f.trace_id = m.trace_id
@@ -412,11 +416,10 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     UNION ALL
     SELECT ok.trace_id, ok.span_id, ok.agent, ok.step, 0.8,
         format('check {{}} by {{}} passed the work of {{}}, whose delegation failed: {{}}',
-            ok.check_name, ok.agent, x.delegate, substring(sx.error, 1, 120))
+            ok.check_name, ok.agent, x.delegate, substring(x.error, 1, 120))
     FROM v AS ok
     INNER JOIN e AS x ON x.trace_id = ok.trace_id
         AND (ok.check_target = x.delegation_id OR ok.check_target = x.span_id)
-    INNER JOIN s AS sx ON sx.trace_id = x.trace_id AND sx.span_id = x.span_id
     WHERE ok.verdict = {PASS} AND x.failed
 )
 """),

@@ -54,7 +54,8 @@ detect = false
 """, "test.toml")
 
 
-def test_a_run_delivered_twice_is_judged_once(store: Store) -> None:
+def test_a_run_delivered_twice_is_judged_once(any_store: Store) -> None:
+    store = any_store  # both engines: the gate also reads a shared store over HTTP
     store.command(f"SYSTEM STOP MERGES {RUNS_TABLE}")  # keep the copies apart, as before a merge
     for i in range(4):
         run_span(store, f"r{i}", T0 + i, times=2)
@@ -64,7 +65,8 @@ def test_a_run_delivered_twice_is_judged_once(store: Store) -> None:
     assert result.checks[0].value_text == "0 findings in 0/4 runs"
 
 
-def test_pages_of_runs_neither_skip_nor_repeat(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pages_of_runs_neither_skip_nor_repeat(any_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = any_store
     # Pages of two rows, runs sharing a start time and runs stored twice: the page boundary
     # falls inside ties and between copies of one run.
     monkeypatch.setattr(judge, "_MAX_PAGE", 2)
@@ -81,8 +83,9 @@ def test_pages_of_runs_neither_skip_nor_repeat(store: Store, monkeypatch: pytest
                                                exclude=["f", "c"])] == ["e", "b", "d", "a"]
 
 
-def test_baseline_is_the_last_green_commits_however_far_back(store: Store, seed: Seeder,
+def test_baseline_is_the_last_green_commits_however_far_back(any_store: Store,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store, seed = any_store, Seeder(any_store)
     # Pages of two runs: the green commits lie behind several pages of newer red ones and of
     # another branch's runs, and the current commit's own earlier runs on main never count.
     monkeypatch.setattr(judge, "_COMMIT_PAGE", 2)

@@ -100,9 +100,12 @@ _TERMINATING = """(
 )"""
 
 # Model family of each agent in a trace: the leading letters of its model name (gpt, claude...).
-_FAMILY = """(
+# Only traces where a check failed can show conformity: the rest are not grouped at all.
+_FAMILY = f"""(
     SELECT trace_id, agent, any(extract(lower(model), '^[a-z]+')) AS family, any(model) AS agent_model
-    FROM s WHERE agent != '' AND model != '' GROUP BY trace_id, agent
+    FROM s WHERE agent != '' AND model != ''
+        AND trace_id IN (SELECT trace_id FROM v WHERE verdict = {FAIL})
+    GROUP BY trace_id, agent
 )"""
 
 
@@ -436,7 +439,7 @@ SELECT f.trace_id AS trace_id, f.span_id AS span_id,
     if(p.step >= 0 AND p.delegate != '', p.step, f.step) AS step, 0.8 AS confidence,
     format('check {{}} failed on {{}}: the output breaks the task''s stated requirements',
         f.check_name, if(p.delegate != '', p.delegate, if(x.delegate != '', x.delegate, f.check_target))) AS evidence
-FROM v AS f
+FROM (SELECT * FROM v WHERE verdict = {FAIL} AND match(lower(check_name), '{SPEC_CHECK}')) AS f
 LEFT JOIN produced AS p ON p.trace_id = f.trace_id AND p.output_id = f.check_target
 LEFT JOIN e AS x ON x.trace_id = f.trace_id AND x.delegation_id = f.check_target
 LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v WHERE verdict = {PASS}

@@ -15,6 +15,9 @@ At each size:
   span by trace: the floor under any detector that reads attributes at detection time.
 
     python bench/detection.py                          # 1M, 3M, 10M spans
+    python bench/detection.py --before 568bc79 --sizes 1000000 3000000 --rounds 2
+                       # full detection of an earlier revision and of this one, alternating on
+                       # the same store, in separate processes: the ratio per round
     python bench/detection.py --sizes 250000 1000000   # other sizes
 Results go to bench/results/detection.txt with the command and the date.
 """
@@ -28,6 +31,8 @@ import os
 import platform
 import re
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,13 +152,79 @@ def measure(store: Store, size_label: str, out: list[str]) -> None:
     print(out[-1], flush=True)
 
 
+# Full detection in a process of its own, run from a checkout (this one or an earlier revision's).
+_TIMED = """
+import sys, time
+from handoffs.store import open_store
+from handoffs.detectors import detect_pending
+store = open_store("chdb://" + sys.argv[1])
+spans = store.scalar("SELECT count() FROM otel_traces")
+started = time.perf_counter()
+judged = detect_pending(store, incremental=False)
+print(spans, time.perf_counter() - started, sum(len(tf.findings) for tf in judged))
+"""
+
+
+def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[str]) -> None:
+    """Full detection by revision ``rev`` and by this checkout, alternating on the same stores."""
+    repo = Path(__file__).resolve().parent.parent
+    work = Path(tempfile.mkdtemp(prefix="handoffs-bench-before-"))
+    before = work / "checkout"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(before), rev],
+                   check=True, capture_output=True)
+    try:
+        for size in sorted(sizes):
+            store_dir = work / f"store-{size}"
+            subprocess.run([sys.executable, __file__, "--build-only", "--sizes", str(size), "--seed-runs",
+                            str(seed_runs), "--dir", str(store_dir), "--no-write"], check=True)
+            times: dict[str, list[float]] = {"before": [], "now": []}
+            found: dict[str, set[int]] = {"before": set(), "now": set()}
+            spans = 0
+            for _ in range(rounds):
+                for label, checkout in (("before", before), ("now", repo)):
+                    done = subprocess.run([sys.executable, "-c", _TIMED, str(store_dir)], cwd=checkout,
+                                          check=True, capture_output=True, text=True)
+                    count, seconds, findings = done.stdout.split()[-3:]
+                    spans = int(count)
+                    times[label].append(float(seconds))
+                    found[label].add(int(findings))
+            ratios = [b / n for b, n in zip(times["before"], times["now"], strict=True)]
+            line = (f"{size / 1e6:>9g}M  spans {spans:>10,}  {rev} full "
+                    f"{statistics.median(times['before']):7.1f} s = {spans / statistics.median(times['before']):>8,.0f} "
+                    f"spans/s; now {statistics.median(times['now']):7.1f} s = "
+                    f"{spans / statistics.median(times['now']):>8,.0f} spans/s; now faster by "
+                    f"{statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)}); "
+                    f"findings {sorted(found['before'])} vs {sorted(found['now'])}")
+            print(line, flush=True)
+            out.append(line)
+            shutil.rmtree(store_dir, ignore_errors=True)
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(before)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     parser.add_argument("--seed-runs", type=int, default=300)
     parser.add_argument("--dir", type=Path, default=None, help="chDB directory (default: a temporary one)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--before", metavar="REV", help="compare full detection with this git revision's")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --before")
+    parser.add_argument("--build-only", action="store_true", help="build the store in --dir, measure nothing")
     args = parser.parse_args(argv)
+    if args.before:
+        out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
+               f"python bench/detection.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+               f"# {platform.platform()}, {platform.python_version()}, {os.cpu_count()} cores; chDB embedded "
+               f"store; load average at start {os.getloadavg()[0]:.1f}; each full pass in its own process"]
+        print("\n".join(out), flush=True)
+        versus(args.before, args.sizes, args.seed_runs, args.rounds, out)
+        out.append(f"# load average at end {os.getloadavg()[0]:.1f}")
+        if not args.no_write:
+            with RESULTS.open("a") as fh:
+                fh.write("\n".join(out) + "\n\n")
+        return 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="handoffs-bench-detect-"))
     store = open_store(f"chdb://{workdir}")
     out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
@@ -167,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         base = 0
         for size in sorted(args.sizes):
             base = grow(store, size, seed_spans, base)
-            measure(store, f"{size / 1e6:g}M", out)
+            if not args.build_only:
+                measure(store, f"{size / 1e6:g}M", out)
         out.append(f"# load average at end {os.getloadavg()[0]:.1f}")
     finally:
         if args.dir is None:

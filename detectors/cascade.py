@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from handoffs import taxonomy
 from handoffs.conventions import SpanType, Verdict
 from handoffs.store import Store
@@ -274,23 +272,11 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
 def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
                    scratch: Scratch | None = None) -> dict[str, TraceCascades]:
     """The cascade graph of every trace in ``trace_ids`` (or in ``scratch``) that has an error."""
-    return analyse_spans(read_spans(store, trace_ids, scratch))
-
-
-def read_spans(store: Store, trace_ids: Sequence[str] | None, scratch: Scratch | None = None) -> pa.Table:
-    """The spans of the traces in ``trace_ids`` (or in ``scratch``) that have an error."""
     if scratch is None and not trace_ids:
-        return pa.table({})
+        return {}
     sql = prelude(scratch, _SPANS_BODY) + _SPANS_BODY
     params = {"traces": list(trace_ids)} if trace_ids is not None and scratch is None else None
-    return store.query_arrow(sql, params)
-
-
-def analyse_spans(table: pa.Table) -> dict[str, TraceCascades]:
-    """The cascade graph of each trace in ``table`` (rows of ``read_spans``); no store access,
-    so it can run beside other queries."""
-    if not table.num_rows:
-        return {}
+    table = store.query_arrow(sql, params)
     # Nodes straight from the Arrow columns (positional, no per-row dicts): building them was
     # most of the graph's cost on large chunks.
     fields = [f for f in Node.__dataclass_fields__ if f != "bad_output"]

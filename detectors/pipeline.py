@@ -11,7 +11,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -140,22 +139,15 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
                     scratch.rebuild()
                     metas.clear()
                     metas.update(scratch.facts())
-        with _stage("cascade spans read"):
-            erring = cascade.read_spans(store, None, scratch)
-        # The cascade graph is Python and the structural queries run in the engine: side by
-        # side they use both cores of a small machine instead of one after the other.
-        with ThreadPoolExecutor(1, thread_name_prefix="handoffs-cascade") as beside:
-            graphs = beside.submit(cascade.analyse_spans, erring)
-            with _stage("structural queries"):
-                for det in structural.DETECTORS:
-                    if det.sql:
-                        for row in store.query_arrow(det.query(scratch)).to_pylist():
-                            add(det.code, det.name, row)
-            with _stage("cascade graph, past the queries"):
-                results = graphs.result()
-        for result in results.values():
-            for row in cascade.findings_rows(result):
-                add(row["code"], structural.BY_CODE[row["code"]].name, row)
+        with _stage("structural queries"):
+            for det in structural.DETECTORS:
+                if det.sql:
+                    for row in store.query_arrow(det.query(scratch)).to_pylist():
+                        add(det.code, det.name, row)
+        with _stage("cascade graph"):
+            for result in cascade.analyse_traces(store, None, scratch).values():
+                for row in cascade.findings_rows(result):
+                    add(row["code"], structural.BY_CODE[row["code"]].name, row)
     logs = [t for t, m in metas.items() if m["messages"] > 0]
     if logs:
         with _stage("text models"):

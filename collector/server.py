@@ -5,10 +5,12 @@
     collector.stop()  # stops accepting, flushes what it acknowledged
 
 A request is decoded and checked on arrival (so a bad body gets its 4xx and a partly bad one
-its partial success), appended to the write-ahead spool and fsynced, then acknowledged. The
-writer reads the spool, decodes again (cheap with the compiled decoder), normalises other
-instrumentations' spans, and inserts ~10k rows per statement with a deduplication token, so a
-replay after a crash or an outage stores each span once.
+its partial success), appended to the write-ahead spool and fsynced, then acknowledged. Its
+decoded rows go to the writer in memory (up to ``cache_bytes``; beyond that, and when replaying
+after a restart, the writer decodes the spooled request again). The writer inserts what has
+arrived, from ``batch_rows`` up to ``max_batch_rows`` per statement (bigger when it falls
+behind: each INSERT has a fixed cost and makes a part), with a deduplication token, so a replay
+after a crash or an outage stores each span once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from handoffs.errors import StoreError, UsageError
 from handoffs.store import Store, schema
@@ -92,6 +95,8 @@ class Collector:
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
         batch_rows: int = 10_000,
+        max_batch_rows: int = 100_000,
+        cache_bytes: int = 128 << 20,
         flush_interval: float = 0.2,
         max_body_bytes: int = 16 << 20,
         spool_max_bytes: int = 1 << 30,
@@ -114,6 +119,13 @@ class Collector:
         self._spool_given = spool_dir is not None
         self.spool_dir = Path(spool_dir) if spool_dir else default_spool_dir(store.url)
         self.batch_rows = batch_rows
+        self.max_batch_rows = max(batch_rows, max_batch_rows)
+        self.cache_bytes = cache_bytes
+        # Decoded rows of spooled records, by record start, for the writer: the request thread
+        # already decoded them, so the writer need not read and decode them again.
+        self._decoded: dict[int, tuple[int, pa.Table, int]] = {}  # start: (end, rows, bytes)
+        self._decoded_bytes = 0
+        self._decoded_lock = threading.Lock()
         self.flush_interval = flush_interval
         self.max_body_bytes = max_body_bytes
         self.spool_max_bytes = spool_max_bytes
@@ -272,7 +284,16 @@ class Collector:
     def accept(self, body: bytes, project: str | None, decoded: otlp.Decoded) -> None:
         """Spool a validated protobuf body durably. Raises SpoolFull or OSError."""
         assert self.spool is not None
-        self.spool.append(spool.pack(body, project))
+        table = normalise_decoded(decoded)
+        size = table.nbytes
+
+        def hand_over(start: int, end: int) -> None:  # under the spool's lock: before the writer sees it
+            with self._decoded_lock:
+                if self._decoded_bytes + size <= self.cache_bytes:
+                    self._decoded[start] = (end, table, size)
+                    self._decoded_bytes += size
+
+        self.spool.append(spool.pack(body, project), on_written=hand_over)
         self.counters.add(accepted=decoded.accepted, rejected=decoded.rejected,
                           truncated=decoded.truncated)
         with self._wake:
@@ -315,35 +336,28 @@ class Collector:
             self._writer_done.set()
 
     def _insert_batch(self, start: int, stop: int | None, replay: bool) -> None:
-        """Insert the records from ``start`` (up to ``stop``, or about ``batch_rows`` spans) with
-        one deduplication token, retrying until the store takes them, then commit them."""
+        """Insert the records from ``start`` (up to ``stop``, or about ``max_batch_rows`` spans)
+        with one deduplication token, retrying until the store takes them, then commit them."""
         assert self.spool is not None
         tables, spans, end = [], 0, start
-        budget = 1 << 62 if stop is not None else 64 << 20
-        for record in self.spool.read(start, max_bytes=budget, stop=stop):
-            if stop is None and spans >= self.batch_rows:
-                break
-            end = record.end
-            body, project = spool.unpack(record.payload)
-            try:
-                decoded = otlp.decode_protobuf(body, project, self.limits)
-            except otlp.DecodeFailure as exc:
-                log.error("skipping unreadable spooled record at %d: %s", record.start, exc)
-                self.counters.add(unreadable=1)
-                continue
-            table = normalise_decoded(decoded)
-            tables.append(table)
-            spans += table.num_rows
+        limit = stop if stop is not None else self.spool.synced
+        while end < limit and (stop is not None or spans < self.max_batch_rows):
+            end, table = self._records_at(end, limit)
+            if table is not None:
+                tables.append(table)
+                spans += table.num_rows
         if stop is not None:
             end = stop
         pending = self._spool_io(lambda: self.spool.begin(start, end))
-        table = pa.concat_tables(tables) if tables else None
+        table = last_row_per_span(pa.concat_tables(tables)) if tables else None
         delay = 0.2
         while table is not None and table.num_rows:
             try:
-                self.store.engine.insert_arrow(schema.SPAN_TABLE, table,
-                                               settings={"insert_deduplication_token":
-                                                         pending.token(self.spool.spool_id)})
+                self.store.engine.insert_arrow(schema.SPAN_TABLE, table, settings={
+                    "insert_deduplication_token": pending.token(self.spool.spool_id),
+                    # The engine's own in-block collapse for ReplacingMergeTree costs ~2x the
+                    # insert; last_row_per_span did it already, only where there are duplicates.
+                    "optimize_on_insert": 0})
                 break
             except StoreError as exc:
                 self._store_failed(exc)
@@ -359,6 +373,27 @@ class Collector:
         self.counters.add(stored=spans)
         if replay:
             log.info("replayed %d spooled spans into the store", spans)
+
+    def _records_at(self, start: int, limit: int) -> tuple[int, pa.Table | None]:
+        """The rows of the spooled record at ``start`` and where the next one starts: handed
+        over by the request thread, or read back from the spool and decoded (a replay, or
+        more than ``cache_bytes`` waiting). None for a record that no longer decodes."""
+        with self._decoded_lock:
+            cached = self._decoded.pop(start, None)
+            if cached is not None:
+                end, table, size = cached
+                self._decoded_bytes -= size
+                return end, table
+        assert self.spool is not None
+        record = next(self.spool.read(start, max_bytes=1, stop=limit))
+        body, project = spool.unpack(record.payload)
+        try:
+            decoded = otlp.decode_protobuf(body, project, self.limits)
+        except otlp.DecodeFailure as exc:
+            log.error("skipping unreadable spooled record at %d: %s", record.start, exc)
+            self.counters.add(unreadable=1)
+            return record.end, None
+        return record.end, normalise_decoded(decoded)
 
     def _spool_io(self, action: Callable[[], Any]) -> Any:
         """Run a spool state write, retrying while the disk refuses (full, read-only)."""
@@ -390,6 +425,19 @@ class Collector:
             log.info("store reachable again after %.1fs", time.monotonic() - self._store_down_since)
         self._store_down_since = None
         self._store_error = ""
+
+
+def last_row_per_span(table: pa.Table) -> pa.Table:
+    """Keep the last row of each (TraceId, SpanId), as ReplacingMergeTree keeps the last one
+    inserted: a client's retry of an acknowledged request lands in the same batch. A table
+    without repeated span ids (the usual case, checked in one pass) is returned as it is."""
+    if pc.count_distinct(table.column("SpanId")).as_py() == table.num_rows:
+        return table
+    positions = table.select(["TraceId", "SpanId"]).append_column(
+        "_row", pa.array(range(table.num_rows), pa.int64()))
+    last = positions.group_by(["TraceId", "SpanId"], use_threads=False).aggregate([("_row", "max")])
+    rows = last.column("_row_max")
+    return table.take(pc.take(rows, pc.sort_indices(rows)))
 
 
 class _Server(ThreadingHTTPServer):
@@ -537,4 +585,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-__all__ = ["Collector", "Counters", "HEALTH_PATH", "TRACES_PATH", "default_spool_dir"]
+__all__ = ["Collector", "Counters", "HEALTH_PATH", "TRACES_PATH", "default_spool_dir", "last_row_per_span"]

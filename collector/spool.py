@@ -22,7 +22,7 @@ import struct
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +102,12 @@ class Spool:
             self._write_state()
 
     # --- appending (request threads) -----------------------------------------------------------
-    def append(self, payload: bytes) -> int:
-        """Write one record and fsync it; return its end offset. Raises SpoolFull or OSError."""
+    def append(self, payload: bytes, on_written: Callable[[int, int], None] | None = None) -> int:
+        """Write one record and fsync it; return its end offset. Raises SpoolFull or OSError.
+
+        ``on_written(start, end)`` runs once the record is written, before any reader can see
+        it (the collector hands its decoded rows to the writer that way, keyed by ``start``).
+        """
         record = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
         with self._lock:
             if self.end - self.committed + len(record) > self.max_bytes:
@@ -119,6 +123,8 @@ class Spool:
                 # Leave no torn record behind: the next append must start on a record boundary.
                 self._file.truncate(size_before)
                 raise
+            if on_written is not None:
+                on_written(self.end, self.end + len(record))
             self.end += len(record)
             mine = self.end
         self._sync(mine)

@@ -199,8 +199,9 @@ def main() -> None:
         f"bad requests {final['bad_requests']}, SIGTERM exit {code}; load average at end {os.getloadavg()[0]:.1f}")
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "soak.txt").write_text("\n".join(out) + "\n")
-        print(f"wrote {RESULTS / 'soak.txt'}")
+        with (RESULTS / "soak.txt").open("a") as fh:  # appended: earlier runs stay for comparison
+            fh.write("\n".join(out) + "\n\n")
+        print(f"appended to {RESULTS / 'soak.txt'}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ WHERE x.trace_id IN (
     LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v WHERE verdict = '{Verdict.PASS.value}'
                GROUP BY trace_id, check_target) AS p ON p.trace_id = b.trace_id AND p.check_target = b.check_target
     WHERE b.verdict IN ('{_BAD_VERDICTS[0]}', '{_BAD_VERDICTS[1]}') AND p.last_pass < b.ts)
+    -- Leaves that neither failed, nor consumed an output, nor retried anything, nor delivered or
+    -- judged work cannot be in the graph or lead to it: most tool and model calls. Left out.
+    AND (x.failed OR length(x.input_ids) > 0 OR x.retry_of != ''
+         OR x.type IN ('{_DELEGATION}', '{_VERIFICATION}') OR x.span_id IN (SELECT parent_id FROM s))
 ORDER BY x.trace_id, x.ts
 """
 

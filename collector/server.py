@@ -123,7 +123,7 @@ class Collector:
         self.cache_bytes = cache_bytes
         # Decoded rows of spooled records, by record start, for the writer: the request thread
         # already decoded them, so the writer need not read and decode them again.
-        self._decoded: dict[int, tuple[int, pa.Table, int]] = {}  # start: (end, rows, bytes)
+        self._decoded: dict[int, tuple[int, otlp.Decoded, int]] = {}  # start: (end, rows, bytes)
         self._decoded_bytes = 0
         self._decoded_lock = threading.Lock()
         self.flush_interval = flush_interval
@@ -284,13 +284,12 @@ class Collector:
     def accept(self, body: bytes, project: str | None, decoded: otlp.Decoded) -> None:
         """Spool a validated protobuf body durably. Raises SpoolFull or OSError."""
         assert self.spool is not None
-        table = normalise_decoded(decoded)
-        size = table.nbytes
+        size = decoded.table.nbytes
 
         def hand_over(start: int, end: int) -> None:  # under the spool's lock: before the writer sees it
             with self._decoded_lock:
                 if self._decoded_bytes + size <= self.cache_bytes:
-                    self._decoded[start] = (end, table, size)
+                    self._decoded[start] = (end, decoded, size)
                     self._decoded_bytes += size
 
         self.spool.append(spool.pack(body, project), on_written=hand_over)
@@ -381,9 +380,12 @@ class Collector:
         with self._decoded_lock:
             cached = self._decoded.pop(start, None)
             if cached is not None:
-                end, table, size = cached
-                self._decoded_bytes -= size
-                return end, table
+                self._decoded_bytes -= cached[2]
+        if cached is not None:
+            end, rows, _ = cached
+            # Other instrumentations' spans are normalised here, in the writer, not before the
+            # request is acknowledged.
+            return end, normalise_decoded(rows)
         assert self.spool is not None
         record = next(self.spool.read(start, max_bytes=1, stop=limit))
         body, project = spool.unpack(record.payload)

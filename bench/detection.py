@@ -25,11 +25,8 @@ Results go to bench/results/detection.txt with the command and the date.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
-import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -38,8 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import record
+
 from handoffs import conventions as c
 from handoffs.detectors import detect_pending
+from handoffs.detectors.pipeline import STAGE_MESSAGE
 from handoffs.store import Store, open_store, schema
 
 RESULTS = Path(__file__).parent / "results" / "detection.txt"
@@ -87,18 +87,16 @@ def grow(store: Store, target: int, seed_spans: int, copy_base: int) -> int:
 
 
 class StageTimes(logging.Handler):
-    """Sums the pipeline's ``stage NAME SECONDS`` debug lines."""
-
-    PATTERN = re.compile(r"^stage (.+) ([0-9.]+)$")
+    """Sums the seconds of the pipeline's ``stage`` debug lines, by stage."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.seconds: dict[str, float] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
-        found = self.PATTERN.match(record.getMessage())
-        if found:
-            self.seconds[found[1]] = self.seconds.get(found[1], 0.0) + float(found[2])
+    def emit(self, line: logging.LogRecord) -> None:
+        if line.msg == STAGE_MESSAGE and isinstance(line.args, tuple):
+            name, seconds = line.args
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
 def timed(store: Store, sql: str) -> float:
@@ -214,23 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-only", action="store_true", help="build the store in --dir, measure nothing")
     args = parser.parse_args(argv)
     if args.before:
-        out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
-               f"python bench/detection.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-               f"# {platform.platform()}, {platform.python_version()}, {os.cpu_count()} cores; chDB embedded "
-               f"store; load average at start {os.getloadavg()[0]:.1f}; each full pass in its own process"]
+        out = record.header("detection.py", argv, "each full pass in its own process")
         print("\n".join(out), flush=True)
         versus(args.before, args.sizes, args.seed_runs, args.rounds, out)
-        out.append(f"# load average at end {os.getloadavg()[0]:.1f}")
         if not args.no_write:
-            with RESULTS.open("a") as fh:
-                fh.write("\n".join(out) + "\n\n")
+            record.append(RESULTS, out)
         return 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="handoffs-bench-detect-"))
     store = open_store(f"chdb://{workdir}")
-    out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
-           f"python bench/detection.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-           f"# {platform.platform()}, {platform.python_version()}, {os.cpu_count()} cores; chDB embedded store; "
-           f"load average at start {os.getloadavg()[0]:.1f}"]
+    out = record.header("detection.py", argv)
     try:
         seed_spans = seed(store, args.seed_runs)
         out.append(f"# seed: {args.seed_runs} simulated demo runs = {seed_spans:,} spans, replicated in SQL")
@@ -240,14 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             base = grow(store, size, seed_spans, base)
             if not args.build_only:
                 measure(store, f"{size / 1e6:g}M", out)
-        out.append(f"# load average at end {os.getloadavg()[0]:.1f}")
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with RESULTS.open("a") as fh:
-            fh.write("\n".join(out) + "\n\n")
+        record.append(RESULTS, out)
     return 0
 
 

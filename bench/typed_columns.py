@@ -24,16 +24,13 @@ Results go to bench/results/typed_columns.txt with the command and the date.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import record
 from detection import grow, seed
 
 from handoffs.detectors.normalise import SPANS
@@ -134,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="handoffs-bench-typed-"))
     store = open_store(f"chdb://{workdir}")
-    out = [f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  "
-           f"python bench/typed_columns.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-           f"# {platform.platform()}, {platform.python_version()}, {os.cpu_count()} cores; chDB embedded store; "
-           f"load average at start {os.getloadavg()[0]:.1f}; median of {args.rounds} interleaved rounds"]
+    out = record.header("typed_columns.py", argv, f"median of {args.rounds} interleaved rounds")
     print("\n".join(out), flush=True)
     try:
         seed_spans = seed(store, args.seed_runs)
@@ -145,13 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         for size in sorted(args.sizes):
             base = grow(store, size, seed_spans, base)
             measure(store, f"{size / 1e6:g}M", args.rounds, out)
-        out.append(f"# load average at end {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with RESULTS.open("a") as fh:
-            fh.write("\n".join(out) + "\n\n")
+        record.append(RESULTS, out)
     return 0
 
 

@@ -54,6 +54,9 @@ ORDER BY trace_id, step
 """
 
 
+STAGE_MESSAGE = "stage %s %.6f"  # (name, seconds): how long one stage of judging took
+
+
 @contextmanager
 def _stage(name: str) -> Iterator[None]:
     """Log how long one stage of judging a chunk took (DEBUG; ``bench/detection.py`` sums them)."""
@@ -61,7 +64,7 @@ def _stage(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        log.debug("stage %s %.6f", name, time.perf_counter() - started)
+        log.debug(STAGE_MESSAGE, name, time.perf_counter() - started)
 
 
 def version() -> str:

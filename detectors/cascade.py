@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from handoffs import taxonomy
 from handoffs.conventions import SpanType, Verdict
 from handoffs.store import Store
@@ -273,14 +275,16 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
     return TraceCascades(trace_id, cascades, own, nodes)
 
 
-def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
-                   scratch: Scratch | None = None) -> dict[str, TraceCascades]:
-    """The cascade graph of every trace in ``trace_ids`` (or in ``scratch``) that has an error."""
-    if scratch is None and not trace_ids:
-        return {}
+def nodes_table(store: Store, trace_ids: Sequence[str] | None, scratch: Scratch | None = None) -> pa.Table:
+    """The spans that can be in a cascade graph, of every trace in ``trace_ids`` (or in
+    ``scratch``) that has an error standing, ordered by trace and start."""
     sql = prelude(scratch, _SPANS_BODY) + _SPANS_BODY
     params = {"traces": list(trace_ids)} if trace_ids is not None and scratch is None else None
-    table = store.query_arrow(sql, params)
+    return store.query_arrow(sql, params)
+
+
+def analyse_table(table: pa.Table) -> dict[str, TraceCascades]:
+    """The cascade graph of every trace in a ``nodes_table``."""
     # Nodes straight from the Arrow columns (positional, no per-row dicts): building them was
     # most of the graph's cost on large chunks.
     fields = [f for f in Node.__dataclass_fields__ if f != "bad_output"]
@@ -292,6 +296,20 @@ def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
         node.output_ids = node.output_ids or []
         by_trace[tid][node.span_id] = node
     return {tid: _analyse_nodes(tid, nodes) for tid, nodes in by_trace.items()}
+
+
+def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
+                   scratch: Scratch | None = None) -> dict[str, TraceCascades]:
+    """The cascade graph of every trace in ``trace_ids`` (or in ``scratch``) that has an error."""
+    if scratch is None and not trace_ids:
+        return {}
+    return analyse_table(nodes_table(store, trace_ids, scratch))
+
+
+def table_findings(table: pa.Table) -> list[dict[str, Any]]:
+    """Error-cascade findings of every trace in a ``nodes_table``: plain Python on plain data,
+    so the detection pipeline can run it in a worker process beside the engine's queries."""
+    return [row for result in analyse_table(table).values() for row in findings_rows(result)]
 
 
 def findings_rows(result: TraceCascades) -> list[dict[str, Any]]:

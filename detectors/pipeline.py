@@ -20,6 +20,7 @@ from handoffs.store import Store, schema
 
 from . import cascade, structural
 from .findings import Finding, TraceFindings, dedupe, load, mark, pending, span_blocks, watermark, write
+from .graph_worker import GraphWorker
 from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch
 
 log = logging.getLogger("handoffs.detectors")
@@ -27,6 +28,9 @@ log = logging.getLogger("handoffs.detectors")
 CHUNK_TRACES = 2000  # traces per chunk when judging a list of them
 RANGE_TRACES = 20000  # traces per chunk when judging the whole store by id ranges
 VERSION = f"structural-{structural.VERSION}"
+# A chunk's cascade graph goes to the worker process from this many spans in it; below that,
+# handing the spans over costs more than building the graph here.
+OFFLOAD_SPANS = 5000
 
 Progress = Callable[[int, int], None]  # (traces done, traces total)
 
@@ -106,9 +110,10 @@ def _text_findings(meta: dict[str, Any], rows: Sequence[dict[str, Any]], ver: st
 
 
 def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None = None,
-          trace_range: tuple[str, str] | None = None) -> list[TraceFindings]:
+          trace_range: tuple[str, str] | None = None, worker: GraphWorker | None = None) -> list[TraceFindings]:
     """Run every detector on ``trace_ids`` (or on every trace id in ``trace_range``, both ends
-    included) and return findings per trace; stores nothing."""
+    included) and return findings per trace; stores nothing. With a ``worker``, a large
+    chunk's cascade graph is built there while the structural statement runs here."""
     ver = ver or version()
     if trace_range is not None:
         where, params = RANGE_FILTER, {"lo": trace_range[0], "hi": trace_range[1]}
@@ -142,15 +147,17 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
                     scratch.rebuild()
                     metas.clear()
                     metas.update(scratch.facts())
+        with _stage("cascade spans read"):
+            nodes = cascade.nodes_table(store, None, scratch)
+        offloaded = worker is not None and nodes.num_rows >= OFFLOAD_SPANS
+        if offloaded:
+            worker.submit(nodes)
         with _stage("structural queries"):
-            for det in structural.DETECTORS:
-                if det.sql:
-                    for row in store.query_arrow(det.query(scratch)).to_pylist():
-                        add(det.code, det.name, row)
+            for row in store.query_arrow(structural.statement(scratch)).to_pylist():
+                add(row["code"], structural.BY_CODE[row["code"]].name, row)
         with _stage("cascade graph"):
-            for result in cascade.analyse_traces(store, None, scratch).values():
-                for row in cascade.findings_rows(result):
-                    add(row["code"], structural.BY_CODE[row["code"]].name, row)
+            for row in worker.result() if offloaded else cascade.table_findings(nodes):
+                add(row["code"], structural.BY_CODE[row["code"]].name, row)
     logs = [t for t, m in metas.items() if m["messages"] > 0]
     if logs:
         with _stage("text models"):
@@ -181,17 +188,21 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
     done: list[TraceFindings] = []
     if progress:
         progress(0, len(ids))
-    for i in range(0, len(ids), size):
-        chunk = ids[i:i + size]
-        if every:
-            judged = [tf for tf in judge(store, ver=ver, trace_range=(chunk[0], chunk[-1])) if tf.trace_id in counts]
-        else:
-            judged = judge(store, chunk, ver)
-        with _stage("findings stored"):
-            write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
-        done.extend(judged)
-        if progress:
-            progress(len(done), len(ids))
+    with ExitStack() as held:
+        # One chunk's graph is small work: a worker process is worth starting for many chunks.
+        worker = held.enter_context(GraphWorker()) if len(ids) > CHUNK_TRACES else None
+        for i in range(0, len(ids), size):
+            chunk = ids[i:i + size]
+            if every:
+                judged = [tf for tf in judge(store, ver=ver, trace_range=(chunk[0], chunk[-1]), worker=worker)
+                          if tf.trace_id in counts]
+            else:
+                judged = judge(store, chunk, ver, worker=worker)
+            with _stage("findings stored"):
+                write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
+            done.extend(judged)
+            if progress:
+                progress(len(done), len(ids))
     mark(store, ver, blocks)  # only after every chunk is stored: an interrupted run stays pending
     log.info("judged %d trace(s) with detector set %s", len(done), ver)
     return done

@@ -70,10 +70,6 @@ class Detector:
     blind_spots: str
     sql: str = ""  # empty: judged elsewhere (cascade graph, text models)
 
-    def query(self, scratch: Scratch | None = None) -> str:
-        """The detector's SQL over ``{traces:Array(String)}``, or over a materialised scratch."""
-        return prelude(scratch, self.sql) + self.sql + JOIN_SETTINGS
-
 
 # Verifications that failed and were never followed by a pass on the same target.
 _UNRESOLVED_FAILS = f"""(
@@ -613,6 +609,19 @@ GROUP BY x.trace_id, x.span_id, x.step, x.delegate
 )
 
 BY_CODE: dict[str, Detector] = {d.code: d for d in DETECTORS}
+
+# Every SQL detector in one statement, each row tagged with its mode's code. ClickHouse runs
+# the branches of a UNION ALL side by side on every core, where twenty statements run one after
+# the other, each mostly on one core (1.2-1.35x on a chunk of 645k spans, same rows).
+_ALL_MODES = "\nUNION ALL\n".join(
+    f"SELECT '{d.code}' AS code, trace_id, span_id, agent, step, confidence, evidence FROM ({d.sql})"
+    for d in DETECTORS if d.sql)
+
+
+def statement(scratch: Scratch | None = None) -> str:
+    """Every SQL detector's rows (code, trace_id, span_id, agent, step, confidence, evidence)
+    over ``{traces:Array(String)}``, or over a materialised scratch."""
+    return prelude(scratch, _ALL_MODES) + _ALL_MODES + JOIN_SETTINGS
 
 
 def reference() -> str:

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from handoffs.errors import StoreError, UsageError
-from handoffs.store import Store, schema
+from handoffs.store import Store
 from handoffs.store.url import StoreURL, default_store_dir
 
 from . import otlp, spool
@@ -348,15 +347,11 @@ class Collector:
         if stop is not None:
             end = stop
         pending = self._spool_io(lambda: self.spool.begin(start, end))
-        table = last_row_per_span(pa.concat_tables(tables)) if tables else None
+        table = pa.concat_tables(tables) if tables else None
         delay = 0.2
         while table is not None and table.num_rows:
             try:
-                self.store.engine.insert_arrow(schema.SPAN_TABLE, table, settings={
-                    "insert_deduplication_token": pending.token(self.spool.spool_id),
-                    # The engine's own in-block collapse for ReplacingMergeTree costs ~2x the
-                    # insert; last_row_per_span did it already, only where there are duplicates.
-                    "optimize_on_insert": 0})
+                self.store.insert_spans(table, dedup_token=pending.token(self.spool.spool_id))
                 break
             except StoreError as exc:
                 self._store_failed(exc)
@@ -427,19 +422,6 @@ class Collector:
             log.info("store reachable again after %.1fs", time.monotonic() - self._store_down_since)
         self._store_down_since = None
         self._store_error = ""
-
-
-def last_row_per_span(table: pa.Table) -> pa.Table:
-    """Keep the last row of each (TraceId, SpanId), as ReplacingMergeTree keeps the last one
-    inserted: a client's retry of an acknowledged request lands in the same batch. A table
-    without repeated span ids (the usual case, checked in one pass) is returned as it is."""
-    if pc.count_distinct(table.column("SpanId")).as_py() == table.num_rows:
-        return table
-    positions = table.select(["TraceId", "SpanId"]).append_column(
-        "_row", pa.array(range(table.num_rows), pa.int64()))
-    last = positions.group_by(["TraceId", "SpanId"], use_threads=False).aggregate([("_row", "max")])
-    rows = last.column("_row_max")
-    return table.take(pc.take(rows, pc.sort_indices(rows)))
 
 
 class _Server(ThreadingHTTPServer):
@@ -587,4 +569,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-__all__ = ["Collector", "Counters", "HEALTH_PATH", "TRACES_PATH", "default_spool_dir", "last_row_per_span"]
+__all__ = ["Collector", "Counters", "HEALTH_PATH", "TRACES_PATH", "default_spool_dir"]

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _MAP = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ns")
@@ -125,3 +126,16 @@ class SpanBatch:
     def clear(self) -> None:
         for column in self.columns.values():
             column.clear()
+
+
+def last_row_per_span(table: pa.Table) -> pa.Table:
+    """Keep the last row of each (TraceId, SpanId), as ReplacingMergeTree keeps the last one
+    inserted: a client's retry of an acknowledged request lands in the same batch. A table
+    without repeated span ids (the usual case, checked in one pass) is returned as it is."""
+    if pc.count_distinct(table.column("SpanId")).as_py() == table.num_rows:
+        return table
+    positions = table.select(["TraceId", "SpanId"]).append_column(
+        "_row", pa.array(range(table.num_rows), pa.int64()))
+    last = positions.group_by(["TraceId", "SpanId"], use_threads=False).aggregate([("_row", "max")])
+    rows = last.column("_row_max")
+    return table.take(pc.take(rows, pc.sort_indices(rows)))

@@ -1,32 +1,17 @@
 """The writer's fast path: rows handed over in memory by the request thread, or read back from
-the spool when they were not (cache full, replay); repeated span ids collapsed before the
-insert, since the collector inserts with the engine's own in-block collapse turned off."""
+the spool when they were not (cache full, replay); a client's retry in the same batch stored once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 from collector_helpers import post, request, span_counts
 
 from handoffs.collector import Collector
-from handoffs.collector.server import last_row_per_span
 from handoffs.store import Store
 
 ROWS_SQL = """SELECT TraceId, SpanId, SpanName, Timestamp, Duration, SpanAttributes, ResourceAttributes
 FROM otel_traces ORDER BY TraceId, SpanId"""
-
-
-def test_last_row_per_span_keeps_the_last_of_each_trace_and_span_id() -> None:
-    table = pa.table({"TraceId": ["t1", "t1", "t2", "t1", "t2"], "SpanId": ["a", "b", "a", "a", "c"],
-                      "SpanName": ["first", "b", "other trace", "second", "c"]})
-    kept = last_row_per_span(table).to_pydict()
-    assert kept == {"TraceId": ["t1", "t2", "t1", "t2"], "SpanId": ["b", "a", "a", "c"],
-                    "SpanName": ["b", "other trace", "second", "c"]}
-    same_span_id_in_two_traces = table.slice(0, 3)
-    assert last_row_per_span(same_span_id_in_two_traces).equals(same_span_id_in_two_traces)
-    unique = table.slice(1, 2)
-    assert last_row_per_span(unique) is unique  # the usual case: no copy
 
 
 def test_rows_from_memory_and_from_the_spool_are_the_same(store: Store, tmp_path: Path) -> None:

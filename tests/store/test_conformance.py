@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pyarrow as pa
 import pytest
 
 from handoffs.errors import StoreError
@@ -59,6 +60,22 @@ def test_replayed_spans_are_stored_once(any_store: Store) -> None:
     any_store.insert_spans(_batch())
     any_store.insert_spans(_batch())
     assert any_store.scalar("SELECT count() FROM otel_traces FINAL") == 3
+
+
+def test_a_span_sent_twice_in_one_insert_keeps_its_last_row(any_store: Store) -> None:
+    first, second = _batch(n=2).to_arrow(), _batch(n=2).to_arrow()
+    renamed = second.set_column(second.schema.get_field_index("SpanName"), "SpanName",
+                                pa.array(["run again", "tool again"]))
+    # Nothing collapses this insert in the engine (optimize_on_insert is off): the store does.
+    assert any_store.insert_spans(pa.concat_tables([first, renamed])) == 2
+    rows = any_store.query("SELECT SpanName FROM otel_traces ORDER BY SpanId")
+    assert [r["SpanName"] for r in rows] == ["run again", "tool again"]
+
+
+def test_an_insert_retried_with_its_token_is_stored_once(any_store: Store) -> None:
+    any_store.insert_spans(_batch(), dedup_token="batch-1")
+    any_store.insert_spans(_batch(), dedup_token="batch-1")
+    assert any_store.scalar("SELECT count() FROM otel_traces") == 3
 
 
 def test_parameters_are_bound_not_spliced(any_store: Store) -> None:

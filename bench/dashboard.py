@@ -250,7 +250,6 @@ def page_queries(store: Store) -> dict[str, list[Query]]:
     run = latest.sort_values("findings", ascending=False).iloc[0]
     commits = queries.commits(store, "", 0)["commit"].tolist()[:2]
     side_b, side_a = (queries.runs_of_commit(store, "", c) for c in commits)
-    traces = {id(ids): queries.side_samples(store, ids)["trace_id"].tolist() for ids in (side_a, side_b)}
     return {
         "runs": [
             ("store_state", queries.store_state),
@@ -278,8 +277,7 @@ def page_queries(store: Store) -> dict[str, list[Query]]:
         "compare (2 commits)": [
             ("commits", lambda s: queries.commits(s, "", 0)),
             ("runs_of_commit x2", lambda s: [queries.runs_of_commit(s, "", c) for c in commits]),
-            ("side_samples x2", lambda s: [queries.side_samples(s, x) for x in (side_a, side_b)]),
-            ("side_modes x2", lambda s: [queries.side_modes(s, x, traces[id(x)]) for x in (side_a, side_b)]),
+            ("compare_sides", lambda s: queries.compare_sides(s, side_a, side_b)),
         ],
     }
 

@@ -50,12 +50,10 @@ else:
     b = b_col.selectbox("B (candidate)", list(labels), index=0, format_func=labels.get, key="commit_b")
     side_a, side_b = ui.q("runs_of_commit", project, a), ui.q("runs_of_commit", project, b)
 
-sa, sb = ui.q("side_samples", side_a), ui.q("side_samples", side_b)
+sa, sb, ma, mb = ui.q("compare_sides", side_a, side_b)
 if sa.empty or sb.empty:
     ui.empty_state("runs on one of the two sides")
     st.stop()
-ma = ui.q("side_modes", sa["run_id"].tolist(), sa["trace_id"].tolist())
-mb = ui.q("side_modes", sb["run_id"].tolist(), sb["trace_id"].tolist())
 hits_a = dict(zip(ma["code"], ma["runs_with_mode"], strict=True))
 hits_b = dict(zip(mb["code"], mb["runs_with_mode"], strict=True))
 diffs = [compare_figure(name, sa[name].astype(float).tolist(), sb[name].astype(float).tolist(),

@@ -33,8 +33,9 @@ _TRANSPORT_KEYS = {"query", "database", "user", "password", "session_id", "sessi
                    "compress", "decompress", "query_id", "default_format", "wait_end_of_query",
                    "send_progress_in_http_headers", "http_headers_progress_interval_ms",
                    "enable_http_compression", "session_check", "quota_key"}
-# Settings an INSERT carries through (the collector's replays deduplicate by token).
-_INSERT_SETTINGS = ("insert_deduplication_token",)
+# Settings an INSERT carries through: the collector's replays deduplicate by token, and
+# ``Store.insert_spans`` collapses repeated spans itself, so the engine's collapse is turned off.
+_INSERT_SETTINGS = ("insert_deduplication_token", "optimize_on_insert")
 
 
 class ClickHouseEndpoint:

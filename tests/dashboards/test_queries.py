@@ -1,0 +1,27 @@
+"""The dashboard's queries on a seeded store, below the pages that show them."""
+
+from __future__ import annotations
+
+from dashboard_seed import BAD, RUNS, seed
+
+from handoffs import taxonomy as T
+from handoffs.dashboards import queries
+from handoffs.store import Store
+
+
+def test_compare_sides_reads_both_sides_at_once_as_each_alone(store: Store) -> None:
+    seed(store)
+    ok, new = RUNS[0].run_id, RUNS[2].run_id
+    side_a, side_b = [ok], [BAD.run_id, ok]  # a run may sit on both sides
+    sa, sb, ma, mb = queries.compare_sides(store, side_a, side_b)
+    assert sa["run_id"].tolist() == [ok]
+    assert sorted(sb["run_id"]) == sorted(side_b)
+    for got, side in ((sa, side_a), (sb, side_b)):
+        alone = queries.runs(store, run_ids=side, limit=len(side)).drop(columns="trend")
+        assert got.sort_values("run_id").reset_index(drop=True).equals(
+            alone.sort_values("run_id").reset_index(drop=True))
+    by_code_a = dict(zip(ma["code"], ma["runs_with_mode"], strict=True))
+    by_code_b = dict(zip(mb["code"], mb["runs_with_mode"], strict=True))
+    assert by_code_b.get(T.ERROR_CASCADE) == 1 and T.ERROR_CASCADE not in by_code_a
+    assert set(by_code_a) <= set(by_code_b)  # A's run is on B's side too
+    assert all(len(x) == 0 for x in queries.compare_sides(store, [new], []))

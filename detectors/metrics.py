@@ -27,7 +27,7 @@ Definitions (DESIGN.md), with the choices the seeds leave open:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -39,8 +39,8 @@ from handoffs.conventions import DelegationStatus, SpanType, Verdict
 from handoffs.store import Store, schema
 
 from . import cascade
-from .normalise import prelude
-from .pipeline import detect_pending
+from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch, prelude
+from .pipeline import CHUNK_TRACES, RANGE_TRACES, detect_pending
 
 FIRST_STEPS = 5
 _INTERVENTIONS = "('" + "','".join(a.value for a in (Act.OVERWROTE, Act.MODIFIED, Act.REJECTED,
@@ -53,7 +53,7 @@ _RUN_OF = """tr AS (
     FROM s GROUP BY trace_id
 )"""
 
-_DELEGATIONS = prelude() + ", " + _RUN_OF + f"""
+_DELEGATIONS = f"""
 SELECT tr.rid AS run_id, any(tr.project) AS project, x.span_id AS span_id, any(x.delegator) AS delegator,
     any(x.delegate) AS delegate,
     any(x.status) = '{DelegationStatus.COMPLETED.value}' AS completed,
@@ -79,7 +79,7 @@ LEFT JOIN (
 GROUP BY tr.rid, x.trace_id, x.span_id
 """
 
-_VERIFICATIONS = prelude() + ", " + _RUN_OF + f"""
+_VERIFICATIONS = f"""
 SELECT tr.rid AS run_id, vv.span_id AS span_id, vv.verdict IN ('{Verdict.FAIL.value}', '{Verdict.ERROR.value}') AS bad,
     any(x.delegator) AS delegator, any(x.delegate) AS delegate,
     countIf(rw.ts < vv.ts AND rw.trace_id != '') > 0 OR any(rh.trace_id) != '' AS rewrite
@@ -98,7 +98,7 @@ WHERE vv.verdict != '' AND vv.check_target != ''
 GROUP BY tr.rid, vv.trace_id, vv.span_id, vv.verdict
 """
 
-_AGENTS = prelude() + ", " + _RUN_OF + f"""
+_AGENTS = f"""
 SELECT tr.rid AS run_id, a.agent AS agent, a.tokens AS tokens, a.coord_spans AS coord_spans,
     a.work_spans AS work_spans, has(c.coordinators, a.agent) AS coordinator
 FROM (
@@ -151,8 +151,28 @@ class _Acc:
         return out
 
 
-def _chunks(ids: Sequence[str], size: int = 2000) -> list[list[str]]:
+def _chunks(ids: Sequence[str], size: int = CHUNK_TRACES) -> list[list[str]]:
     return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
+
+
+def _scratches(store: Store, traces: Sequence[str], every: bool) -> Iterator[Scratch]:
+    """The normalised shape of ``traces``, a chunk at a time: every metric query of a chunk
+    reads it, so the attribute maps are read once per chunk, not once per query. ``every``:
+    the traces are all the stored ones, read by ranges of the span table's sort key."""
+    if every:
+        ids = sorted(traces)
+        for i in range(0, len(ids), RANGE_TRACES):
+            with Scratch(store, RANGE_FILTER, {"lo": ids[i], "hi": ids[min(i + RANGE_TRACES, len(ids)) - 1]}) as sc:
+                yield sc
+    else:
+        for chunk in _chunks(traces):
+            with Scratch(store, TRACE_FILTER, {"traces": chunk}) as sc:
+                yield sc
+
+
+def _rows(store: Store, scratch: Scratch, body: str) -> list[dict[str, Any]]:
+    """``body`` over a chunk's normalised shape, with ``tr`` (each trace's run) beside it."""
+    return store.query_arrow(prelude(scratch, _RUN_OF + body) + ", " + _RUN_OF + body).to_pylist()
 
 
 def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -166,9 +186,8 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[
     projects: dict[str, str] = {}
     pair_of_span: dict[str, str] = {}
     run_of_trace: dict[str, str] = {}
-    for chunk in _chunks(traces):
-        params = {"traces": chunk}
-        for r in store.query_arrow(_DELEGATIONS, params).to_pylist():
+    for scratch in _scratches(store, traces, every=run_ids is None):
+        for r in _rows(store, scratch, _DELEGATIONS):
             run, pair = r["run_id"], f"{r['delegator']}->{r['delegate']}"
             projects[run] = r["project"] or projects.get(run, "")
             pair_of_span[r["span_id"]] = pair
@@ -178,12 +197,12 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[
             if r["intervened"]:
                 acc.add_all(run, r["delegate"], pair, t.TOKENS_BEFORE_INTERRUPTION,
                             float(r["tokens_before"] or 0), 1)
-        for r in store.query_arrow(_VERIFICATIONS, params).to_pylist():
+        for r in _rows(store, scratch, _VERIFICATIONS):
             metric = t.REWRITE_BUG_RATE if r["rewrite"] else t.ORIGINAL_BUG_RATE
             author = r["delegator"] if r["rewrite"] else r["delegate"]
             acc.add_all(r["run_id"], author, f"{r['delegator']}->{r['delegate']}", metric, float(r["bad"]), 1)
         coord: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
-        for r in store.query_arrow(_AGENTS, params).to_pylist():
+        for r in _rows(store, scratch, _AGENTS):
             cell = coord[r["run_id"]]
             cell[0 if r["coordinator"] else 1] += r["tokens"]
             cell[2] += r["coord_spans"]
@@ -193,12 +212,11 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[
                 acc.add(run, t.SCOPE_RUN, run, t.COORDINATION_OVERHEAD, ctok, wtok)
             else:
                 acc.add(run, t.SCOPE_RUN, run, t.COORDINATION_OVERHEAD, cspans, wspans)
-        tr = store.query(prelude() + ", " + _RUN_OF + " SELECT trace_id, rid, project FROM tr", params)
-        for r in tr:
+        for r in _rows(store, scratch, "SELECT trace_id, rid, project FROM tr"):
             run_of_trace[r["trace_id"]] = r["rid"]
             projects.setdefault(r["rid"], r["project"])
         amp: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for tid, result in cascade.analyse_traces(store, chunk).items():
+        for tid, result in cascade.analyse_traces(store, None, scratch).items():
             cell = amp[run_of_trace.get(tid, tid)]
             cell[0] += result.own_errors
             cell[1] += result.roots

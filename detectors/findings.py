@@ -17,7 +17,7 @@ import pyarrow as pa
 from handoffs import conventions as c
 from handoffs import taxonomy
 from handoffs.errors import StoreError
-from handoffs.store import Store, schema
+from handoffs.store import Store, among, schema
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
     written last, so an interrupted run leaves the traces pending rather than half-judged.
     """
     if replace:
-        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE trace_id IN {{traces:Array(String)}}",
+        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE {among('trace_id', 'traces')}",
                       {"traces": list(replace)})
     rows = [f for tf in traces for f in tf.findings]
     if rows:
@@ -182,7 +182,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None, increme
     """
     params: dict[str, Any] = {"version": version}
     if trace_ids is not None:
-        scope = "TraceId IN {traces:Array(String)}"
+        scope = among("TraceId", "traces")
         params["traces"] = list(trace_ids)
     elif incremental and since:
         scope = f"TraceId IN (SELECT DISTINCT TraceId FROM {schema.SPAN_TABLE} WHERE {_NEW_ROWS})"
@@ -197,7 +197,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None, increme
         LEFT JOIN (SELECT trace_id, maxIf(span_count, detector_version = {{version:String}}) AS n,
                           1 AS any_version
                    FROM {schema.DETECTED_TABLE} FINAL
-                   WHERE {scope.replace("TraceId IN", "trace_id IN", 1)} GROUP BY trace_id) AS d
+                   WHERE {scope.replace("TraceId", "trace_id", 1)} GROUP BY trace_id) AS d
             ON d.trace_id = t.trace_id
         ORDER BY trace_id""", params).to_pydict()
     ids, counts, seen = [], {}, set()
@@ -215,7 +215,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None, increme
 
 def load(store: Store, trace_ids: Sequence[str] | None = None) -> list[TraceFindings]:
     """Stored findings of ``trace_ids`` (every judged trace when None), one entry per trace."""
-    where = "WHERE trace_id IN {traces:Array(String)}" if trace_ids is not None else ""
+    where = f"WHERE {among('trace_id', 'traces')}" if trace_ids is not None else ""
     params = {"traces": list(trace_ids)} if trace_ids is not None else None
     # Run and source ids come from the runs table, so traces without findings carry them too.
     traces = store.query(f"""

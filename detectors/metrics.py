@@ -36,7 +36,7 @@ from handoffs import conventions as c
 from handoffs import taxonomy as t
 from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, SpanType, Verdict
-from handoffs.store import Store, schema
+from handoffs.store import Store, among, schema
 
 from . import cascade
 from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch, prelude
@@ -113,12 +113,15 @@ LEFT JOIN (SELECT trace_id, groupUniqArray(delegator) AS coordinators FROM e GRO
 """
 
 
+_RUN_ID = f"SpanAttributes['{c.RUN_ID}']"
+
+
 def _traces_of_runs(store: Store, run_ids: Sequence[str] | None) -> list[str]:
     if run_ids is None:
         return [r["t"] for r in store.query(f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE}")]
     return [r["t"] for r in store.query(
         f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE} "
-        f"WHERE SpanAttributes['{c.RUN_ID}'] IN {{runs:Array(String)}} OR TraceId IN {{runs:Array(String)}}",
+        f"WHERE {among(_RUN_ID, 'runs')} OR {among('TraceId', 'runs')}",
         {"runs": list(run_ids)})]
 
 
@@ -181,7 +184,8 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[
     Detection runs first on traces not judged yet, since failure rates count findings.
     """
     traces = _traces_of_runs(store, run_ids)
-    detect_pending(store, traces)
+    # Every trace: the incremental pass, which reads only what arrived since the last one.
+    detect_pending(store, None if run_ids is None else traces)
     acc = _Acc()
     projects: dict[str, str] = {}
     pair_of_span: dict[str, str] = {}
@@ -246,7 +250,7 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[
 def _write(store: Store, rows: list[dict[str, Any]], projects: dict[str, str], runs: list[str]) -> None:
     """Replace the stored metrics of ``runs`` with ``rows``."""
     if runs:
-        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN {{runs:Array(String)}}",
+        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE {among('run_id', 'runs')}",
                       {"runs": runs})
     if not rows:
         return

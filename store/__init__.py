@@ -24,8 +24,18 @@ from .url import StoreURL, default_store_url, parse_store_url
 
 __all__ = [
     "Event", "Link", "SPAN_ARROW_SCHEMA", "SpanBatch", "Store", "StoreError", "StoreURL",
-    "UsageError", "default_store_url", "open_store", "parse_store_url", "schema",
+    "UsageError", "among", "default_store_url", "open_store", "parse_store_url", "schema",
 ]
+
+
+def among(column: str, param: str) -> str:
+    """SQL: ``column`` is one of the values of the ``Array(String)`` parameter ``param``.
+
+    Written as a set read from a subquery: against a literal array of more than about 25,000
+    values the engine compares every row with every value (2 minutes for 28,000 trace ids on
+    1M spans, 0.25 s this way). ``column`` and ``param`` are names in our code, never user input.
+    """
+    return f"{column} IN (SELECT arrayJoin({{{param}:Array(String)}}))"
 
 
 class Store:

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from handoffs.errors import StoreError
-from handoffs.store import Event, Link, SpanBatch, Store, schema
+from handoffs.store import Event, Link, SpanBatch, Store, among, schema
 
 
 def _batch(trace_id: str = "a" * 32, n: int = 3) -> SpanBatch:
@@ -76,6 +76,14 @@ def test_an_insert_retried_with_its_token_is_stored_once(any_store: Store) -> No
     any_store.insert_spans(_batch(), dedup_token="batch-1")
     any_store.insert_spans(_batch(), dedup_token="batch-1")
     assert any_store.scalar("SELECT count() FROM otel_traces") == 3
+
+
+def test_among_matches_the_values_of_a_list_of_any_length(any_store: Store) -> None:
+    any_store.insert_spans(_batch())
+    many = [f"{i:032x}" for i in range(30_000)] + ["a" * 32]  # past the literal array's cliff
+    for ids, expected in ((["a" * 32], 3), (many, 3), (many[:5], 0)):
+        assert any_store.scalar(f"SELECT count() FROM otel_traces WHERE {among('TraceId', 'ids')}",
+                                {"ids": ids}) == expected
 
 
 def test_parameters_are_bound_not_spliced(any_store: Store) -> None:

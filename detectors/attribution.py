@@ -33,7 +33,7 @@ Progress = Callable[[int, int], None]
 
 def stored_traces(store: Store, among: Sequence[str] | None = None) -> list[str]:
     """Ids of the traces in the store (only those of ``among`` when given)."""
-    where = f"WHERE {in_list('TraceId', 'among')}" if among is not None else ""
+    where = f"WHERE {in_list('TraceId', 'among', len(among))}" if among is not None else ""
     return [r["t"] for r in store.query(
         f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE} {where} ORDER BY t",
         {"among": list(among)} if among is not None else None)]

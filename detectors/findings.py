@@ -108,7 +108,7 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
     written last, so an interrupted run leaves the traces pending rather than half-judged.
     """
     if replace:
-        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE {among('trace_id', 'traces')}",
+        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE {among('trace_id', 'traces', len(replace))}",
                       {"traces": list(replace)})
     rows = [f for tf in traces for f in tf.findings]
     if rows:
@@ -182,7 +182,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None, increme
     """
     params: dict[str, Any] = {"version": version}
     if trace_ids is not None:
-        scope = among("TraceId", "traces")
+        scope = among("TraceId", "traces", len(trace_ids))
         params["traces"] = list(trace_ids)
     elif incremental and since:
         scope = f"TraceId IN (SELECT DISTINCT TraceId FROM {schema.SPAN_TABLE} WHERE {_NEW_ROWS})"
@@ -215,7 +215,7 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None, increme
 
 def load(store: Store, trace_ids: Sequence[str] | None = None) -> list[TraceFindings]:
     """Stored findings of ``trace_ids`` (every judged trace when None), one entry per trace."""
-    where = f"WHERE {among('trace_id', 'traces')}" if trace_ids is not None else ""
+    where = f"WHERE {among('trace_id', 'traces', len(trace_ids))}" if trace_ids is not None else ""
     params = {"traces": list(trace_ids)} if trace_ids is not None else None
     # Run and source ids come from the runs table, so traces without findings carry them too.
     traces = store.query(f"""

@@ -121,7 +121,7 @@ def _traces_of_runs(store: Store, run_ids: Sequence[str] | None) -> list[str]:
         return [r["t"] for r in store.query(f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE}")]
     return [r["t"] for r in store.query(
         f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE} "
-        f"WHERE {among(_RUN_ID, 'runs')} OR {among('TraceId', 'runs')}",
+        f"WHERE {among(_RUN_ID, 'runs', len(run_ids))} OR {among('TraceId', 'runs', len(run_ids))}",
         {"runs": list(run_ids)})]
 
 
@@ -250,7 +250,7 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> list[
 def _write(store: Store, rows: list[dict[str, Any]], projects: dict[str, str], runs: list[str]) -> None:
     """Replace the stored metrics of ``runs`` with ``rows``."""
     if runs:
-        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE {among('run_id', 'runs')}",
+        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE {among('run_id', 'runs', len(runs))}",
                       {"runs": runs})
     if not rows:
         return

@@ -144,8 +144,10 @@ class _Acc:
             self.add(run, t.SCOPE_PAIR, pair, metric, num, den)
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per cell, in no particular order (sorting 1.4M cells of a 1M-span store cost
+        5 s, and every reader looks rows up by their key)."""
         out = []
-        for (run, scope, subject, metric), (num, den) in sorted(self.sums.items()):
+        for (run, scope, subject, metric), (num, den) in self.sums.items():
             value = num if metric.startswith(t.FAILURE_RATE_PREFIX) else (num / den if den else None)
             if value is None:
                 continue

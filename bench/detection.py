@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import record
@@ -86,6 +87,14 @@ def grow(store: Store, target: int, seed_spans: int, copy_base: int) -> int:
             """, {"base": copy_base + done, "n": n})
         done += n
     return copy_base + copies
+
+
+def grown(store: Store, seed_spans: int, sizes: list[int]) -> Iterator[str]:
+    """Grow the store to each of ``sizes`` in turn (replicas of the seed), yielding its label."""
+    base = 0
+    for size in sorted(sizes):
+        base = grow(store, size, seed_spans, base)
+        yield f"{size / 1e6:g}M"
 
 
 class StageTimes(logging.Handler):
@@ -242,11 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         seed_spans = seed(store, args.seed_runs)
         out.append(f"# seed: {args.seed_runs} simulated demo runs = {seed_spans:,} spans, replicated in SQL")
         print(out[-1], flush=True)
-        base = 0
-        for size in sorted(args.sizes):
-            base = grow(store, size, seed_spans, base)
+        for label in grown(store, seed_spans, args.sizes):
             if not args.build_only:
-                measure(store, f"{size / 1e6:g}M", out)
+                measure(store, label, out)
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

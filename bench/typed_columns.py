@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import record
-from detection import grow, seed
+from detection import grown, seed
 
 from handoffs.detectors.normalise import SPANS
 from handoffs.store import Store, open_store, schema
@@ -135,10 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(out), flush=True)
     try:
         seed_spans = seed(store, args.seed_runs)
-        base = 0
-        for size in sorted(args.sizes):
-            base = grow(store, size, seed_spans, base)
-            measure(store, f"{size / 1e6:g}M", args.rounds, out)
+        for label in grown(store, seed_spans, args.sizes):
+            measure(store, label, args.rounds, out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_write:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from handoffs import conventions as c
 from handoffs.store import Store, schema
 from handoffs.store import among as in_list  # "among" names this module's parameter
 
 from . import cascade
 from .findings import TraceFindings, load
-from .pipeline import CHUNK_TRACES, TRACE_META_SQL, detect_pending, message_logs, to_messages
+from .pipeline import CHUNK_TRACES, detect_pending, message_logs, to_messages
 
 # Confidence of a structural root cause: an error's root is near certain; a finding's step
 # is where the failure shows, which may be after where it began.
@@ -29,6 +30,22 @@ ERROR_ROOT_CONFIDENCE = 0.9
 FINDING_DISCOUNT = 0.8
 
 Progress = Callable[[int, int], None]
+
+# Per trace: its run, source and project, and its message and untyped spans, read from the
+# attribute maps (attribution builds no normalised shape; detection reads these from its scratch).
+TRACE_META_SQL = f"""
+SELECT TraceId AS trace_id,
+    anyIf(SpanAttributes['{c.RUN_ID}'], SpanAttributes['{c.RUN_ID}'] != '') AS run_id,
+    anyIf(ResourceAttributes['{c.RESOURCE_SOURCE_ID}'], ResourceAttributes['{c.RESOURCE_SOURCE_ID}'] != '')
+        AS source_id,
+    anyIf(ResourceAttributes['{c.RESOURCE_PROJECT}'], ResourceAttributes['{c.RESOURCE_PROJECT}'] != '')
+        AS project,
+    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages,
+    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '') AS untyped
+FROM {schema.SPAN_TABLE}
+WHERE TraceId IN {{traces:Array(String)}}
+GROUP BY TraceId
+"""
 
 
 def stored_traces(store: Store, among: Sequence[str] | None = None) -> list[str]:

@@ -39,8 +39,8 @@ from handoffs.conventions import DelegationStatus, SpanType, Verdict
 from handoffs.store import Store, among, schema
 
 from . import cascade
-from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch, prelude
-from .pipeline import CHUNK_TRACES, RANGE_TRACES, detect_pending
+from .normalise import Scratch, prelude
+from .pipeline import CHUNK_TRACES, chunks, detect_pending
 
 FIRST_STEPS = 5
 _INTERVENTIONS = "('" + "','".join(a.value for a in (Act.OVERWROTE, Act.MODIFIED, Act.REJECTED,
@@ -161,18 +161,11 @@ def _chunks(ids: Sequence[str], size: int = CHUNK_TRACES) -> list[list[str]]:
 
 
 def _scratches(store: Store, traces: Sequence[str], every: bool) -> Iterator[Scratch]:
-    """The normalised shape of ``traces``, a chunk at a time: every metric query of a chunk
-    reads it, so the attribute maps are read once per chunk, not once per query. ``every``:
-    the traces are all the stored ones, read by ranges of the span table's sort key."""
-    if every:
-        ids = sorted(traces)
-        for i in range(0, len(ids), RANGE_TRACES):
-            with Scratch(store, RANGE_FILTER, {"lo": ids[i], "hi": ids[min(i + RANGE_TRACES, len(ids)) - 1]}) as sc:
-                yield sc
-    else:
-        for chunk in _chunks(traces):
-            with Scratch(store, TRACE_FILTER, {"traces": chunk}) as sc:
-                yield sc
+    """The normalised shape of ``traces``, a chunk at a time (``pipeline.chunks``): every metric
+    query of a chunk reads it, so the attribute maps are read once per chunk, not once per query."""
+    for _, where, params in chunks(traces, every):
+        with Scratch(store, where, params) as scratch:
+            yield scratch
 
 
 def _rows(store: Store, scratch: Scratch, body: str) -> list[dict[str, Any]]:

@@ -34,20 +34,6 @@ OFFLOAD_SPANS = 5000
 
 Progress = Callable[[int, int], None]  # (traces done, traces total)
 
-TRACE_META_SQL = f"""
-SELECT TraceId AS trace_id,
-    anyIf(SpanAttributes['{c.RUN_ID}'], SpanAttributes['{c.RUN_ID}'] != '') AS run_id,
-    anyIf(ResourceAttributes['{c.RESOURCE_SOURCE_ID}'], ResourceAttributes['{c.RESOURCE_SOURCE_ID}'] != '')
-        AS source_id,
-    anyIf(ResourceAttributes['{c.RESOURCE_PROJECT}'], ResourceAttributes['{c.RESOURCE_PROJECT}'] != '')
-        AS project,
-    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages,
-    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '') AS untyped
-FROM {schema.SPAN_TABLE}
-WHERE TraceId IN {{traces:Array(String)}}
-GROUP BY TraceId
-"""
-
 _MESSAGES_SQL = f"""
 SELECT TraceId AS trace_id, toInt32OrDefault(SpanAttributes['{c.STEP}'], toInt32(-1)) AS step,
     SpanAttributes['{c.GEN_AI_AGENT_NAME}'] AS agent, SpanAttributes['{c.MESSAGE_ROLE}'] AS role,
@@ -171,6 +157,23 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
     return out
 
 
+def chunks(ids: Sequence[str], every: bool) -> Iterator[tuple[list[str], str, dict[str, Any]]]:
+    """``ids`` a chunk at a time, with the ``Scratch`` filter and parameters that read it.
+
+    ``every``: the ids are every stored trace, so a chunk is a range of the span table's sort
+    key (``RANGE_TRACES`` ids, read through its primary index); else a list of ``CHUNK_TRACES``.
+    """
+    if every:
+        ordered = sorted(ids)
+        for i in range(0, len(ordered), RANGE_TRACES):
+            chunk = ordered[i:i + RANGE_TRACES]
+            yield chunk, RANGE_FILTER, {"lo": chunk[0], "hi": chunk[-1]}
+    else:
+        for i in range(0, len(ids), CHUNK_TRACES):
+            chunk = list(ids[i:i + CHUNK_TRACES])
+            yield chunk, TRACE_FILTER, {"traces": chunk}
+
+
 def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
                    progress: Progress | None = None) -> list[TraceFindings]:
     """Judge the traces that need it, store their findings; return the freshly judged traces.
@@ -184,18 +187,16 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
     with _stage("traces to judge"):
         ids, counts, seen, total = pending(store, ver, trace_ids, incremental, since)
     every = trace_ids is None and bool(ids) and len(ids) == total
-    size = RANGE_TRACES if every else CHUNK_TRACES
     done: list[TraceFindings] = []
     if progress:
         progress(0, len(ids))
     with ExitStack() as held:
         # One chunk's graph is small work: a worker process is worth starting for many chunks.
         worker = held.enter_context(GraphWorker()) if len(ids) > CHUNK_TRACES else None
-        for i in range(0, len(ids), size):
-            chunk = ids[i:i + size]
+        for chunk, _, params in chunks(ids, every):
             if every:
-                judged = [tf for tf in judge(store, ver=ver, trace_range=(chunk[0], chunk[-1]), worker=worker)
-                          if tf.trace_id in counts]
+                judged = [tf for tf in judge(store, ver=ver, trace_range=(params["lo"], params["hi"]),
+                                             worker=worker) if tf.trace_id in counts]
             else:
                 judged = judge(store, chunk, ver, worker=worker)
             with _stage("findings stored"):

@@ -83,11 +83,12 @@ def _judge(console: Console, store: Store,
            runs: list[DemoRun]) -> tuple[dict[str, list[Any]], dict[str, dict[str, float]]]:
     """Findings per trace and run-scope metrics per run, from the detectors."""
     from handoffs.detectors import detect
-    from handoffs.detectors.metrics import compute_metrics
+    from handoffs.detectors import metrics as seed_metrics
 
     with console.status("detecting"):
         judged = detect(store, [r.trace_id for r in runs])
-        rows = compute_metrics(store, [r.run_id for r in runs])
+        seed_metrics.compute_metrics(store, [r.run_id for r in runs])
+        rows = seed_metrics.load(store, [r.run_id for r in runs])
     findings = {tf.trace_id: tf.findings for tf in judged}
     metrics: dict[str, dict[str, float]] = defaultdict(dict)
     for row in rows:

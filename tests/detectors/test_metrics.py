@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handoffs import sdk
 from handoffs import taxonomy as t
-from handoffs.detectors.metrics import compute_metrics
+from handoffs.detectors.metrics import compute_metrics, load
 from handoffs.store import Store
 
 
@@ -46,7 +46,8 @@ def test_seed_metrics(store: Store, traced) -> None:
     with traced():
         a = _team(overwrite=True, rewrite_fails=True)
         b = _team(overwrite=False, rewrite_fails=False)
-    rows = compute_metrics(store)
+    stored = compute_metrics(store)
+    rows = load(store)
     assert _by(rows, a, "run", a, t.OVERWRITE_RATE)["value"] == 0.5
     assert _by(rows, b, "run", b, t.OVERWRITE_RATE)["value"] == 0.0
     assert _by(rows, a, "pair", "sup->coder", t.OVERWRITE_RATE)["value"] == 1.0
@@ -60,9 +61,9 @@ def test_seed_metrics(store: Store, traced) -> None:
     assert abs(_by(rows, a, "run", a, t.COORDINATION_OVERHEAD)["value"] - 200 / 600) < 1e-9
     assert _by(rows, a, "run", a, t.failure_rate_metric(t.OVERWRITE))["value"] == 1
     assert _by(rows, b, "run", b, t.failure_rate_metric(t.OVERWRITE))["value"] == 0
-    stored = store.scalar("SELECT count() FROM handoffs_metrics FINAL")
-    compute_metrics(store)
-    assert store.scalar("SELECT count() FROM handoffs_metrics FINAL") == stored == len(rows)
+    assert stored == len(rows) == store.scalar("SELECT count() FROM handoffs_metrics FINAL")
+    assert compute_metrics(store) == stored  # computed again: replaced, not added
+    assert store.scalar("SELECT count() FROM handoffs_metrics FINAL") == stored
 
 
 def test_error_amplification(store: Store, traced) -> None:
@@ -82,8 +83,69 @@ def test_error_amplification(store: Store, traced) -> None:
                             worse.error("nonsense input")
                         d2.output("?", tokens=1, unit_complete=True)
             run.terminate("done", success_claimed=True, agent="sup")
-    rows = compute_metrics(store)
+    compute_metrics(store)
+    rows = load(store, [run.run_id])
     amp = _by(rows, run.run_id, "run", run.run_id, t.ERROR_AMPLIFICATION)
     assert (amp["numerator"], amp["denominator"]) == (2, 1)
     casc = _by(rows, run.run_id, "run", run.run_id, t.failure_rate_metric(t.ERROR_CASCADE))
     assert casc["value"] == 1
+
+
+
+def _untokened_team(run_id: str | None = None) -> str:
+    """One delegation, three tool calls and a check, with no token counts anywhere."""
+    with sdk.run("no-tokens", run_id=run_id) as run:
+        with sdk.agent("sup", role="supervisor") as sup:
+            with sup.delegate("w", task="t") as d:
+                with sdk.agent("w") as w:
+                    for i in range(3):
+                        with w.tool("search", {"q": i}):
+                            pass
+                    out = d.output("found", unit_complete=True)
+                d.decision("accepted", output=out)
+            with sup.verify("lint", target=out) as v:
+                v.verdict("pass")
+        run.terminate("done", success_claimed=True, agent="sup")
+    return run.run_id
+
+
+def test_coordination_overhead_without_tokens_counts_spans(store: Store, traced) -> None:
+    """No token counts anywhere in the run: delegation and verification spans / tool and LLM spans."""
+    with traced():
+        run = _untokened_team()
+    compute_metrics(store, [run])
+    over = _by(load(store, [run]), run, "run", run, t.COORDINATION_OVERHEAD)
+    assert (over["numerator"], over["denominator"]) == (2, 3)
+
+
+def _sums(rows: list[dict]) -> list[tuple]:
+    return sorted((r["run_id"], r["scope"], r["subject"], r["metric"], r["numerator"], r["denominator"])
+                  for r in rows)
+
+
+def test_a_run_over_many_traces_and_chunks(store: Store, traced, monkeypatch) -> None:
+    """A run whose traces are judged in different chunks sums to what one chunk gives; its
+    coordination overhead counts tokens, since one of its traces has them."""
+    from handoffs.detectors import pipeline
+
+    with traced():
+        runs = [_team(overwrite=i % 2 == 0, rewrite_fails=i % 3 == 0) for i in range(3)]
+        shared = _untokened_team(run_id="shared-run")
+        with sdk.run("tokens", run_id=shared) as run:  # a second trace of the same run
+            with sdk.agent("sup", role="supervisor") as sup:
+                with sup.llm(input_tokens=30, output_tokens=10):
+                    pass
+                with sup.delegate("w", task="u") as d:
+                    with sdk.agent("w") as w:
+                        with w.llm(input_tokens=60, output_tokens=20):
+                            pass
+                        d.output("done", tokens=20, unit_complete=True)
+            run.terminate("done", success_claimed=True, agent="sup")
+    compute_metrics(store)
+    whole = _sums(load(store))
+    over = _by(load(store, [shared]), shared, "run", shared, t.COORDINATION_OVERHEAD)
+    assert (over["numerator"], over["denominator"]) == (40, 80)
+    monkeypatch.setattr(pipeline, "RANGE_TRACES", 1)
+    assert compute_metrics(store) == len(whole)
+    assert _sums(load(store)) == whole
+    assert {r["run_id"] for r in load(store, runs[:2])} == set(runs[:2])

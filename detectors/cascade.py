@@ -306,10 +306,18 @@ def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
     return analyse_table(nodes_table(store, trace_ids, scratch))
 
 
-def table_findings(table: pa.Table) -> list[dict[str, Any]]:
-    """Error-cascade findings of every trace in a ``nodes_table``: plain Python on plain data,
-    so the detection pipeline can run it in a worker process beside the engine's queries."""
-    return [row for result in analyse_table(table).values() for row in findings_rows(result)]
+# Per trace: (own errors, root errors), the two counts of error amplification. Detection stores
+# them with each judged trace, so the metrics never build the graph again.
+Amplification = dict[str, tuple[int, int]]
+
+
+def table_results(table: pa.Table) -> tuple[list[dict[str, Any]], Amplification]:
+    """Error-cascade findings and amplification of every trace in a ``nodes_table``: plain
+    Python on plain data, so the detection pipeline can run it in a worker process beside the
+    engine's queries."""
+    results = analyse_table(table)
+    return ([row for result in results.values() for row in findings_rows(result)],
+            {tid: (result.own_errors, result.roots) for tid, result in results.items()})
 
 
 def findings_rows(result: TraceCascades) -> list[dict[str, Any]]:

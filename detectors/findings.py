@@ -75,6 +75,10 @@ class TraceFindings:
     source_id: str = ""
     project: str = ""
     findings: list[Finding] = field(default_factory=list)
+    # The error cascade graph's counts (error amplification = own / root errors), kept with the
+    # trace's detected mark for the metrics.
+    own_errors: int = 0
+    root_errors: int = 0
 
     def codes(self) -> set[str]:
         return {f.code for f in self.findings}
@@ -126,6 +130,8 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
             "trace_id": pa.array([tf.trace_id for tf in traces], pa.string()),
             "detector_version": pa.array([version] * len(traces), pa.string()),
             "span_count": pa.array([span_counts.get(tf.trace_id, 0) for tf in traces], pa.uint64()),
+            "own_errors": pa.array([tf.own_errors for tf in traces], pa.uint32()),
+            "root_errors": pa.array([tf.root_errors for tf in traces], pa.uint32()),
         }))
 
 

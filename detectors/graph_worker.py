@@ -82,8 +82,8 @@ class GraphWorker:
             except OSError as exc:
                 self._lost(exc)
 
-    def result(self) -> list[dict[str, Any]]:
-        """The findings rows of the table last submitted (``cascade.table_findings``)."""
+    def result(self) -> tuple[list[dict[str, Any]], cascade.Amplification]:
+        """Findings rows and amplification of the table last submitted (``cascade.table_results``)."""
         nodes, self._pending = self._pending, None
         if nodes is None:
             raise RuntimeError("result() called with nothing submitted")
@@ -91,12 +91,12 @@ class GraphWorker:
             try:
                 body = _receive(self._child.stdout)  # type: ignore[arg-type]
                 if body is not None:
-                    rows: list[dict[str, Any]] = pickle.loads(body)
-                    return rows
+                    results: tuple[list[dict[str, Any]], cascade.Amplification] = pickle.loads(body)
+                    return results
                 self._lost(EOFError("the worker closed its output"))
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 self._lost(exc)
-        return cascade.table_findings(nodes)
+        return cascade.table_results(nodes)
 
     def _lost(self, exc: BaseException) -> None:
         log.warning("the cascade graph's worker process stopped (%s); building graphs in this one", exc)
@@ -124,5 +124,5 @@ def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (body := _receive(stdin)) is not None:
         table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
-        _send(stdout, pickle.dumps(cascade.table_findings(table), protocol=pickle.HIGHEST_PROTOCOL))
+        _send(stdout, pickle.dumps(cascade.table_results(table), protocol=pickle.HIGHEST_PROTOCOL))
 

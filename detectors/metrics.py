@@ -7,7 +7,7 @@
 ClickHouse reduces each trace to one row per delegation, per verification and per agent
 (``_DELEGATIONS``, ``_VERIFICATIONS``, ``_AGENTS``) and sums them into scopes, in the engine:
 ``run`` (subject = run id), ``agent`` (an agent's name) and ``pair`` (``"delegator->delegate"``).
-Only the error cascade graph is Python. (Summing 1.4M cells of a 1M-span store in Python took
+Error amplification comes from the counts detection kept with each judged trace. (Summing 1.4M cells of a 1M-span store in Python took
 longer than the queries; the engine does it in under a second.)
 Definitions (DESIGN.md), with the choices the seeds leave open:
 
@@ -20,7 +20,8 @@ Definitions (DESIGN.md), with the choices the seeds leave open:
 - rewrite_bug_rate, original_bug_rate: failed / all verifications of the delegator's rewrites
   (a check of a decision's result hash, or of a delegation after it was rewritten) and of the
   delegates' originals (a check of an output, or of a delegation not rewritten yet).
-- error_amplification: own errors per root error along the data flow (``cascade``).
+- error_amplification: own errors per root error along the data flow (``cascade``), as counted
+  by detection.
 - coordination_overhead: tokens of coordinating agents (those that delegate) / tokens of the
   others; without token counts, delegation and verification spans / tool and LLM spans.
 - failure_rate:<code>: findings of the mode in the run (every code, zeros included); agent and
@@ -30,12 +31,9 @@ Definitions (DESIGN.md), with the choices the seeds leave open:
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-
-import pyarrow as pa
 
 from handoffs import conventions as c
 from handoffs import taxonomy as t
@@ -43,9 +41,8 @@ from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, SpanType, Verdict
 from handoffs.store import Store, among, schema
 
-from . import cascade
 from .normalise import Scratch, prelude
-from .pipeline import chunks, detect_pending
+from .pipeline import chunks, detect_pending, version
 
 FIRST_STEPS = 5
 _INTERVENTIONS = "('" + "','".join(a.value for a in (Act.OVERWROTE, Act.MODIFIED, Act.REJECTED,
@@ -146,6 +143,14 @@ cells AS (
 found AS (
     SELECT trace_id, code, agent, span_id FROM {schema.FINDINGS_TABLE} FINAL
     WHERE trace_id IN (SELECT trace_id FROM tr)
+),
+-- error amplification: the cascade graph's counts, kept by detection with each judged trace
+amp AS (
+    SELECT tr.rid AS run_id, sum(d.own_errors) AS own, sum(d.root_errors) AS roots
+    FROM (SELECT trace_id, own_errors, root_errors FROM {schema.DETECTED_TABLE} FINAL
+          WHERE detector_version = {{version:String}} AND trace_id IN (SELECT trace_id FROM tr)) AS d
+    INNER JOIN tr ON tr.trace_id = d.trace_id
+    GROUP BY tr.rid HAVING roots > 0
 )
 SELECT run_id, anyIf(project, project != '') AS project, scope, subject, metric,
     sum(num) AS num, sum(den) AS den, sum(alt_num) AS alt_num, sum(alt_den) AS alt_den
@@ -161,11 +166,15 @@ FROM (
         toFloat64(sum(coord_spans)), toFloat64(sum(work_spans))
     FROM ag GROUP BY run_id
     UNION ALL
-    -- every mode's failure rate, zeros included (a run's denominator is set once, in the
-    -- totals, as a run can span chunks), then one count per finding
-    SELECT rid, project, '{t.SCOPE_RUN}', rid, arrayJoin({{failure_rates:Array(String)}}), 0.0, 0.0, 0.0, 0.0
-    FROM (SELECT rid, anyIf(project, project != '') AS project FROM tr GROUP BY rid)
+    SELECT run_id, '', '{t.SCOPE_RUN}', run_id, '{t.ERROR_AMPLIFICATION}', toFloat64(own), toFloat64(roots),
+        0.0, 0.0
+    FROM amp
     UNION ALL
+    -- each run once, with no metric: its project, and the zero failure rates of the totals
+    SELECT rid, anyIf(project, project != ''), '{t.SCOPE_RUN}', rid, '', 0.0, 0.0, 0.0, 0.0
+    FROM tr GROUP BY rid
+    UNION ALL
+    -- one count per finding
     SELECT tr.rid, '', cell.1, cell.2, concat('{t.FAILURE_RATE_PREFIX}', f.code), 1.0, cell.3, 0.0, 0.0
     FROM found AS f
     INNER JOIN tr ON tr.trace_id = f.trace_id
@@ -178,7 +187,8 @@ GROUP BY run_id, scope, subject, metric
 """
 
 # The sums: failure rates are counts (per run, or per finding of an agent or pair); the rest a
-# ratio, with no row where nothing was counted.
+# ratio, with no row where nothing was counted. Then every mode a run has no finding of, at 0:
+# added to the totals, not to every chunk's contributions, where they were half the rows.
 _TOTALS = f"""
 SELECT p.project AS project, m.run_id AS run_id, m.scope AS scope, m.subject AS subject,
     m.metric AS metric, m.value AS value, m.numerator AS numerator, m.denominator AS denominator
@@ -189,12 +199,20 @@ FROM (
         if(by_spans, sum(alt_num), n) AS numerator,
         multiIf(by_spans, sum(alt_den), count_only AND scope = '{t.SCOPE_RUN}', 1.0, d) AS denominator,
         if(count_only, numerator, numerator / denominator) AS value
-    FROM {{contributions}}
+    FROM {{contributions}} WHERE metric != ''
     GROUP BY run_id, scope, subject, metric
     HAVING count_only OR denominator != 0
 ) AS m
 INNER JOIN (SELECT run_id, anyIf(project, project != '') AS project FROM {{contributions}}
-            GROUP BY run_id) AS p ON p.run_id = m.run_id
+            WHERE metric = '' GROUP BY run_id) AS p ON p.run_id = m.run_id
+"""
+
+_ZERO_RATES = f"""
+SELECT project, run_id, '{t.SCOPE_RUN}', run_id, rate, 0.0, 0.0, 1.0
+FROM (SELECT run_id, anyIf(project, project != '') AS project,
+          arrayJoin({{{{failure_rates:Array(String)}}}}) AS rate
+      FROM {{contributions}} WHERE metric = '' GROUP BY run_id)
+WHERE (run_id, rate) NOT IN (SELECT run_id, metric FROM {{totals}} WHERE scope = '{t.SCOPE_RUN}')
 """
 
 _METRIC_COLUMNS = "project, run_id, scope, subject, metric, value, numerator, denominator"
@@ -238,23 +256,6 @@ def _scratch_tables(store: Store, count: int) -> Iterator[list[str]]:
             store.command(f"DROP TABLE IF EXISTS {name}")
 
 
-def _amplification(store: Store, scratch: Scratch, into: str) -> None:
-    """Error amplification contributions of a chunk: own errors and root errors per run."""
-    run_of = {r["trace_id"]: r["rid"] for r in store.query(_over(scratch, "SELECT trace_id, rid FROM tr"))}
-    amp: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for tid, result in cascade.analyse_traces(store, None, scratch).items():
-        cell = amp[run_of.get(tid, tid)]
-        cell[0] += result.own_errors
-        cell[1] += result.roots
-    runs = [run for run, (_, roots) in amp.items() if roots]
-    if runs:
-        store.insert(into, pa.table({
-            "run_id": runs, "project": [""] * len(runs), "scope": [t.SCOPE_RUN] * len(runs),
-            "subject": runs, "metric": [t.ERROR_AMPLIFICATION] * len(runs),
-            "num": [float(amp[r][0]) for r in runs], "den": [float(amp[r][1]) for r in runs],
-            "alt_num": [0.0] * len(runs), "alt_den": [0.0] * len(runs)}))
-
-
 def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> int:
     """Compute every metric for ``run_ids`` (all runs when None) and store them in place of
     their old rows; return how many rows were stored (``load`` reads them).
@@ -269,11 +270,13 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> int:
         store.command(f"CREATE TABLE {parts} ({_CONTRIBUTION_COLUMNS}) ENGINE = Memory")
         for scratch in _scratches(store, traces, every=run_ids is None):
             store.command(f"INSERT INTO {parts} " + _over(scratch, _CHUNK_CONTRIBUTIONS, views=True),
-                          {"failure_rates": rates})
-            _amplification(store, scratch, parts)
+                          {"version": version()})
         store.command(f"CREATE TABLE {totals} ENGINE = Memory AS " + _TOTALS.format(contributions=parts))
+        store.command(f"INSERT INTO {totals} " + _ZERO_RATES.format(contributions=parts, totals=totals),
+                      {"failure_rates": rates})
         stored = int(store.scalar(f"SELECT count() FROM {totals}"))
-        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN (SELECT DISTINCT run_id FROM {parts})")
+        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN "
+                      f"(SELECT DISTINCT run_id FROM {parts} WHERE metric = '')")
         # One row per key already: the engine's in-block collapse would only cost time (2.5x).
         store.command(f"INSERT INTO {schema.METRICS_TABLE} ({_METRIC_COLUMNS}) "
                       f"SELECT {_METRIC_COLUMNS} FROM {totals} SETTINGS optimize_on_insert = 0")

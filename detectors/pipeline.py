@@ -142,7 +142,8 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
             for row in store.query_arrow(structural.statement(scratch)).to_pylist():
                 add(row["code"], structural.BY_CODE[row["code"]].name, row)
         with _stage("cascade graph"):
-            for row in worker.result() if offloaded else cascade.table_findings(nodes):
+            rows, amplification = worker.result() if offloaded else cascade.table_results(nodes)
+            for row in rows:
                 add(row["code"], structural.BY_CODE[row["code"]].name, row)
     logs = [t for t, m in metas.items() if m["messages"] > 0]
     if logs:
@@ -152,8 +153,9 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
     out = []
     for tid in (trace_ids if trace_range is None else sorted(metas)):
         meta = metas.get(tid, {})
+        own, roots = amplification.get(tid, (0, 0))
         out.append(TraceFindings(tid, meta.get("run_id", ""), meta.get("source_id", ""),
-                                 meta.get("project", ""), dedupe(found.get(tid, []))))
+                                 meta.get("project", ""), dedupe(found.get(tid, [])), own, roots))
     return out
 
 

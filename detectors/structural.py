@@ -20,7 +20,8 @@ from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdic
 
 from .normalise import Scratch, prelude
 
-VERSION = "1"
+# 2: judged traces keep their error amplification counts (stores judged by 1 lack them).
+VERSION = "2"
 
 ACCEPTED = f"'{Act.ACCEPTED.value}'"
 OVERWROTE = f"'{Act.OVERWROTE.value}'"

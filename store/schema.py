@@ -255,13 +255,19 @@ METRICS = Table(
     version_column="computed_at",
 )
 
+# What detection counted in a judged trace's error cascade graph: the metrics' error
+# amplification (own / root errors) reads them instead of building the graph again.
+AMPLIFICATION_COLUMNS = ("own_errors UInt32 DEFAULT 0", "root_errors UInt32 DEFAULT 0")
+
 DETECTED = Table(
     name=DETECTED_TABLE,
-    columns="""
+    columns=f"""
     project LowCardinality(String),
     trace_id String,
     detector_version LowCardinality(String),
     span_count UInt64,
+    {AMPLIFICATION_COLUMNS[0]},
+    {AMPLIFICATION_COLUMNS[1]},
     detected_at DateTime64(3) DEFAULT now64(3)""",
     order_by="(project, trace_id, detector_version)",
     version_column="detected_at",
@@ -361,6 +367,8 @@ def migrations(cluster: str | None = None, cloud: bool = False,
         Migration(7, "gate reads pruned: runs newest first by commit and by branch (projections), "
                   "runs by tag and trace, findings by run id, gate results by commit (bloom filters)",
                   gate_read_statements(cluster, cloud)),
+        Migration(8, "error amplification counted once, by detection, and kept with each judged trace",
+                  amplification_statements(cluster, cloud)),
     ]
 
 
@@ -412,6 +420,13 @@ def value_index_statements(cluster: str | None = None, cloud: bool = False) -> t
     on_cluster = _on_cluster(cluster)
     return tuple(f"ALTER TABLE {table}{on_cluster} ADD INDEX IF NOT EXISTS {index}"
                  for index in SPAN_VALUE_INDEXES)
+
+
+def amplification_statements(cluster: str | None = None, cloud: bool = False) -> tuple[str, ...]:
+    """ALTER adding the amplification counts to a detected-traces table created before them."""
+    table = DETECTED.storage_name(check_cluster_name(cluster), cloud)
+    columns = ", ".join(f"ADD COLUMN IF NOT EXISTS {col}" for col in AMPLIFICATION_COLUMNS)
+    return (f"ALTER TABLE {table}{_on_cluster(cluster)} {columns}",)
 
 
 # A replayed batch carries the token of its first attempt; the last N tokens per table are

@@ -105,6 +105,20 @@ def test_retention_defaults_then_changes_on_an_existing_store(store: Store) -> N
     assert store.span_ttl_days() == 7
 
 
+def test_detected_traces_made_before_amplification_gain_its_columns(store: Store) -> None:
+    """Migration 8 on a table of judged traces written before it: columns added, rows kept."""
+    table = schema.DETECTED_TABLE
+    store.command(f"ALTER TABLE {table} DROP COLUMN own_errors, DROP COLUMN root_errors")
+    store.command(f"INSERT INTO {table} (project, trace_id, detector_version, span_count) "
+                  "VALUES ('p', 't1', 'structural-1', 12)")
+    for statement in schema.amplification_statements():
+        store.command(statement)
+    assert store.query(f"SELECT trace_id, span_count, own_errors, root_errors FROM {table}") == [
+        {"trace_id": "t1", "span_count": 12, "own_errors": 0, "root_errors": 0}]
+    for statement in schema.amplification_statements():  # idempotent, as every migration
+        store.command(statement)
+
+
 def test_expired_spans_are_deleted_and_recent_ones_kept(store: Store) -> None:
     store.migrate(ttl_days=10)
     now = time.time_ns()

@@ -128,14 +128,15 @@ dl AS ({_DELEGATIONS}),
 vf AS ({_VERIFICATIONS}),
 ag AS ({_AGENTS}),
 cells AS (
-    SELECT run_id, project, delegator AS agent, concat(delegator, '->', delegate) AS pair,
-        '{t.OVERWRITE_RATE}' AS metric, toFloat64(early_overwrite) AS num, 1.0 AS den FROM dl
-    UNION ALL
-    SELECT run_id, project, delegate, concat(delegator, '->', delegate), '{t.AUTONOMOUS_COMPLETION_RATE}',
-        toFloat64(completed AND NOT intervened), 1.0 FROM dl
-    UNION ALL
-    SELECT run_id, project, delegate, concat(delegator, '->', delegate), '{t.TOKENS_BEFORE_INTERRUPTION}',
-        toFloat64(tokens_before), 1.0 FROM dl WHERE intervened
+    -- each delegation once (a view is computed again wherever it is read): overwrite rate by
+    -- the delegator; autonomous completion, and tokens before an intervention, by the delegate
+    SELECT run_id, project, m.1 AS agent, concat(delegator, '->', delegate) AS pair, m.2 AS metric,
+        m.3 AS num, 1.0 AS den
+    FROM dl
+    ARRAY JOIN arrayFilter(x -> x.4, [
+        (delegator, '{t.OVERWRITE_RATE}', toFloat64(early_overwrite), true),
+        (delegate, '{t.AUTONOMOUS_COMPLETION_RATE}', toFloat64(completed AND NOT intervened), true),
+        (delegate, '{t.TOKENS_BEFORE_INTERRUPTION}', toFloat64(tokens_before), intervened)]) AS m
     UNION ALL
     SELECT run_id, '', if(rewrite, delegator, delegate), concat(delegator, '->', delegate),
         if(rewrite, '{t.REWRITE_BUG_RATE}', '{t.ORIGINAL_BUG_RATE}'), toFloat64(bad), 1.0 FROM vf
@@ -178,7 +179,7 @@ FROM (
     SELECT tr.rid, '', cell.1, cell.2, concat('{t.FAILURE_RATE_PREFIX}', f.code), 1.0, cell.3, 0.0, 0.0
     FROM found AS f
     INNER JOIN tr ON tr.trace_id = f.trace_id
-    LEFT JOIN (SELECT DISTINCT trace_id, span_id, concat(delegator, '->', delegate) AS pair FROM dl) AS pr
+    LEFT JOIN (SELECT DISTINCT trace_id, span_id, concat(delegator, '->', delegate) AS pair FROM e) AS pr
         ON pr.trace_id = f.trace_id AND pr.span_id = f.span_id
     ARRAY JOIN arrayFilter(x -> x.2 != '', [('{t.SCOPE_RUN}', tr.rid, 0.0), ('{t.SCOPE_AGENT}', f.agent, 1.0),
                                            ('{t.SCOPE_PAIR}', pr.pair, 1.0)]) AS cell

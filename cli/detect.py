@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import click
@@ -76,13 +76,21 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bool, metrics: bool) -> None:
     """Find failure modes in stored traces: one result per trace, with its findings."""
     from handoffs.detectors import detect as run_detect
-    from handoffs.detectors.metrics import compute_metrics
+    from handoffs.detectors.metrics import MetricSums, compute_metrics
 
     store = open_store(store_url)
-    with _progress("detecting") as progress:
-        results = run_detect(store, list(trace_ids) or None, incremental=not full, progress=progress)
+    # A full pass judges every trace: it gathers the metrics from the shape it reads anyway,
+    # instead of reading every trace again afterwards.
+    together = metrics and full and not trace_ids
+    with ExitStack() as held:
+        sums = held.enter_context(MetricSums(store)) if together else None
+        with _progress("detecting") as progress:
+            results = run_detect(store, list(trace_ids) or None, incremental=not full, progress=progress,
+                                 on_shape=sums.add if sums else None)
+        if sums is not None:
+            sums.write()
     _check_found(trace_ids, {tf.trace_id for tf in results})
-    if metrics and results:
+    if metrics and results and not together:
         runs = sorted({tf.run_id or tf.trace_id for tf in results})
         compute_metrics(store, runs if trace_ids else None)
     if fmt == "jsonl":

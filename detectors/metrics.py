@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from handoffs import conventions as c
@@ -140,18 +139,6 @@ cells AS (
     UNION ALL
     SELECT run_id, '', if(rewrite, delegator, delegate), concat(delegator, '->', delegate),
         if(rewrite, '{t.REWRITE_BUG_RATE}', '{t.ORIGINAL_BUG_RATE}'), toFloat64(bad), 1.0 FROM vf
-),
-found AS (
-    SELECT trace_id, code, agent, span_id FROM {schema.FINDINGS_TABLE} FINAL
-    WHERE trace_id IN (SELECT trace_id FROM tr)
-),
--- error amplification: the cascade graph's counts, kept by detection with each judged trace
-amp AS (
-    SELECT tr.rid AS run_id, sum(d.own_errors) AS own, sum(d.root_errors) AS roots
-    FROM (SELECT trace_id, own_errors, root_errors FROM {schema.DETECTED_TABLE} FINAL
-          WHERE detector_version = {{version:String}} AND trace_id IN (SELECT trace_id FROM tr)) AS d
-    INNER JOIN tr ON tr.trace_id = d.trace_id
-    GROUP BY tr.rid HAVING roots > 0
 )
 SELECT run_id, anyIf(project, project != '') AS project, scope, subject, metric,
     sum(num) AS num, sum(den) AS den, sum(alt_num) AS alt_num, sum(alt_den) AS alt_den
@@ -167,24 +154,36 @@ FROM (
         toFloat64(sum(coord_spans)), toFloat64(sum(work_spans))
     FROM ag GROUP BY run_id
     UNION ALL
-    SELECT run_id, '', '{t.SCOPE_RUN}', run_id, '{t.ERROR_AMPLIFICATION}', toFloat64(own), toFloat64(roots),
-        0.0, 0.0
-    FROM amp
-    UNION ALL
     -- each run once, with no metric: its project, and the zero failure rates of the totals
     SELECT rid, anyIf(project, project != ''), '{t.SCOPE_RUN}', rid, '', 0.0, 0.0, 0.0, 0.0
     FROM tr GROUP BY rid
-    UNION ALL
-    -- one count per finding
-    SELECT tr.rid, '', cell.1, cell.2, concat('{t.FAILURE_RATE_PREFIX}', f.code), 1.0, cell.3, 0.0, 0.0
-    FROM found AS f
-    INNER JOIN tr ON tr.trace_id = f.trace_id
-    LEFT JOIN (SELECT DISTINCT trace_id, span_id, concat(delegator, '->', delegate) AS pair FROM e) AS pr
-        ON pr.trace_id = f.trace_id AND pr.span_id = f.span_id
-    ARRAY JOIN arrayFilter(x -> x.2 != '', [('{t.SCOPE_RUN}', tr.rid, 0.0), ('{t.SCOPE_AGENT}', f.agent, 1.0),
-                                           ('{t.SCOPE_PAIR}', pr.pair, 1.0)]) AS cell
 )
 GROUP BY run_id, scope, subject, metric
+"""
+
+# What a chunk's shape says about its traces, for the contributions read from our tables later:
+# the run of each trace, and the agent pair of each delegation span.
+_TRACE_RUNS = "SELECT trace_id, rid AS run_id FROM tr"
+_SPAN_PAIRS = "SELECT trace_id, span_id, concat(delegator, '->', delegate) AS pair FROM e"
+
+# Contributions from what detection stored, for every trace seen, once all are judged: a count
+# per finding (failure rates), and the cascade graph's counts kept with each judged trace
+# (error amplification).
+_STORED_CONTRIBUTIONS = f"""
+SELECT tr.run_id, '', cell.1, cell.2, concat('{t.FAILURE_RATE_PREFIX}', f.code), 1.0, cell.3, 0.0, 0.0
+FROM (SELECT trace_id, code, agent, span_id FROM {schema.FINDINGS_TABLE} FINAL
+      WHERE trace_id IN (SELECT trace_id FROM {{traces}})) AS f
+INNER JOIN {{traces}} AS tr ON tr.trace_id = f.trace_id
+LEFT JOIN {{pairs}} AS pr ON pr.trace_id = f.trace_id AND pr.span_id = f.span_id
+ARRAY JOIN arrayFilter(x -> x.2 != '', [('{t.SCOPE_RUN}', tr.run_id, 0.0), ('{t.SCOPE_AGENT}', f.agent, 1.0),
+                                       ('{t.SCOPE_PAIR}', pr.pair, 1.0)]) AS cell
+UNION ALL
+SELECT tr.run_id, '', '{t.SCOPE_RUN}', tr.run_id, '{t.ERROR_AMPLIFICATION}', toFloat64(sum(d.own_errors)),
+    toFloat64(sum(d.root_errors)), 0.0, 0.0
+FROM (SELECT trace_id, own_errors, root_errors FROM {schema.DETECTED_TABLE} FINAL
+      WHERE detector_version = {{{{version:String}}}} AND trace_id IN (SELECT trace_id FROM {{traces}})) AS d
+INNER JOIN {{traces}} AS tr ON tr.trace_id = d.trace_id
+GROUP BY tr.run_id HAVING sum(d.root_errors) > 0
 """
 
 # The sums: failure rates are counts (per run, or per finding of an agent or pair); the rest a
@@ -244,17 +243,60 @@ def _over(scratch: Scratch, body: str, views: bool = False) -> str:
     return prelude(scratch, body) + ", " + body
 
 
-@contextmanager
-def _scratch_tables(store: Store, count: int) -> Iterator[list[str]]:
-    """``count`` unique table names in the store; whatever the caller created under them is
-    dropped on exit."""
-    tag = uuid.uuid4().hex[:12]
-    names = [f"handoffs_scratch_{tag}_{i}" for i in range(count)]
-    try:
-        yield names
-    finally:
-        for name in names:
-            store.command(f"DROP TABLE IF EXISTS {name}")
+class MetricSums:
+    """Every metric's contributions, gathered a chunk of traces at a time (``add``), then
+    totalled into ``handoffs_metrics`` (``write``), in scratch tables of the store.
+
+    ``add`` takes the normalised shape a detection pass already built, so a full pass can
+    gather the metrics without reading the traces again (``detect(..., on_shape=sums.add)``).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        tag = uuid.uuid4().hex[:12]
+        self.parts, self.traces, self.pairs, self.totals = (
+            f"handoffs_scratch_{tag}_{name}" for name in ("parts", "traces", "pairs", "totals"))
+
+    def __enter__(self) -> MetricSums:
+        try:
+            self.store.command(f"CREATE TABLE {self.parts} ({_CONTRIBUTION_COLUMNS}) ENGINE = Memory")
+            self.store.command(f"CREATE TABLE {self.traces} (trace_id String, run_id String) ENGINE = Memory")
+            self.store.command(f"CREATE TABLE {self.pairs} (trace_id String, span_id String, pair String) "
+                               "ENGINE = Memory")
+        except BaseException:
+            self._drop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._drop()
+
+    def add(self, scratch: Scratch) -> None:
+        """The contributions of one chunk's traces, from their normalised shape."""
+        self.store.command(f"INSERT INTO {self.parts} " + _over(scratch, _CHUNK_CONTRIBUTIONS, views=True))
+        self.store.command(f"INSERT INTO {self.traces} " + _over(scratch, _TRACE_RUNS))
+        self.store.command(f"INSERT INTO {self.pairs} " + prelude(scratch, _SPAN_PAIRS) + _SPAN_PAIRS)
+
+    def write(self) -> int:
+        """Total the contributions of every trace added (judged by now: failure rates count their
+        findings) into the metrics of their runs, in place of the old rows; return how many."""
+        tables = {"contributions": self.parts, "traces": self.traces, "pairs": self.pairs, "totals": self.totals}
+        self.store.command(f"INSERT INTO {self.parts} " + _STORED_CONTRIBUTIONS.format(**tables),
+                           {"version": version()})
+        self.store.command(f"CREATE TABLE {self.totals} ENGINE = Memory AS " + _TOTALS.format(**tables))
+        self.store.command(f"INSERT INTO {self.totals} " + _ZERO_RATES.format(**tables),
+                           {"failure_rates": [t.failure_rate_metric(mode.code) for mode in t.MODES]})
+        stored = int(self.store.scalar(f"SELECT count() FROM {self.totals}"))
+        self.store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN "
+                           f"(SELECT DISTINCT run_id FROM {self.traces})")
+        # One row per key already: the engine's in-block collapse would only cost time (2.5x).
+        self.store.command(f"INSERT INTO {schema.METRICS_TABLE} ({_METRIC_COLUMNS}) "
+                           f"SELECT {_METRIC_COLUMNS} FROM {self.totals} SETTINGS optimize_on_insert = 0")
+        return stored
+
+    def _drop(self) -> None:
+        for table in (self.parts, self.traces, self.pairs, self.totals):
+            self.store.command(f"DROP TABLE IF EXISTS {table}")
 
 
 def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> int:
@@ -266,22 +308,10 @@ def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> int:
     traces = _traces_of_runs(store, run_ids)
     # Every trace: the incremental pass, which reads only what arrived since the last one.
     detect_pending(store, None if run_ids is None else traces)
-    rates = [t.failure_rate_metric(mode.code) for mode in t.MODES]
-    with _scratch_tables(store, 2) as (parts, totals):
-        store.command(f"CREATE TABLE {parts} ({_CONTRIBUTION_COLUMNS}) ENGINE = Memory")
+    with MetricSums(store) as sums:
         for scratch in _scratches(store, traces, every=run_ids is None):
-            store.command(f"INSERT INTO {parts} " + _over(scratch, _CHUNK_CONTRIBUTIONS, views=True),
-                          {"version": version()})
-        store.command(f"CREATE TABLE {totals} ENGINE = Memory AS " + _TOTALS.format(contributions=parts))
-        store.command(f"INSERT INTO {totals} " + _ZERO_RATES.format(contributions=parts, totals=totals),
-                      {"failure_rates": rates})
-        stored = int(store.scalar(f"SELECT count() FROM {totals}"))
-        store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN "
-                      f"(SELECT DISTINCT run_id FROM {parts} WHERE metric = '')")
-        # One row per key already: the engine's in-block collapse would only cost time (2.5x).
-        store.command(f"INSERT INTO {schema.METRICS_TABLE} ({_METRIC_COLUMNS}) "
-                      f"SELECT {_METRIC_COLUMNS} FROM {totals} SETTINGS optimize_on_insert = 0")
-    return stored
+            sums.add(scratch)
+        return sums.write()
 
 
 def load(store: Store, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ VERSION = f"structural-{structural.VERSION}"
 OFFLOAD_SPANS = 5000
 
 Progress = Callable[[int, int], None]  # (traces done, traces total)
+ShapeHook = Callable[[Scratch], None]  # given each chunk's normalised shape (metrics gather from it)
 
 _MESSAGES_SQL = f"""
 SELECT TraceId AS trace_id, toInt32OrDefault(SpanAttributes['{c.STEP}'], toInt32(-1)) AS step,
@@ -96,10 +97,12 @@ def _text_findings(meta: dict[str, Any], rows: Sequence[dict[str, Any]], ver: st
 
 
 def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None = None,
-          trace_range: tuple[str, str] | None = None, worker: GraphWorker | None = None) -> list[TraceFindings]:
+          trace_range: tuple[str, str] | None = None, worker: GraphWorker | None = None,
+          on_shape: ShapeHook | None = None) -> list[TraceFindings]:
     """Run every detector on ``trace_ids`` (or on every trace id in ``trace_range``, both ends
     included) and return findings per trace; stores nothing. With a ``worker``, a large
-    chunk's cascade graph is built there while the structural statement runs here."""
+    chunk's cascade graph is built there while the structural statement runs here (and
+    ``on_shape``, given the chunk's normalised shape once the detectors have read it)."""
     ver = ver or version()
     if trace_range is not None:
         where, params = RANGE_FILTER, {"lo": trace_range[0], "hi": trace_range[1]}
@@ -141,6 +144,9 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
         with _stage("structural queries"):
             for row in store.query_arrow(structural.statement(scratch)).to_pylist():
                 add(row["code"], structural.BY_CODE[row["code"]].name, row)
+        if on_shape is not None:
+            with _stage("shape hook"):
+                on_shape(scratch)
         with _stage("cascade graph"):
             rows, amplification = worker.result() if offloaded else cascade.table_results(nodes)
             for row in rows:
@@ -177,11 +183,12 @@ def chunks(ids: Sequence[str], every: bool) -> Iterator[tuple[list[str], str, di
 
 
 def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
-                   progress: Progress | None = None) -> list[TraceFindings]:
+                   progress: Progress | None = None, on_shape: ShapeHook | None = None) -> list[TraceFindings]:
     """Judge the traces that need it, store their findings; return the freshly judged traces.
 
     When every stored trace needs judging (a first run, or ``incremental=False``) the chunks
     are ranges of the span table's sort key, read through its primary index, not id lists.
+    ``on_shape`` is given the normalised shape of every chunk judged (see ``judge``).
     """
     ver = version()
     blocks = span_blocks(store) if trace_ids is None else {}
@@ -198,9 +205,9 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
         for chunk, _, params in chunks(ids, every):
             if every:
                 judged = [tf for tf in judge(store, ver=ver, trace_range=(params["lo"], params["hi"]),
-                                             worker=worker) if tf.trace_id in counts]
+                                             worker=worker, on_shape=on_shape) if tf.trace_id in counts]
             else:
-                judged = judge(store, chunk, ver, worker=worker)
+                judged = judge(store, chunk, ver, worker=worker, on_shape=on_shape)
             with _stage("findings stored"):
                 write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
             done.extend(judged)
@@ -212,14 +219,16 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
 
 
 def detect(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
-           progress: Progress | None = None) -> list[TraceFindings]:
+           progress: Progress | None = None, on_shape: ShapeHook | None = None) -> list[TraceFindings]:
     """Judge ``trace_ids`` (every stored trace when None) and return findings for each of them.
 
     Incremental: traces already judged by this detector version at their current span count
     are not judged again; their stored findings are returned. Idempotent: running it twice
-    stores no duplicate findings. Findings are stored in ``handoffs_findings``.
+    stores no duplicate findings. Findings are stored in ``handoffs_findings``. ``on_shape``
+    is given the normalised shape of every chunk judged: a full pass (every trace,
+    ``incremental=False``) hands it every trace (``metrics.MetricSums.add``).
     """
-    fresh = detect_pending(store, trace_ids, incremental, progress)
+    fresh = detect_pending(store, trace_ids, incremental, progress, on_shape)
     fresh_ids = {tf.trace_id for tf in fresh}
     if trace_ids is not None and set(trace_ids) <= fresh_ids:
         return fresh

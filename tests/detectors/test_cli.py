@@ -77,3 +77,32 @@ def test_bad_input_is_one_line_and_exit_2(store: Store, chdb_dir: Path,
     assert code == 2 and "xml" in err
     code, _, err = _run(["attribute", "--store", "ftp://x"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_detect_gathers_the_metrics_on_its_way(store: Store, chdb_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``detect --full`` stores the metrics ``compute_metrics`` would, without reading any trace
+    again for them: they come from the shape each chunk of the pass built."""
+    from handoffs.demo import simulate
+    from handoffs.detectors import metrics, pipeline
+
+    simulate(12, seed=3, inject="overwrite,error-cascade", failure_rate=0.8, store=store)
+    monkeypatch.setattr(pipeline, "RANGE_TRACES", 5)  # several chunks
+
+    def read_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the metrics read the traces again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(metrics, "_scratches", read_again)
+        code, out, err = _run(["detect", "--store", _url(store, chdb_dir), "--full", "--format", "jsonl"], capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 12
+
+    def sums() -> list[tuple]:
+        return sorted((r["run_id"], r["scope"], r["subject"], r["metric"], r["numerator"], r["denominator"])
+                      for r in metrics.load(store))
+
+    gathered = sums()
+    assert {r[3] for r in gathered} >= {"overwrite_rate", "error_amplification", "failure_rate:overwrite"}
+    assert metrics.compute_metrics(store) == len(gathered)
+    assert sums() == gathered

@@ -30,7 +30,6 @@ Definitions (DESIGN.md), with the choices the seeds leave open:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -40,7 +39,7 @@ from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, SpanType, Verdict
 from handoffs.store import Store, among, schema
 
-from .normalise import Scratch, prelude
+from .normalise import Scratch, ScratchTables, prelude
 from .pipeline import chunks, detect_pending, version
 
 FIRST_STEPS = 5
@@ -243,7 +242,7 @@ def _over(scratch: Scratch, body: str, views: bool = False) -> str:
     return prelude(scratch, body) + ", " + body
 
 
-class MetricSums:
+class MetricSums(ScratchTables):
     """Every metric's contributions, gathered a chunk of traces at a time (``add``), then
     totalled into ``handoffs_metrics`` (``write``), in scratch tables of the store.
 
@@ -252,24 +251,15 @@ class MetricSums:
     """
 
     def __init__(self, store: Store) -> None:
-        self.store = store
-        tag = uuid.uuid4().hex[:12]
+        super().__init__(store, "parts", "traces", "pairs", "totals")
         self.parts, self.traces, self.pairs, self.totals = (
-            f"handoffs_scratch_{tag}_{name}" for name in ("parts", "traces", "pairs", "totals"))
+            self.name(kind) for kind in ("parts", "traces", "pairs", "totals"))
 
-    def __enter__(self) -> MetricSums:
-        try:
-            self.store.command(f"CREATE TABLE {self.parts} ({_CONTRIBUTION_COLUMNS}) ENGINE = Memory")
-            self.store.command(f"CREATE TABLE {self.traces} (trace_id String, run_id String) ENGINE = Memory")
-            self.store.command(f"CREATE TABLE {self.pairs} (trace_id String, span_id String, pair String) "
-                               "ENGINE = Memory")
-        except BaseException:
-            self._drop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._drop()
+    def _create(self) -> None:
+        self.store.command(f"CREATE TABLE {self.parts} ({_CONTRIBUTION_COLUMNS}) ENGINE = Memory")
+        self.store.command(f"CREATE TABLE {self.traces} (trace_id String, run_id String) ENGINE = Memory")
+        self.store.command(f"CREATE TABLE {self.pairs} (trace_id String, span_id String, pair String) "
+                           "ENGINE = Memory")
 
     def add(self, scratch: Scratch) -> None:
         """The contributions of one chunk's traces, from their normalised shape."""
@@ -293,10 +283,6 @@ class MetricSums:
         self.store.command(f"INSERT INTO {schema.METRICS_TABLE} ({_METRIC_COLUMNS}) "
                            f"SELECT {_METRIC_COLUMNS} FROM {self.totals} SETTINGS optimize_on_insert = 0")
         return stored
-
-    def _drop(self) -> None:
-        for table in (self.parts, self.traces, self.pairs, self.totals):
-            self.store.command(f"DROP TABLE IF EXISTS {table}")
 
 
 def compute_metrics(store: Store, run_ids: Sequence[str] | None = None) -> int:

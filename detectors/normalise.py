@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, Self
 
 from handoffs import conventions as c
 from handoffs.store import Store, schema
@@ -240,30 +240,21 @@ def prelude(scratch: Scratch | None = None, body: str | None = None) -> str:
     return "WITH\n" + ",\n".join(parts) + "\n"
 
 
-class Scratch:
-    """The normalised spans and events of some traces, materialised once for many queries.
+class ScratchTables:
+    """Tables in the store's database for one piece of work: named uniquely (``name(kind)``),
+    made by ``_create`` on entry, all dropped on exit, or at once if making them fails."""
 
-    Two Memory tables in the store's database, named uniquely and dropped on exit, so every
-    detector reads narrow typed columns instead of re-reading attribute maps. ``filter`` is
-    ``TRACE_FILTER`` (params ``traces``) or ``RANGE_FILTER`` (params ``lo``, ``hi``: a range
-    of the span table's sort key, read through its primary index).
-    """
-
-    def __init__(self, store: Store, filter: str, params: dict[str, Any]) -> None:
+    def __init__(self, store: Store, *kinds: str) -> None:
         self.store = store
-        self.filter = filter
-        self.params = params
         tag = uuid.uuid4().hex[:12]
-        self.spans = f"handoffs_scratch_{tag}_spans"
-        self.events = f"handoffs_scratch_{tag}_events"
+        self._names = {kind: f"handoffs_scratch_{tag}_{kind}" for kind in kinds}
 
-    def __enter__(self) -> Scratch:
-        base = prelude().replace(TRACE_FILTER, self.filter)
+    def name(self, kind: str) -> str:
+        return self._names[kind]
+
+    def __enter__(self) -> Self:
         try:
-            self.store.command(f"CREATE TABLE {self.spans} ENGINE = Memory AS {base} SELECT * FROM s",
-                               self.params)
-            self.store.command(f"CREATE TABLE {self.events} ENGINE = Memory AS {base} SELECT * FROM ev",
-                               self.params)
+            self._create()
         except BaseException:
             self._drop()
             raise
@@ -271,6 +262,33 @@ class Scratch:
 
     def __exit__(self, *exc: object) -> None:
         self._drop()
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        for table in self._names.values():
+            self.store.command(f"DROP TABLE IF EXISTS {table}")
+
+
+class Scratch(ScratchTables):
+    """The normalised spans and events of some traces, materialised once for many queries.
+
+    Two Memory tables, so every detector reads narrow typed columns instead of re-reading
+    attribute maps. ``filter`` is ``TRACE_FILTER`` (params ``traces``) or ``RANGE_FILTER``
+    (params ``lo``, ``hi``: a range of the span table's sort key, read through its primary index).
+    """
+
+    def __init__(self, store: Store, filter: str, params: dict[str, Any]) -> None:
+        super().__init__(store, "spans", "events")
+        self.filter = filter
+        self.params = params
+        self.spans, self.events = self.name("spans"), self.name("events")
+
+    def _create(self) -> None:
+        base = prelude().replace(TRACE_FILTER, self.filter)
+        self.store.command(f"CREATE TABLE {self.spans} ENGINE = Memory AS {base} SELECT * FROM s", self.params)
+        self.store.command(f"CREATE TABLE {self.events} ENGINE = Memory AS {base} SELECT * FROM ev", self.params)
 
     def rebuild(self) -> None:
         """Read the traces again (after their stored spans were rewritten)."""
@@ -285,7 +303,3 @@ class Scratch:
                 countIf(type = '{c.SpanType.MESSAGE.value}') AS messages, countIf(NOT typed) AS untyped
             FROM {self.spans} GROUP BY trace_id"""
         return {r["trace_id"]: r for r in self.store.query(sql)}
-
-    def _drop(self) -> None:
-        for table in (self.spans, self.events):
-            self.store.command(f"DROP TABLE IF EXISTS {table}")

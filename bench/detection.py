@@ -18,8 +18,9 @@ At each size:
 
     python bench/detection.py                          # 1M, 3M, 10M spans
     python bench/detection.py --before 568bc79 --sizes 1000000 3000000 --rounds 2
-                       # full detection of an earlier revision and of this one, alternating on
-                       # the same store, in separate processes: the ratio per round
+                       # full detection, then the command, of an earlier revision and of this
+                       # one, alternating on the same store, in separate processes: the ratio
+                       # per round
     python bench/detection.py --sizes 250000 1000000   # other sizes
 Results go to bench/results/detection.txt with the command and the date.
 """
@@ -188,9 +189,35 @@ judged = detect_pending(store, incremental=False)
 print(spans, time.perf_counter() - started, sum(len(tf.findings) for tf in judged))
 """
 
+# The command as a user runs it (with its default seed metrics), in a process of its own, from a
+# checkout: JSON lines written, seconds taken (imports excluded, as above).
+_COMMAND = """
+import contextlib, io, sys, time
+from handoffs.cli import main
+lines = io.StringIO()
+started = time.perf_counter()
+with contextlib.redirect_stdout(lines):
+    try:
+        main(["detect", "--full", "--format", "jsonl", "--store", "chdb://" + sys.argv[1]])
+    except SystemExit as exc:
+        if exc.code:
+            raise
+print(lines.getvalue().count(chr(10)), time.perf_counter() - started)
+"""
+
+
+def _ratio_line(what: str, rev: str, spans: int, times: dict[str, list[float]], extra: str) -> str:
+    """One comparison: each side's median, and the median of the per-round ratios."""
+    ratios = [b / n for b, n in zip(times["before"], times["now"], strict=True)]
+    before, now = statistics.median(times["before"]), statistics.median(times["now"])
+    return (f"{what}: {rev} {before:7.1f} s = {spans / before:>8,.0f} spans/s; now {now:7.1f} s = "
+            f"{spans / now:>8,.0f} spans/s; now faster by {statistics.median(ratios):.2f}x "
+            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); {extra}")
+
 
 def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[str]) -> None:
-    """Full detection by revision ``rev`` and by this checkout, alternating on the same stores."""
+    """Full detection, then the detect command, by revision ``rev`` and by this checkout,
+    alternating on the same stores."""
     repo = Path(__file__).resolve().parent.parent
     work = Path(tempfile.mkdtemp(prefix="handoffs-bench-before-"))
     before = work / "checkout"
@@ -202,7 +229,9 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
             subprocess.run([sys.executable, __file__, "--build-only", "--sizes", str(size), "--seed-runs",
                             str(seed_runs), "--dir", str(store_dir), "--no-write"], check=True)
             times: dict[str, list[float]] = {"before": [], "now": []}
+            commands: dict[str, list[float]] = {"before": [], "now": []}
             found: dict[str, set[int]] = {"before": set(), "now": set()}
+            lines: dict[str, set[int]] = {"before": set(), "now": set()}
             spans = 0
             for _ in range(rounds):
                 for label, checkout in (("before", before), ("now", repo)):
@@ -212,15 +241,20 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
                     spans = int(count)
                     times[label].append(float(seconds))
                     found[label].add(int(findings))
-            ratios = [b / n for b, n in zip(times["before"], times["now"], strict=True)]
-            line = (f"{size / 1e6:>9g}M  spans {spans:>10,}  {rev} full "
-                    f"{statistics.median(times['before']):7.1f} s = {spans / statistics.median(times['before']):>8,.0f} "
-                    f"spans/s; now {statistics.median(times['now']):7.1f} s = "
-                    f"{spans / statistics.median(times['now']):>8,.0f} spans/s; now faster by "
-                    f"{statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)}); "
-                    f"findings {sorted(found['before'])} vs {sorted(found['now'])}")
-            print(line, flush=True)
-            out.append(line)
+                for label, checkout in (("before", before), ("now", repo)):
+                    done = subprocess.run([sys.executable, "-c", _COMMAND, str(store_dir)], cwd=checkout,
+                                          check=True, capture_output=True, text=True)
+                    written, seconds = done.stdout.split()[-2:]
+                    commands[label].append(float(seconds))
+                    lines[label].add(int(written))
+            for line in (
+                    f"{size / 1e6:>9g}M  spans {spans:>10,}",
+                    "  " + _ratio_line("full pass", rev, spans, times,
+                                       f"findings {sorted(found['before'])} vs {sorted(found['now'])}"),
+                    "  " + _ratio_line("the command (detect --full --format jsonl)", rev, spans, commands,
+                                       f"JSON lines {sorted(lines['before'])} vs {sorted(lines['now'])}")):
+                print(line, flush=True)
+                out.append(line)
             shutil.rmtree(store_dir, ignore_errors=True)
     finally:
         subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(before)], check=False)

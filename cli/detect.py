@@ -75,24 +75,30 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
               help="Also compute and store the seed metrics of the runs judged.")
 def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bool, metrics: bool) -> None:
     """Find failure modes in stored traces: one result per trace, with its findings."""
-    from handoffs.detectors import detect as run_detect
+    from handoffs.detectors import detect_pending
     from handoffs.detectors.metrics import MetricSums, compute_metrics
+    from handoffs.detectors.pipeline import with_stored
 
     store = open_store(store_url)
+    asked = list(trace_ids) or None
     # A full pass judges every trace: it gathers the metrics from the shape it reads anyway,
     # instead of reading every trace again afterwards.
-    together = metrics and full and not trace_ids
+    together = metrics and full and asked is None
     with ExitStack() as held:
         sums = held.enter_context(MetricSums(store)) if together else None
         with _progress("detecting") as progress:
-            results = run_detect(store, list(trace_ids) or None, incremental=not full, progress=progress,
-                                 on_shape=sums.add if sums else None)
+            fresh = detect_pending(store, asked, incremental=not full, progress=progress,
+                                   on_shape=sums.add if sums else None)
         if sums is not None:
             sums.write()
+    results = with_stored(store, fresh, asked)
     _check_found(trace_ids, {tf.trace_id for tf in results})
-    if metrics and results and not together:
-        runs = sorted({tf.run_id or tf.trace_id for tf in results})
-        compute_metrics(store, runs if trace_ids else None)
+    if metrics and not together:
+        # The runs judged now (or asked for): no other run's metrics can have changed, and
+        # recomputing every run made one new run cost as much as the whole store.
+        runs = sorted({tf.run_id or tf.trace_id for tf in (results if asked else fresh)})
+        if runs:
+            compute_metrics(store, runs)
     if fmt == "jsonl":
         _emit_jsonl([{k: v for k, v in tf.to_json().items() if k != "run_id"} for tf in results])
         return

@@ -5,10 +5,11 @@
     rows = metrics.load(store)             # [{"run_id", "scope", "subject", "metric", "value", ...}]
 
 ClickHouse reduces each trace to one row per delegation, per verification and per agent
-(``_DELEGATIONS``, ``_VERIFICATIONS``, ``_AGENTS``) and sums them into scopes, in the engine:
-``run`` (subject = run id), ``agent`` (an agent's name) and ``pair`` (``"delegator->delegate"``).
-Error amplification comes from the counts detection kept with each judged trace. (Summing 1.4M cells of a 1M-span store in Python took
-longer than the queries; the engine does it in under a second.)
+(``_DELEGATIONS``, ``_VERIFICATIONS``, ``_AGENTS``) and sums them into scopes, in the engine
+(in Python, summing the 1.4M cells of a 1M-span store took longer than the queries): ``run``
+(subject = run id), ``agent`` (an agent's name) and ``pair`` (``"delegator->delegate"``).
+Failure rates count stored findings; error amplification sums the counts detection kept with
+each judged trace, so no cascade graph is built twice.
 Definitions (DESIGN.md), with the choices the seeds leave open:
 
 - overwrite_rate: delegations whose output the delegator overwrote (or modified) before the
@@ -54,7 +55,7 @@ _RUN_OF = """tr AS (
 )"""
 
 _DELEGATIONS = f"""
-SELECT tr.rid AS run_id, any(tr.project) AS project, x.trace_id AS trace_id, x.span_id AS span_id, any(x.delegator) AS delegator,
+SELECT tr.rid AS run_id, any(tr.project) AS project, x.span_id AS span_id, any(x.delegator) AS delegator,
     any(x.delegate) AS delegate,
     any(x.status) = '{DelegationStatus.COMPLETED.value}' AS completed,
     countIf(d.action IN {_INTERVENTIONS}) > 0 AS intervened,
@@ -206,6 +207,7 @@ INNER JOIN (SELECT run_id, anyIf(project, project != '') AS project FROM {{contr
             WHERE metric = '' GROUP BY run_id) AS p ON p.run_id = m.run_id
 """
 
+# A run's failure rate of every mode it has no finding of (the marker rows name each run once).
 _ZERO_RATES = f"""
 SELECT project, run_id, '{t.SCOPE_RUN}', run_id, rate, 0.0, 0.0, 1.0
 FROM (SELECT run_id, anyIf(project, project != '') AS project,

@@ -101,8 +101,9 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
           on_shape: ShapeHook | None = None) -> list[TraceFindings]:
     """Run every detector on ``trace_ids`` (or on every trace id in ``trace_range``, both ends
     included) and return findings per trace; stores nothing. With a ``worker``, a large
-    chunk's cascade graph is built there while the structural statement runs here (and
-    ``on_shape``, given the chunk's normalised shape once the detectors have read it)."""
+    chunk's cascade graph is built there while the structural statement runs here.
+    ``on_shape`` is given the chunk's normalised shape once the detectors have read it (while
+    the worker may still be building the graph)."""
     ver = ver or version()
     if trace_range is not None:
         where, params = RANGE_FILTER, {"lo": trace_range[0], "hi": trace_range[1]}
@@ -188,7 +189,8 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
 
     When every stored trace needs judging (a first run, or ``incremental=False``) the chunks
     are ranges of the span table's sort key, read through its primary index, not id lists.
-    ``on_shape`` is given the normalised shape of every chunk judged (see ``judge``).
+    ``on_shape`` is given the normalised shape of every chunk judged (see ``judge``): a full
+    pass (every trace, ``incremental=False``) hands it every trace (``metrics.MetricSums.add``).
     """
     ver = version()
     blocks = span_blocks(store) if trace_ids is None else {}
@@ -219,16 +221,20 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
 
 
 def detect(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
-           progress: Progress | None = None, on_shape: ShapeHook | None = None) -> list[TraceFindings]:
+           progress: Progress | None = None) -> list[TraceFindings]:
     """Judge ``trace_ids`` (every stored trace when None) and return findings for each of them.
 
     Incremental: traces already judged by this detector version at their current span count
     are not judged again; their stored findings are returned. Idempotent: running it twice
-    stores no duplicate findings. Findings are stored in ``handoffs_findings``. ``on_shape``
-    is given the normalised shape of every chunk judged: a full pass (every trace,
-    ``incremental=False``) hands it every trace (``metrics.MetricSums.add``).
+    stores no duplicate findings. Findings are stored in ``handoffs_findings``.
     """
-    fresh = detect_pending(store, trace_ids, incremental, progress, on_shape)
+    return with_stored(store, detect_pending(store, trace_ids, incremental, progress), trace_ids)
+
+
+def with_stored(store: Store, fresh: list[TraceFindings],
+                trace_ids: Sequence[str] | None = None) -> list[TraceFindings]:
+    """``fresh`` (just judged) with the stored findings of every other trace in ``trace_ids``
+    (every judged trace when None), in trace id order."""
     fresh_ids = {tf.trace_id for tf in fresh}
     if trace_ids is not None and set(trace_ids) <= fresh_ids:
         return fresh

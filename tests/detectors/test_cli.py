@@ -106,3 +106,31 @@ def test_a_full_detect_gathers_the_metrics_on_its_way(store: Store, chdb_dir: Pa
     assert {r[3] for r in gathered} >= {"overwrite_rate", "error_amplification", "failure_rate:overwrite"}
     assert metrics.compute_metrics(store) == len(gathered)
     assert sums() == gathered
+
+
+def test_an_incremental_detect_recomputes_the_metrics_of_new_runs_only(
+        store: Store, chdb_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One new run on top: its metrics are stored, and no other run's are computed again."""
+    from handoffs.demo import simulate
+    from handoffs.detectors import metrics
+
+    first = simulate(4, seed=3, inject="overwrite", failure_rate=1.0, store=store)
+    code, _, err = _run(["detect", "--store", _url(store, chdb_dir), "--format", "jsonl"], capsys)
+    assert code == 0, err
+    before = {r["run_id"] for r in metrics.load(store)}
+    assert before == {r.run_id for r in first}
+
+    [new] = simulate(1, seed=4, store=store)
+    computed: list[list[str]] = []
+    compute = metrics.compute_metrics
+
+    def spy(store_: Store, run_ids: list[str] | None = None) -> int:
+        computed.append(list(run_ids or []) if run_ids is not None else ["<every run>"])
+        return compute(store_, run_ids)
+
+    monkeypatch.setattr(metrics, "compute_metrics", spy)
+    code, out, err = _run(["detect", "--store", _url(store, chdb_dir), "--format", "jsonl"], capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 5  # every trace is reported, judged now or before
+    assert computed == [[new.run_id]]
+    assert {r["run_id"] for r in metrics.load(store)} == before | {new.run_id}

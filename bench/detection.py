@@ -10,7 +10,8 @@ At each size:
 - full: every trace judged from scratch (``detect_pending(incremental=False)``): spans / second,
   and where the time went (the pipeline's stages, summed over chunks);
 - the command: ``handoffs detect --full --format jsonl`` as a user runs it, with the seed
-  metrics it computes by default, in seconds and spans per second;
+  metrics it computes by default, in seconds and spans per second; then, one more run added,
+  ``handoffs detect --format jsonl`` (incremental) as a CI job runs it after each build;
 - incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
   (the target is a cost that does not grow with the store);
 - for scale, what the engine alone takes to read one attribute of every span and to group every
@@ -170,6 +171,17 @@ def measure(store: Store, size_label: str, out: list[str]) -> None:
     out.append(f"{'':>12}the command, `handoffs detect --full --format jsonl` (with the seed metrics, its "
                f"default): {command:.1f} s = {spans / command:,.0f} spans/s, "
                f"{result.stdout.count(chr(10)):,} JSON lines")
+    print(out[-1], flush=True)
+    # And as a CI job runs it after each build: incremental, one new run on top.
+    simulate(1, seed=98, store=store)
+    started = time.perf_counter()
+    result = CliRunner().invoke(cli, ["detect", "--format", "jsonl", "--store", url])
+    command = time.perf_counter() - started
+    if result.exit_code != 0:
+        raise RuntimeError(f"handoffs detect failed: {result.output[-2000:]}")
+    out.append(f"{'':>12}the command incremental, one new run on top (`handoffs detect --format jsonl`, its "
+               f"metrics included): {command:.2f} s, {result.stdout.count(chr(10)):,} JSON lines (every "
+               "trace's findings, judged now or before)")
     print(out[-1], flush=True)
     out.append(f"{'':>12}engine alone, best of 3: one attribute of every span {one_key:.2f} s "
                f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "

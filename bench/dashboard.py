@@ -19,10 +19,8 @@ the embedded engine (chDB in this process) and through the store's ClickHouse HT
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import sys
@@ -42,6 +40,9 @@ from handoffs.store import Event, SpanBatch, Store, schema
 from handoffs.store.engines import ChdbEngine, HttpEngine
 from handoffs.store.sharing import open_embedded, owned_endpoint
 from handoffs.store.url import StoreURL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "dashboard.txt"
 DAY_NS = 86_400 * 10**9
@@ -335,11 +336,7 @@ def main() -> None:
 
     gen = Generator(store)
     lines = [
-        "# handoffs dashboard benchmark: page queries over a growing store",
-        f"# command: python bench/dashboard.py {' '.join(sys.argv[1:])}".rstrip(),
-        f"# date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"# machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"chdb {__import__('chdb').__version__}",
+        *record.header("dashboard.py", None, f"chdb {__import__('chdb').__version__}"),
         f"# wall p50 / p95 and CPU p50 in ms over {args.repeat} repetitions after one warm-up; "
         "queries run as each page runs them on first load (no Streamlit cache); "
         "target: every page < 1000 ms",
@@ -365,8 +362,7 @@ def main() -> None:
                 print(row, flush=True)
                 lines.append(row)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(lines) + "\n")
+        record.append(RESULTS, lines)  # earlier runs stay in the file beside this one
         print(f"\nwrote {RESULTS}")
     if args.dir is None:
         shutil.rmtree(path, ignore_errors=True)

@@ -126,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if role != "rw":
                     return self._error(403, 164, "read-only credentials cannot insert")
                 settings = {k: qs[k] for k in _INSERT_SETTINGS if k in qs}
-                self._insert(query, data, database, settings)
+                self._insert(query, data, database, settings, params)
                 return self._send(200, b"")
             if role != "rw" and not is_read(query):
                 return self._error(403, 164, "read-only credentials can only read")
@@ -143,13 +143,14 @@ class _Handler(BaseHTTPRequestHandler):
             code = _EXCEPTION_CODE.search(text)
             self._error(500, int(code.group(1)) if code else 1000, text)
 
-    def _insert(self, query: str, data: bytes, database: str, settings: dict[str, str]) -> None:
+    def _insert(self, query: str, data: bytes, database: str, settings: dict[str, str],
+                params: dict[str, str]) -> None:
         match = _FORMAT_AT_END.search(query)
         if match:
             fmt, sql = match.group(1), query[: match.start()]
             self.endpoint.engine.insert_bytes(sql + _settings_clause(settings), data, fmt, database)
-        else:  # INSERT ... VALUES / SELECT carries its own rows
-            self.endpoint.engine.query_bytes(query + (" " + data.decode() if data else ""), None,
+        else:  # INSERT ... VALUES / SELECT carries its own rows, and may read query parameters
+            self.endpoint.engine.query_bytes(query + (" " + data.decode() if data else ""), params or None,
                                              "CSV", database)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:

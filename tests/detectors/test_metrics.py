@@ -149,3 +149,19 @@ def test_a_run_over_many_traces_and_chunks(store: Store, traced, monkeypatch) ->
     assert compute_metrics(store) == len(whole)
     assert _sums(load(store)) == whole
     assert {r["run_id"] for r in load(store, runs[:2])} == set(runs[:2])
+
+
+def test_metrics_through_every_engine(any_store: Store) -> None:
+    """The scratch tables, totals and replacement of old rows work over HTTP as embedded."""
+    from handoffs.demo import simulate
+
+    runs = simulate(6, seed=7, inject="overwrite,error-cascade", failure_rate=1.0, store=any_store)
+    stored = compute_metrics(any_store)
+    rows = load(any_store)
+    assert stored == len(rows) > 0
+    assert {r["run_id"] for r in rows} == {r.run_id for r in runs}
+    assert {r["metric"] for r in rows} >= {t.OVERWRITE_RATE, t.ERROR_AMPLIFICATION,
+                                          t.failure_rate_metric(t.OVERWRITE)}
+    assert compute_metrics(any_store, [runs[0].run_id]) == len(load(any_store, [runs[0].run_id]))
+    assert len(load(any_store)) == stored  # one run again: its rows replaced, the others kept
+    assert not any_store.query("SHOW TABLES LIKE 'handoffs_scratch_%'")  # dropped once done

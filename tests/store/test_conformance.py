@@ -95,6 +95,14 @@ def test_parameters_are_bound_not_spliced(any_store: Store) -> None:
         {"a": ["q'uote", "b"]}]
 
 
+def test_an_insert_from_a_select_reads_its_parameters(any_store: Store) -> None:
+    """``INSERT ... SELECT`` with ``{name:Type}`` parameters, as a ClickHouse server takes it."""
+    any_store.command("CREATE TABLE copied (v String, n UInt32) ENGINE = Memory")
+    any_store.command("INSERT INTO copied SELECT arrayJoin({vs:Array(String)}), {n:UInt32}",
+                      {"vs": ["a", "b'c"], "n": 7})
+    assert sorted((r["v"], r["n"]) for r in any_store.query("SELECT v, n FROM copied")) == [("a", 7), ("b'c", 7)]
+
+
 def test_bad_sql_is_a_store_error(any_store: Store) -> None:
     with pytest.raises(StoreError, match="UNKNOWN_FUNCTION|Unknown function|does not exist"):
         any_store.query("SELECT no_such_function()")

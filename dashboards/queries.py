@@ -208,11 +208,13 @@ def run_list(store: Store, project: str = "", limit: int = 200) -> pd.DataFrame:
 
 
 def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str] = (),
-         tag: str = "", run: str = "", limit: int = 100, run_ids: Sequence[str] = ()) -> pd.DataFrame:
+         tag: str = "", run: str = "", limit: int = 100, run_ids: Sequence[str] = (),
+         trend: bool = True) -> pd.DataFrame:
     """The runs page: one row per run with status, CI metadata, tokens, seed metrics, trend.
 
     Two statements: the run list (newest first), then every figure of those runs at once.
-    ``trend`` is the findings of the last ``TREND_RUNS`` listed runs on the run's branch.
+    ``trend`` is the findings of the last ``TREND_RUNS`` listed runs on the run's branch (left
+    out with ``trend=False``: a comparison's samples need none).
     """
     listed = _frame(store, RUN_LIST_SQL, _run_params(project, since, branches, tag, run, limit)
                     | {"runs": list(run_ids)})
@@ -221,6 +223,8 @@ def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str
     stats = run_stats(store, listed["run_id"].tolist(), listed["trace_id"].tolist())
     out = listed.merge(stats, on="run_id", how="left")
     out[["status", "status_from"]] = out.apply(run_status, axis=1, result_type="expand")
+    if not trend:
+        return out
     oldest_first = out.iloc[::-1]
     out["trend"] = (oldest_first.groupby("branch")["findings"]
                     .transform(lambda f: pd.Series([list(f.iloc[max(0, i - TREND_RUNS + 1):i + 1])
@@ -515,7 +519,7 @@ def compare_sides(store: Store, side_a: Sequence[str], side_b: Sequence[str]
     if not side_a or not side_b:
         return empty, empty, empty, empty
     listed = list(dict.fromkeys([*side_a, *side_b]))
-    both = runs(store, run_ids=listed, limit=len(listed)).drop(columns="trend", errors="ignore")
+    both = runs(store, run_ids=listed, limit=len(listed), trend=False)
     if both.empty:
         return empty, empty, empty, empty
     sa, sb = (both[both["run_id"].isin(side)].reset_index(drop=True) for side in (side_a, side_b))

@@ -298,12 +298,12 @@ def analyse_table(table: pa.Table) -> dict[str, TraceCascades]:
     return {tid: _analyse_nodes(tid, nodes) for tid, nodes in by_trace.items()}
 
 
-def analyse_traces(store: Store, trace_ids: Sequence[str] | None,
-                   scratch: Scratch | None = None) -> dict[str, TraceCascades]:
-    """The cascade graph of every trace in ``trace_ids`` (or in ``scratch``) that has an error."""
-    if scratch is None and not trace_ids:
+def analyse_traces(store: Store, trace_ids: Sequence[str]) -> dict[str, TraceCascades]:
+    """The cascade graph of every trace in ``trace_ids`` that has an error (attribution's read:
+    detection builds its graphs from the nodes of its own scratch, ``nodes_table``)."""
+    if not trace_ids:
         return {}
-    return analyse_table(nodes_table(store, trace_ids, scratch))
+    return analyse_table(nodes_table(store, trace_ids))
 
 
 # Per trace: (own errors, root errors), the two counts of error amplification. Detection stores

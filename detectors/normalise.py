@@ -207,9 +207,14 @@ _DEPENDS = {"s": (), "ev": (), "outputs": ("ev",), "decisions": ("ev",), "termin
 _NAMES = tuple(_DEPENDS)
 
 
+def _read_by(sql: str) -> set[str]:
+    """The views ``sql`` reads itself (``FROM x`` / ``JOIN x``)."""
+    return {name for name in _NAMES if re.search(rf"\b(?:FROM|JOIN)\s+{name}\b", sql)}
+
+
 def _needed(sql: str) -> set[str]:
-    """The views ``sql`` reads (``FROM x`` / ``JOIN x``), with what they read in turn."""
-    wanted = {name for name in _NAMES if re.search(rf"\b(?:FROM|JOIN)\s+{name}\b", sql)}
+    """The views ``sql`` reads, with what they read in turn."""
+    wanted = _read_by(sql)
     stack = list(wanted)
     while stack:
         for dep in _DEPENDS[stack.pop()]:
@@ -224,20 +229,15 @@ def prelude(scratch: Scratch | None = None, body: str | None = None) -> str:
 
     Only the views the body reads are included: ClickHouse analyses every view of a ``WITH``
     clause, used or not, which costs more than the query itself on a small chunk. With
-    ``scratch``, spans and events are read from its tables, where one scan of the span table
-    already put them in the normalised shape (reading attribute maps is the cost).
+    ``scratch``, each view is read from its table there, computed once for the chunk: a view of
+    a ``WITH`` clause is computed again wherever a statement reads it (the detectors read ``e``
+    seventeen times), and reading attribute maps is the cost.
     """
+    if scratch is not None:
+        names = _read_by(body) if body is not None else set(_NAMES)
+        return "WITH\n" + ",\n".join(scratch.view(name) for name in _NAMES if name in names) + "\n"
     needed = _needed(body) if body is not None else set(_NAMES)
-    parts = []
-    for name, text in zip(_NAMES, _ALL, strict=True):
-        if name not in needed:
-            continue
-        if scratch is not None and name == "s":
-            text = f"s AS (SELECT * FROM {scratch.spans})"
-        elif scratch is not None and name == "ev":
-            text = f"ev AS (SELECT * FROM {scratch.events})"
-        parts.append(text)
-    return "WITH\n" + ",\n".join(parts) + "\n"
+    return "WITH\n" + ",\n".join(text for name, text in zip(_NAMES, _ALL, strict=True) if name in needed) + "\n"
 
 
 class ScratchTables:
@@ -272,23 +272,32 @@ class ScratchTables:
 
 
 class Scratch(ScratchTables):
-    """The normalised spans and events of some traces, materialised once for many queries.
+    """The normalised shape of some traces, materialised once for many queries.
 
-    Two Memory tables, so every detector reads narrow typed columns instead of re-reading
-    attribute maps. ``filter`` is ``TRACE_FILTER`` (params ``traces``) or ``RANGE_FILTER``
-    (params ``lo``, ``hi``: a range of the span table's sort key, read through its primary index).
+    One Memory table per view (``s``, ``ev``, ``e``, ``outputs``...), each computed once from the
+    span table or the views before it, so every detector reads narrow typed columns instead of
+    re-reading attribute maps. ``filter`` is ``TRACE_FILTER`` (params ``traces``) or
+    ``RANGE_FILTER`` (params ``lo``, ``hi``: a range of the span table's sort key, read through
+    its primary index).
     """
 
     def __init__(self, store: Store, filter: str, params: dict[str, Any]) -> None:
-        super().__init__(store, "spans", "events")
+        super().__init__(store, *_NAMES)
         self.filter = filter
         self.params = params
-        self.spans, self.events = self.name("spans"), self.name("events")
+        self.spans = self.name("s")
+
+    def view(self, name: str) -> str:
+        """The ``WITH`` entry that reads view ``name`` from this scratch."""
+        return f"{name} AS (SELECT * FROM {self.name(name)})"
 
     def _create(self) -> None:
-        base = prelude().replace(TRACE_FILTER, self.filter)
-        self.store.command(f"CREATE TABLE {self.spans} ENGINE = Memory AS {base} SELECT * FROM s", self.params)
-        self.store.command(f"CREATE TABLE {self.events} ENGINE = Memory AS {base} SELECT * FROM ev", self.params)
+        # Definition order: every view's inputs are materialised before it.
+        for name, text in zip(_NAMES, _ALL, strict=True):
+            reads_spans = TRACE_FILTER in text
+            views = [self.view(dep) for dep in _DEPENDS[name]] + [text.replace(TRACE_FILTER, self.filter)]
+            self.store.command(f"CREATE TABLE {self.name(name)} ENGINE = Memory AS WITH {', '.join(views)} "
+                               f"SELECT * FROM {name}", self.params if reads_spans else None)
 
     def rebuild(self) -> None:
         """Read the traces again (after their stored spans were rewritten)."""

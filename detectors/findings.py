@@ -107,13 +107,17 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
           version: str, replace: Sequence[str] = ()) -> None:
     """Store the findings of ``traces`` and mark them detected at their span counts.
 
-    Traces in ``replace`` were judged before: their old findings go first, so a finding that no
-    longer holds (a delegation that has since closed) does not linger. The detected marks are
-    written last, so an interrupted run leaves the traces pending rather than half-judged.
+    Traces in ``replace`` were judged before: a finding of theirs that no longer holds (a
+    delegation that has since closed) must not linger, so the old findings of those traces go
+    first. A finding judged again replaces its stored row by itself (same sort key, newer
+    ``detected_at``), so only traces that lost a finding pay for a delete: most of a full pass's
+    time storing findings was deleting rows it was about to write again. The detected marks
+    are written last, so an interrupted run leaves the traces pending rather than half-judged.
     """
-    if replace:
-        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE {among('trace_id', 'traces', len(replace))}",
-                      {"traces": list(replace)})
+    stale = _lost_findings(store, traces, replace) if replace else []
+    if stale:
+        store.command(f"DELETE FROM {schema.FINDINGS_TABLE} WHERE {among('trace_id', 'traces', len(stale))}",
+                      {"traces": stale})
     rows = [f for tf in traces for f in tf.findings]
     if rows:
         # Column by column with getattr: ``asdict`` deep-copies every finding and was most of
@@ -133,6 +137,19 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
             "own_errors": pa.array([tf.own_errors for tf in traces], pa.uint32()),
             "root_errors": pa.array([tf.root_errors for tf in traces], pa.uint32()),
         }))
+
+
+_STORED_KEYS = ("project", "trace_id", "code", "span_id", "agent", "step")  # the findings table's sort key
+
+
+def _lost_findings(store: Store, traces: Sequence[TraceFindings], replace: Sequence[str]) -> list[str]:
+    """The traces of ``replace`` with a stored finding (by sort key) that ``traces`` lack."""
+    kept = {(f.project, f.trace_id, f.code, f.span_id, f.agent, f.step) for tf in traces for f in tf.findings}
+    stored = store.query_arrow(
+        f"SELECT DISTINCT {', '.join(_STORED_KEYS)} FROM {schema.FINDINGS_TABLE} "
+        f"WHERE {among('trace_id', 'traces', len(replace))}", {"traces": list(replace)})
+    columns = [stored.column(k).to_pylist() for k in _STORED_KEYS]
+    return sorted({key[1] for key in zip(*columns, strict=True) if key not in kept})
 
 
 # Where full detection got to in the span table: per partition, the highest block number of its

@@ -91,3 +91,39 @@ def test_foreign_traces_are_normalised_before_they_are_judged(store: Store) -> N
         f"FROM {schema.SPAN_TABLE} FINAL WHERE TraceId = {{t:String}} AND SpanName = 'handoff to billing'",
         {"t": trace_id})
     assert handoff == {"type": c.SpanType.DELEGATION.value, "target": "billing"}
+
+
+def test_judging_again_keeps_findings_that_hold_and_drops_those_that_do_not(store: Store, monkeypatch) -> None:
+    """A trace judged again: a finding found again replaces its stored row (no delete needed),
+    one no longer found is gone; other traces' findings stay."""
+    from handoffs.detectors.findings import Finding, TraceFindings, load, write
+
+    def judged(trace: str, *codes_evidence: tuple[str, str]) -> TraceFindings:
+        found = [Finding(code=code, trace_id=trace, span_id="s1", agent="a", step=1, confidence=0.5,
+                         evidence=evidence, detector="d", detector_version="v", project="p")
+                 for code, evidence in codes_evidence]
+        return TraceFindings(trace, project="p", findings=found)
+
+    def stored() -> dict[str, set[tuple[str, str]]]:
+        return {tf.trace_id: {(f.code, f.evidence) for f in tf.findings} for tf in load(store)}
+
+    deletes: list[str] = []
+    command = store.command
+
+    def counting_deletes(sql: str, params: dict | None = None) -> None:
+        if sql.startswith("DELETE"):
+            deletes.append(sql)
+        command(sql, params)
+
+    monkeypatch.setattr(store, "command", counting_deletes)
+    write(store, [judged("t1", ("FM-3.1", "open"), ("FM-2.4", "no output")), judged("t2", ("FM-1.5", "limit"))],
+          {"t1": 3, "t2": 2}, "v")
+    write(store, [judged("t1", ("FM-3.1", "still open"), ("FM-2.4", "no output"))], {"t1": 4}, "v", replace=["t1"])
+    assert stored() == {"t1": {("FM-3.1", "still open"), ("FM-2.4", "no output")}, "t2": {("FM-1.5", "limit")}}
+    assert deletes == []  # every stored finding of t1 was found again: rows replaced, none deleted
+
+    write(store, [judged("t1", ("FM-3.1", "still open"))], {"t1": 5}, "v", replace=["t1"])
+    assert stored() == {"t1": {("FM-3.1", "still open")}, "t2": {("FM-1.5", "limit")}}
+    assert len(deletes) == 1
+    write(store, [judged("t2")], {"t2": 3}, "v", replace=["t2"])
+    assert stored() == {"t1": {("FM-3.1", "still open")}, "t2": set()}

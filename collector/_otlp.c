@@ -7,6 +7,10 @@
  * rendering, error texts) are those of the reference decoder in otlp.py, byte for byte; the
  * tests compare the two. A malformed wire structure raises ValueError (HTTP 400); a span that
  * breaks a rule is rolled back and reported (OTLP partial success).
+ *
+ * The walk runs without the GIL, so the collector's other request threads (HTTP, the spool, the
+ * writer handing rows to chDB) go on meanwhile: it touches no Python object, and the few places
+ * that raise take the GIL back for that (``raise_error``).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -14,6 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Set a Python exception, with or without the GIL held (the walk runs without it). */
+static int raise_error(PyObject *type, const char *what) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    if (what) PyErr_SetString(type, what);
+    else PyErr_NoMemory();
+    PyGILState_Release(gil);
+    return -1;
+}
 
 /* ---------------------------------------------------------------- growable buffers */
 typedef struct { char *p; size_t len, cap; } Buf;
@@ -23,7 +36,7 @@ static int buf_reserve(Buf *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra) cap *= 2;
     char *p = realloc(b->p, cap);
-    if (!p) { PyErr_NoMemory(); return -1; }
+    if (!p) return raise_error(PyExc_MemoryError, NULL);
     b->p = p; b->cap = cap;
     return 0;
 }
@@ -40,7 +53,7 @@ static int buf_i64(Buf *b, int64_t v) { return buf_put(b, &v, 8); }
 typedef struct { Buf off, data; } Str;
 static int str_init(Str *s) { return buf_i32(&s->off, 0); }
 static int str_close(Str *s) { /* end the value being built in data */
-    if (s->data.len > INT32_MAX) { PyErr_SetString(PyExc_ValueError, "request too large once decoded"); return -1; }
+    if (s->data.len > INT32_MAX) return raise_error(PyExc_ValueError, "request too large once decoded");
     return buf_i32(&s->off, (int32_t)s->data.len);
 }
 static int str_push(Str *s, const char *p, size_t n) {
@@ -90,7 +103,7 @@ static Buf *all_bufs(Cols *c, Buf **out) {
 typedef struct { const uint8_t *p, *end; } Rd;
 typedef struct { uint32_t num; int wt; uint64_t v; const uint8_t *data; size_t len; } Field;
 
-static int bad(const char *what) { PyErr_SetString(PyExc_ValueError, what); return -1; }
+static int bad(const char *what) { return raise_error(PyExc_ValueError, what); }
 
 static inline int rd_varint(Rd *r, uint64_t *out) {
     if (r->p < r->end && *r->p < 0x80) { *out = *r->p++; return 0; } /* the common 1-byte case */
@@ -430,13 +443,17 @@ typedef struct {
     uint64_t start, end; int32_t kind, status_code;
 } SpanF;
 
+#define MAX_ERRORS 5 /* rejected spans described in the partial-success message */
+
 typedef struct {
     Cols *c; Ctx *ctx;
     Map res; /* this resource's attributes, rendered once: one row */
     int res_rejected; char res_reason[256];
     const uint8_t *service; size_t service_n;
     const uint8_t *scope, *scopev; size_t scope_n, scopev_n;
-    PyObject *errors, *foreign;
+    SpanF span; /* the fields of the span being emitted */
+    char errors[MAX_ERRORS][64 + 2 + sizeof ((Ctx *)0)->reason]; int n_errors; /* "label: reason" */
+    Buf foreign; /* int64 row numbers of spans no SDK of ours typed */
     Py_ssize_t index, rows, rejected;
 } State;
 
@@ -477,9 +494,9 @@ static int span_fields(const uint8_t *p, size_t n, SpanF *s) {
 /* Emit one span's row. 0 ok, 1 rejected (reason in ctx), -1 error. */
 static int emit_span(State *st, const uint8_t *p, size_t n, int *has_type) {
     Cols *c = st->c; Ctx *ctx = st->ctx;
-    SpanF s;
     int rc;
-    if (span_fields(p, n, &s) < 0) return -1;
+    if (span_fields(p, n, &st->span) < 0) return -1;
+    SpanF s = st->span;
     if (st->res_rejected) return REJECT(ctx, "%s", st->res_reason);
     if ((rc = check_id(ctx, s.trace, s.trace_n, 16, "trace id", 0))) return rc;
     if ((rc = check_id(ctx, s.span, s.span_n, 8, "span id", 0))) return rc;
@@ -553,28 +570,20 @@ static int emit_span(State *st, const uint8_t *p, size_t n, int *has_type) {
     return 0;
 }
 
-static int add_error(State *st, const uint8_t *p, size_t n) {
-    if (PyList_GET_SIZE(st->errors) >= 5) return 0;
+/* Describe a rejected span (its fields were read before it was rejected) for the reply. */
+static void add_error(State *st) {
+    if (st->n_errors >= MAX_ERRORS) return;
     char label[64];
-    SpanF s;
-    PyObject *saved_type, *saved_value, *saved_tb;
-    PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
-    int ok = span_fields(p, n, &s) == 0;
-    PyErr_Clear();
-    PyErr_Restore(saved_type, saved_value, saved_tb);
-    if (ok && s.span_n == 8) {
+    SpanF *s = &st->span;
+    if (s->span_n == 8) {
         char hex[17];
-        for (int i = 0; i < 8; i++) { hex[2 * i] = HEX[s.span[i] >> 4]; hex[2 * i + 1] = HEX[s.span[i] & 15]; }
+        for (int i = 0; i < 8; i++) { hex[2 * i] = HEX[s->span[i] >> 4]; hex[2 * i + 1] = HEX[s->span[i] & 15]; }
         hex[16] = 0;
         snprintf(label, sizeof label, "span #%zd %s", st->index, hex);
     } else {
         snprintf(label, sizeof label, "span #%zd", st->index);
     }
-    PyObject *msg = PyUnicode_FromFormat("%s: %s", label, st->ctx->reason);
-    if (!msg) return -1;
-    int rc = PyList_Append(st->errors, msg);
-    Py_DECREF(msg);
-    return rc;
+    snprintf(st->errors[st->n_errors++], sizeof st->errors[0], "%s: %s", label, st->ctx->reason);
 }
 
 static int do_span(State *st, const uint8_t *p, size_t n) {
@@ -588,13 +597,9 @@ static int do_span(State *st, const uint8_t *p, size_t n) {
     if (rc == 1) {
         for (int i = 0; bufs[i]; i++) bufs[i]->len = marks[i];
         st->rejected++;
-        if (add_error(st, p, n) < 0) return -1;
+        add_error(st);
     } else {
-        if (!has_type) {
-            PyObject *i = PyLong_FromSsize_t(st->rows);
-            if (!i || PyList_Append(st->foreign, i) < 0) { Py_XDECREF(i); return -1; }
-            Py_DECREF(i);
-        }
+        if (!has_type && buf_i64(&st->foreign, (int64_t)st->rows) < 0) return -1;
         st->rows++;
     }
     st->index++;
@@ -684,6 +689,17 @@ static int do_resource_spans(State *st, const uint8_t *p, size_t n) {
     return rc;
 }
 
+/* Every ResourceSpans message of a request: 0, or -1 with a Python exception set. */
+static int walk(State *st, const uint8_t *p, size_t n) {
+    Rd r = {p, p + n};
+    Field f;
+    int rc;
+    while ((rc = rd_field(&r, &f)) > 0) {
+        if (IS(f, 1, 2) && do_resource_spans(st, f.data, f.len) < 0) return -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 /* ---------------------------------------------------------------- Python entry point */
 static PyObject *bytes_of(Buf *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->len); }
 
@@ -727,24 +743,29 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Cols c; memset(&c, 0, sizeof c);
     State st; memset(&st, 0, sizeof st);
     st.c = &c; st.ctx = &ctx;
-    PyObject *result = NULL, *bufs = NULL;
-    st.errors = PyList_New(0);
-    st.foreign = PyList_New(0);
-    if (!st.errors || !st.foreign) goto done;
+    PyObject *result = NULL, *bufs = NULL, *errors = NULL, *foreign = NULL;
     int fail = 0;
     for (int i = 0; i < N_STR; i++) fail |= str_init(&c.s[i]);
     fail |= map_init(&c.rattr) | map_init(&c.sattr) | map_init(&c.ev_attr) | map_init(&c.ln_attr);
     fail |= buf_i32(&c.ev_off, 0) | str_init(&c.ev_name);
     fail |= buf_i32(&c.ln_off, 0) | str_init(&c.ln_trace) | str_init(&c.ln_span) | str_init(&c.ln_state);
     if (fail) goto done;
-    {
-        Rd r = {(const uint8_t *)in.buf, (const uint8_t *)in.buf + in.len};
-        Field f;
-        int rc;
-        while ((rc = rd_field(&r, &f)) > 0) {
-            if (IS(f, 1, 2) && do_resource_spans(&st, f.data, f.len) < 0) goto done;
-        }
-        if (rc < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    fail = walk(&st, (const uint8_t *)in.buf, (size_t)in.len);
+    Py_END_ALLOW_THREADS
+    if (fail) goto done;
+    errors = PyList_New(0);
+    foreign = PyList_New(0);
+    if (!errors || !foreign) goto done;
+    for (int i = 0; i < st.n_errors; i++) {
+        PyObject *msg = PyUnicode_FromString(st.errors[i]);
+        if (!msg || PyList_Append(errors, msg) < 0) { Py_XDECREF(msg); goto done; }
+        Py_DECREF(msg);
+    }
+    for (size_t i = 0; i < st.foreign.len / 8; i++) {
+        PyObject *row = PyLong_FromLongLong(((int64_t *)st.foreign.p)[i]);
+        if (!row || PyList_Append(foreign, row) < 0) { Py_XDECREF(row); goto done; }
+        Py_DECREF(row);
     }
     bufs = PyDict_New();
     if (!bufs) goto done;
@@ -756,11 +777,12 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     if (put(bufs, "Links.offsets", &c.ln_off) < 0 || put_str(bufs, "Links.TraceId", &c.ln_trace) < 0
         || put_str(bufs, "Links.SpanId", &c.ln_span) < 0 || put_str(bufs, "Links.TraceState", &c.ln_state) < 0
         || put_map(bufs, "Links.Attributes", &c.ln_attr) < 0) goto done;
-    result = Py_BuildValue("nnOOnO", st.rows, st.rejected, st.errors, st.foreign, ctx.truncated, bufs);
+    result = Py_BuildValue("nnOOnO", st.rows, st.rejected, errors, foreign, ctx.truncated, bufs);
 done:
     Py_XDECREF(bufs);
-    Py_XDECREF(st.errors);
-    Py_XDECREF(st.foreign);
+    Py_XDECREF(errors);
+    Py_XDECREF(foreign);
+    free(st.foreign.p);
     {
         Buf *all[N_BUFS + 1];
         all_bufs(&c, all);

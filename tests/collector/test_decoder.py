@@ -7,6 +7,9 @@ import gzip
 import json
 import os
 import random
+import sys
+import threading
+import time
 import zlib
 
 import pytest
@@ -53,6 +56,35 @@ def test_round_trip_renders_values_like_the_otel_exporter() -> None:
         assert row["TraceId"] == span.trace_id.hex() and len(row["SpanId"]) == 16
         assert row["Duration"] == 500 and row["Events.Name"] == ["e"]
         assert dict(row["Events.Attributes"][0]) == {"k": "7"}
+
+
+@needs_c
+def test_the_compiled_decoder_lets_other_threads_run() -> None:
+    """While one request thread decodes, the others (HTTP, spool, writer) keep running: the
+    main thread here must get steps in while the decoder works, which a held GIL forbids."""
+    body = request(0, 0, 40_000).SerializeToString()
+    inside: list[float] = []
+
+    def decode() -> None:  # the compiled walk alone: wrapping its buffers in Arrow is Python
+        limits = otlp.DEFAULT_LIMITS
+        inside.append(time.perf_counter())
+        otlp._otlp.decode(body, None, limits.max_value_bytes, limits.max_key_bytes, limits.max_depth)
+        inside.append(time.perf_counter())
+
+    worker = threading.Thread(target=decode)
+    steps: list[float] = []
+    # A long switch interval: the interpreter does not take the GIL from the decoding thread
+    # between its first timestamp and the call, so only a decoder that lets go of it leaves room.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    try:
+        worker.start()
+        while worker.is_alive():
+            steps.append(time.perf_counter())
+    finally:
+        sys.setswitchinterval(interval)
+    begun, ended = inside
+    assert any(begun < t < ended for t in steps), f"no step in {ended - begun:.3f} s of decoding"
 
 
 @pytest.mark.parametrize("reference", [True, False])

@@ -93,10 +93,14 @@ class Collector:
         tokens: Tokens | None = None,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
-        batch_rows: int = 10_000,
+        # An INSERT has a fixed cost (about 45 ms for a small one: planning, the runs view, a
+        # new part). Batches of 50k rows or half a second's worth, not 10k or 0.2 s, took ingest
+        # from 16-21 to 13-16 us of CPU per span (1.2x the spans/s), for at most 0.3 s more
+        # until queryable.
+        batch_rows: int = 50_000,
         max_batch_rows: int = 100_000,
         cache_bytes: int = 128 << 20,
-        flush_interval: float = 0.2,
+        flush_interval: float = 0.5,
         max_body_bytes: int = 16 << 20,
         spool_max_bytes: int = 1 << 30,
         store_outage_limit: float = 300.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from collector_helpers import post, request, span_counts
 
 from handoffs.collector import Collector
@@ -51,3 +52,13 @@ def test_a_backlog_bigger_than_one_insert_is_stored_whole(store: Store, tmp_path
     assert c.stop() is True
     assert span_counts(store) == (300, 300)
     assert c.counters.snapshot()["stored"] == 300
+
+
+def test_a_batch_waits_to_fill_while_requests_flow_and_goes_when_they_pause(store: Store, tmp_path: Path) -> None:
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=1.0)  # not started
+    c._last_arrival = 100.0
+    assert c._due(waited=0.1, now=100.1) == pytest.approx(0.3)  # too young: a trickle stays batched
+    assert c._due(waited=0.5, now=100.5) == 0.0  # requests paused for 0.5 s: insert now
+    assert c._due(waited=0.5, now=100.05) == pytest.approx(0.05)  # still flowing: wait for a pause
+    assert c._due(waited=0.98, now=100.0) == pytest.approx(0.02)  # ... but never past the interval
+    assert c._due(waited=1.0, now=100.0) == 0.0

@@ -1,14 +1,17 @@
 """The writer's fast path: rows handed over in memory by the request thread, or read back from
-the spool when they were not (cache full, replay); a client's retry in the same batch stored once."""
+the spool when they were not (cache full, replay); a client's retry in the same batch stored once;
+a flood held until the writer has room, and when a batch that is not full goes."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from collector_helpers import post, request, span_counts
 
-from handoffs.collector import Collector
+from handoffs.collector import Collector, otlp, server
 from handoffs.store import Store
 
 ROWS_SQL = """SELECT TraceId, SpanId, SpanName, Timestamp, Duration, SpanAttributes, ResourceAttributes
@@ -62,3 +65,28 @@ def test_a_batch_waits_to_fill_while_requests_flow_and_goes_when_they_pause(stor
     assert c._due(waited=0.5, now=100.05) == pytest.approx(0.05)  # still flowing: wait for a pause
     assert c._due(waited=0.98, now=100.0) == pytest.approx(0.02)  # ... but never past the interval
     assert c._due(waited=1.0, now=100.0) == 0.0
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_flood_is_held_until_the_writer_takes_rows(store: Store, tmp_path: Path, monkeypatch, held: bool) -> None:
+    """Requests arriving faster than the store takes them wait for room in memory, so the writer
+    never reads the spool back; without the hold (``ROOM_WAIT`` 0) it does. Nothing is lost."""
+    if not held:
+        monkeypatch.setattr(server, "ROOM_WAIT", 0.0)
+    insert = store.insert_spans
+
+    def slow_insert(*args: object, **kwargs: object) -> int:
+        time.sleep(0.1)
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(store, "insert_spans", slow_insert)
+    bodies = [request(23, i * 25, 25).SerializeToString() for i in range(24)]
+    room = 2 * otlp.decode_protobuf(bodies[0]).table.nbytes  # about two requests wait in memory
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05, batch_rows=25,
+                  cache_bytes=room).start()
+    with ThreadPoolExecutor(4) as clients:
+        assert {reply.status for reply in clients.map(lambda body: post(c.port, body), bodies)} == {200}
+    assert c.stop() is True
+    assert span_counts(store) == (600, 600)
+    again = c.counters.snapshot()["decoded_again"]
+    assert (again == 0) if held else (again > 0)

@@ -110,9 +110,10 @@ def write(store: Store, traces: Sequence[TraceFindings], span_counts: dict[str, 
     Traces in ``replace`` were judged before: a finding of theirs that no longer holds (a
     delegation that has since closed) must not linger, so the old findings of those traces go
     first. A finding judged again replaces its stored row by itself (same sort key, newer
-    ``detected_at``), so only traces that lost a finding pay for a delete: most of a full pass's
-    time storing findings was deleting rows it was about to write again. The detected marks
-    are written last, so an interrupted run leaves the traces pending rather than half-judged.
+    ``detected_at``), so only traces that lost a finding pay for a delete: a pass judging every
+    trace again (a new detector version) spent most of its time storing findings deleting rows
+    it was about to write again. The detected marks are written last, so an interrupted run
+    leaves the traces pending rather than half-judged.
     """
     stale = _lost_findings(store, traces, replace) if replace else []
     if stale:

@@ -22,6 +22,9 @@ and the compiled decoder and the spool's append+fsync measured alone on the same
 
     python bench/ingest.py                                  # 100k spans; appends to bench/results/ingest.txt
     python bench/ingest.py --spans 50000 --no-phoenix --no-write
+    python bench/ingest.py --before 19c1a6a --spans 300000 --rounds 5
+                  # the collector of an earlier revision (its decoder compiled here) and this one,
+                  # alternating on the same pre-encoded requests: the ratio per round
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -135,11 +140,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_collector(work: Path) -> tuple[subprocess.Popen, int, str]:
+def start_collector(work: Path, checkout: Path | None = None) -> tuple[subprocess.Popen, int, str]:
+    """``handoffs collect`` in a process of its own, from ``checkout`` (default: this one)."""
     store_url = f"chdb://{work / 'store'}"
     cmd = [sys.executable, "-c", "import sys; from handoffs.cli import main; main(sys.argv[1:])",
            "collect", "--port", "0", "--store", store_url, "--spool", str(work / "spool")]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=checkout)
     assert proc.stderr is not None
     for line in proc.stderr:
         found = re.search(r"http://127\.0\.0\.1:(\d+)/v1/traces", line)
@@ -254,11 +260,10 @@ def post_all(port: int, bodies: list[bytes], clients: int) -> float:
 
 
 def bench_handoffs(spans: list[ReadableSpan], clients: int, work: Path,
-                   bodies: list[bytes] | None = None) -> dict[str, float]:
+                   bodies: list[bytes] | None = None, checkout: Path | None = None) -> dict[str, float]:
     """With ``bodies``, post those pre-encoded requests (the collector alone); else run the SDK."""
-    run = work / ("raw" if bodies else "sdk")
-    run.mkdir()
-    proc, port, store_url = start_collector(run)
+    run = Path(tempfile.mkdtemp(prefix="raw-" if bodies else "sdk-", dir=work))
+    proc, port, store_url = start_collector(run, checkout)
     try:
         reader = open_store(store_url)  # the collector owns the directory: this goes through its endpoint
         cpu0, threads0 = cpu_seconds(proc.pid), thread_cpu(proc.pid)
@@ -360,6 +365,117 @@ def breakdown(bodies: list[bytes], n: int, work: Path) -> dict[str, float]:
     return {"decode_us": decode, "reference_decode_us": reference, "spool_append_fsync_us": append}
 
 
+def compiled_checkout(rev: str, work: Path) -> Path:
+    """A worktree of ``rev`` with its OTLP decoder compiled in place (the build flags of this
+    Python, as ``pip install`` uses), so both collectors run compiled."""
+    checkout = work / "before"
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(checkout), rev],
+                   check=True, capture_output=True)
+    source = checkout / "collector" / "_otlp.c"
+    target = source.with_name("_otlp" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run(["gcc", *sysconfig.get_config_var("CFLAGS").split(), "-fPIC", "-shared",
+                    f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)],
+                   check=True, capture_output=True)
+    return checkout
+
+
+def versus(rev: str, spans: list[ReadableSpan], bodies: list[bytes], clients: int, rounds: int,
+           work: Path, say: Callable[..., None]) -> None:
+    """The pre-encoded run, ``rev``'s collector and this one alternating, ``rounds`` times."""
+    repo = Path(__file__).resolve().parent.parent
+    before = compiled_checkout(rev, work)
+    try:
+        runs: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
+        for _ in range(rounds):
+            for label, checkout in (("before", before), ("now", repo)):
+                runs[label].append(bench_handoffs(spans, clients, work, bodies, checkout))
+        for label, name in (("before", rev), ("now", "now")):
+            rates = ", ".join(f"{r['spans_s']:,.0f}" for r in runs[label])
+            cpu = ", ".join(f"{r['cpu_us_span']:.1f}" for r in runs[label])
+            say(f"  {name:>8s}: spans/s until queryable {rates}; collector CPU us/span {cpu}")
+        ratios = [n["spans_s"] / b["spans_s"] for b, n in zip(runs["before"], runs["now"], strict=True)]
+        say(f"  now / {rev}: {statistics.median(ratios):.2f}x spans/s, median of {rounds} rounds "
+            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(before)], check=False)
+
+
+def standard(args: argparse.Namespace, spans: list[ReadableSpan], bodies: list[bytes], encode_us: float,
+             work: Path, say: Callable[..., None]) -> None:
+    """The engine's limit, our collector (SDK exporter and pre-encoded), Phoenix, the ratios and
+    where the collector's time goes."""
+    whole = pa.concat_tables([otlp.decode_protobuf(b).table for b in bodies]).combine_chunks()
+
+    say()
+    engine = bench_engine(whole, work)
+    say(f"engine limit: the same {whole.num_rows:,} rows straight into chDB from Python, rows/s "
+        f"(CPU us/row, chDB's threads included), median of {ENGINE_ROUNDS} interleaved rounds:")
+    say(f"  {'table':28s}" + "".join(f"{f'{size // 1000}k, Arrow':>22s}{f'{size // 1000}k, Python->Arrow':>24s}"
+                                      for size in INSERT_SIZES))
+    for label in ENGINE_TABLES:
+        cells = ""
+        for size in INSERT_SIZES:
+            for source, width in (("arrow", 22), ("python", 24)):
+                cell = engine[(label, size, source)]
+                cells += f"{cell['rows_s']:>{width - 7},.0f} ({cell['cpu_us']:4.1f})"
+        say(f"  {label:28s}{cells}")
+    say("  ours = otel_traces as migrated: 6 skip indexes, TTL, dedup window, view to handoffs_runs; "
+        "plain = MergeTree, same columns/codecs/sort key, none of those")
+    ours = bench_handoffs(spans[:args.sdk_spans], args.clients, work)
+    say(f"handoffs collect ({args.clients} SDK exporters): {ours['spans_s']:,.0f} spans/s until queryable "
+        f"({ours['spans']} spans acked in {ours['acked_s']:.2f} s, stored in {ours['stored_s']:.2f} s); "
+        f"peak memory {ours['peak_mb']:.0f} MiB; collector CPU {ours['cpu_us_span']:.1f} us/span; "
+        f"SIGTERM exit {ours['exit']}")
+    raw = bench_handoffs(spans, args.clients, work, bodies)
+    say(f"handoffs collect, the same requests pre-encoded by the SDK's encoder ({args.clients} keep-alive "
+        f"clients on loopback, no encoding during the run): {raw['spans_s']:,.0f} spans/s until queryable "
+        f"(acked in {raw['acked_s']:.2f} s, stored in {raw['stored_s']:.2f} s); peak memory "
+        f"{raw['peak_mb']:.0f} MiB; collector CPU {raw['cpu_us_span']:.1f} us/span; SIGTERM exit {raw['exit']}")
+    phoenix = None
+    if not args.no_phoenix:
+        phoenix = bench_phoenix(spans[:args.phoenix_spans], args.phoenix_venv, work, args.phoenix_timeout)
+    if phoenix:
+        done = "all" if phoenix["complete"] else f"only {phoenix['stored']}"
+        say(f"phoenix serve (SQLite): {phoenix['spans_s']:,.0f} spans/s until queryable ({done} of "
+            f"{phoenix['spans']} stored in {phoenix['stored_s']:.1f} s; acknowledged at "
+            f"{phoenix['acked_spans_s']:,.0f} spans/s); peak memory {phoenix['peak_mb']:.0f} MiB; "
+            f"CPU {phoenix['cpu_us_span']:.0f} us/span; {phoenix['bytes_span']:,.0f} B/span on disk")
+
+    say()
+    ranked = sorted(engine.items(), key=lambda kv: -kv[1]["rows_s"])
+    (top_label, top_size, top_source), top = ranked[0]
+    say(f"ratios, handoffs collect / engine (same rows, same run); the most demanding baseline is the fastest: "
+        f"{top_label}, {top_size // 1000}k-row INSERTs, {'prebuilt Arrow' if top_source == 'arrow' else 'Python->Arrow'} "
+        f"({top['rows_s']:,.0f} rows/s)")
+    say(f"  {'baseline':58s} {'pre-encoded':>12s} {'SDK exporter':>13s}")
+    for (label, size, source), cell in ranked:
+        name = f"{label}, {size // 1000}k, {'prebuilt Arrow' if source == 'arrow' else 'Python->Arrow'}"
+        say(f"  {name:58s} {raw['spans_s'] / cell['rows_s']:12.2f} {ours['spans_s'] / cell['rows_s']:13.2f}")
+    if phoenix:
+        say(f"  handoffs / phoenix (stored spans/s, SDK exporter both): "
+            f"{ours['spans_s'] / max(phoenix['spans_s'], 1e-9):.0f}x")
+
+    parts = breakdown(bodies, len(spans), work)
+    threads = raw["threads_us_span"]
+    named = {k: v for k, v in threads.items() if k not in ("(all)", "python") and v > 0.05}
+    python_us = threads["(all)"] - sum(v for k, v in threads.items() if k not in ("(all)", "python"))
+    say()
+    say("where the collector's time goes: its CPU us per span in the pre-encoded run, by thread")
+    for name, value in sorted(named.items(), key=lambda kv: -kv[1]):
+        what = {"QueryCompPipeEx": "chDB: the INSERT's pipeline", "MergeMutate": "chDB: background merges",
+                "ThreadPool": "chDB: worker pool"}.get(name, "chDB")
+        say(f"  {name:20s} {value:6.2f}  {what}")
+    say(f"  {'Python threads':20s} {python_us:6.2f}  HTTP, decode, spool, writer (request threads that exited included)")
+    say(f"  {'total':20s} {threads['(all)']:6.2f}")
+    say("and measured alone on the same requests (CPU us per span):")
+    say(f"  decode + validate, compiled (request path only: the writer takes the rows in memory): {parts['decode_us']:.2f}")
+    say(f"  decode, Python reference (not used when compiled; for scale):                         {parts['reference_decode_us']:.1f}")
+    say(f"  spool append + fsync ({BATCH}-span requests, one at a time; wall):                     {parts['spool_append_fsync_us']:.2f}")
+    say(f"  the SDK's exporter encoding on the client side:                                       {encode_us:.1f}")
+    say(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=100_000)
@@ -371,6 +487,9 @@ def main() -> None:
     parser.add_argument("--phoenix-timeout", type=float, default=600)
     parser.add_argument("--no-phoenix", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--before", metavar="REV",
+                        help="only compare the pre-encoded run with this git revision's collector")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --before")
     args = parser.parse_args()
 
     out: list[str] = []
@@ -395,75 +514,13 @@ def main() -> None:
         encode_us = (time.process_time() - t0) / len(spans) * 1e6
         say(f"request bodies: {len(bodies)} x {BATCH} spans, {sum(map(len, bodies)) / len(spans):.0f} B/span "
             f"in protobuf; the SDK's encoder costs the client {encode_us:.1f} us/span")
-        whole = pa.concat_tables([otlp.decode_protobuf(b).table for b in bodies]).combine_chunks()
-
-        say()
-        engine = bench_engine(whole, work)
-        say(f"engine limit: the same {whole.num_rows:,} rows straight into chDB from Python, rows/s "
-            f"(CPU us/row, chDB's threads included), median of {ENGINE_ROUNDS} interleaved rounds:")
-        say(f"  {'table':28s}" + "".join(f"{f'{size // 1000}k, Arrow':>22s}{f'{size // 1000}k, Python->Arrow':>24s}"
-                                          for size in INSERT_SIZES))
-        for label in ENGINE_TABLES:
-            cells = ""
-            for size in INSERT_SIZES:
-                for source, width in (("arrow", 22), ("python", 24)):
-                    cell = engine[(label, size, source)]
-                    cells += f"{cell['rows_s']:>{width - 7},.0f} ({cell['cpu_us']:4.1f})"
-            say(f"  {label:28s}{cells}")
-        say("  ours = otel_traces as migrated: 6 skip indexes, TTL, dedup window, view to handoffs_runs; "
-            "plain = MergeTree, same columns/codecs/sort key, none of those")
-        ours = bench_handoffs(spans[:args.sdk_spans], args.clients, work)
-        say(f"handoffs collect ({args.clients} SDK exporters): {ours['spans_s']:,.0f} spans/s until queryable "
-            f"({ours['spans']} spans acked in {ours['acked_s']:.2f} s, stored in {ours['stored_s']:.2f} s); "
-            f"peak memory {ours['peak_mb']:.0f} MiB; collector CPU {ours['cpu_us_span']:.1f} us/span; "
-            f"SIGTERM exit {ours['exit']}")
-        raw = bench_handoffs(spans, args.clients, work, bodies)
-        say(f"handoffs collect, the same requests pre-encoded by the SDK's encoder ({args.clients} keep-alive "
-            f"clients on loopback, no encoding during the run): {raw['spans_s']:,.0f} spans/s until queryable "
-            f"(acked in {raw['acked_s']:.2f} s, stored in {raw['stored_s']:.2f} s); peak memory "
-            f"{raw['peak_mb']:.0f} MiB; collector CPU {raw['cpu_us_span']:.1f} us/span; SIGTERM exit {raw['exit']}")
-        phoenix = None
-        if not args.no_phoenix:
-            phoenix = bench_phoenix(spans[:args.phoenix_spans], args.phoenix_venv, work, args.phoenix_timeout)
-        if phoenix:
-            done = "all" if phoenix["complete"] else f"only {phoenix['stored']}"
-            say(f"phoenix serve (SQLite): {phoenix['spans_s']:,.0f} spans/s until queryable ({done} of "
-                f"{phoenix['spans']} stored in {phoenix['stored_s']:.1f} s; acknowledged at "
-                f"{phoenix['acked_spans_s']:,.0f} spans/s); peak memory {phoenix['peak_mb']:.0f} MiB; "
-                f"CPU {phoenix['cpu_us_span']:.0f} us/span; {phoenix['bytes_span']:,.0f} B/span on disk")
-
-        say()
-        ranked = sorted(engine.items(), key=lambda kv: -kv[1]["rows_s"])
-        (top_label, top_size, top_source), top = ranked[0]
-        say(f"ratios, handoffs collect / engine (same rows, same run); the most demanding baseline is the fastest: "
-            f"{top_label}, {top_size // 1000}k-row INSERTs, {'prebuilt Arrow' if top_source == 'arrow' else 'Python->Arrow'} "
-            f"({top['rows_s']:,.0f} rows/s)")
-        say(f"  {'baseline':58s} {'pre-encoded':>12s} {'SDK exporter':>13s}")
-        for (label, size, source), cell in ranked:
-            name = f"{label}, {size // 1000}k, {'prebuilt Arrow' if source == 'arrow' else 'Python->Arrow'}"
-            say(f"  {name:58s} {raw['spans_s'] / cell['rows_s']:12.2f} {ours['spans_s'] / cell['rows_s']:13.2f}")
-        if phoenix:
-            say(f"  handoffs / phoenix (stored spans/s, SDK exporter both): "
-                f"{ours['spans_s'] / max(phoenix['spans_s'], 1e-9):.0f}x")
-
-        parts = breakdown(bodies, len(spans), work)
-        threads = raw["threads_us_span"]
-        named = {k: v for k, v in threads.items() if k not in ("(all)", "python") and v > 0.05}
-        python_us = threads["(all)"] - sum(v for k, v in threads.items() if k not in ("(all)", "python"))
-        say()
-        say("where the collector's time goes: its CPU us per span in the pre-encoded run, by thread")
-        for name, value in sorted(named.items(), key=lambda kv: -kv[1]):
-            what = {"QueryCompPipeEx": "chDB: the INSERT's pipeline", "MergeMutate": "chDB: background merges",
-                    "ThreadPool": "chDB: worker pool"}.get(name, "chDB")
-            say(f"  {name:20s} {value:6.2f}  {what}")
-        say(f"  {'Python threads':20s} {python_us:6.2f}  HTTP, decode, spool, writer (request threads that exited included)")
-        say(f"  {'total':20s} {threads['(all)']:6.2f}")
-        say("and measured alone on the same requests (CPU us per span):")
-        say(f"  decode + validate, compiled (request path only: the writer takes the rows in memory): {parts['decode_us']:.2f}")
-        say(f"  decode, Python reference (not used when compiled; for scale):                         {parts['reference_decode_us']:.1f}")
-        say(f"  spool append + fsync ({BATCH}-span requests, one at a time; wall):                     {parts['spool_append_fsync_us']:.2f}")
-        say(f"  the SDK's exporter encoding on the client side:                                       {encode_us:.1f}")
-        say(f"load average at end: {os.getloadavg()[0]:.1f}")
+        if args.before:
+            say(f"handoffs collect, pre-encoded requests ({args.clients} keep-alive clients), {args.before} "
+                f"against now, alternating in separate processes:")
+            versus(args.before, spans, bodies, args.clients, args.rounds, work, say)
+            say(f"load average at end: {os.getloadavg()[0]:.1f}")
+        else:
+            standard(args, spans, bodies, encode_us, work, say)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_write:

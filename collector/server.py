@@ -6,8 +6,9 @@
 
 A request is decoded and checked on arrival (so a bad body gets its 4xx and a partly bad one
 its partial success), appended to the write-ahead spool and fsynced, then acknowledged. Its
-decoded rows go to the writer in memory (up to ``cache_bytes``; beyond that, and when replaying
-after a restart, the writer decodes the spooled request again). The writer inserts what has
+decoded rows go to the writer in memory (up to ``cache_bytes``: a request that would overfill it
+waits for room while the store is up; after a restart, or during an outage, the writer decodes
+the spooled request again). The writer inserts what has
 arrived, from ``batch_rows`` up to ``max_batch_rows`` per statement (bigger when it falls
 behind: each INSERT has a fixed cost and makes a part), with a deduplication token, so a replay
 after a crash or an outage stores each span once.

@@ -98,11 +98,10 @@ class Collector:
         tokens: Tokens | None = None,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
-        # An INSERT has a fixed cost (about 45 ms for a small one: planning, the runs view, a
-        # new part). Under a flood, batches of 50k rows or half a second's worth, not 10k or
-        # 0.2 s, took ingest from 16-21 to 13-16 us of CPU per span (1.2x the spans/s). When
-        # requests pause, a batch goes sooner (``_due``), so the end of a flood or a trickle is
-        # queryable as soon as before.
+        # An INSERT has a fixed cost (planning, the runs view, a new part): under a flood,
+        # batches of 50k rows or half a second's worth, not 10k or 0.2 s, cost less CPU per span
+        # (BENCHMARKS.md, "Ingest, fifth session"). When requests pause, a batch goes sooner
+        # (``_due``), so the end of a flood or a trickle is queryable as soon as before.
         batch_rows: int = 50_000,
         max_batch_rows: int = 100_000,
         cache_bytes: int = 128 << 20,

@@ -411,8 +411,7 @@ class Collector:
         if stop is not None:
             end = stop
         pending = self._spool_io(lambda: self.spool.begin(start, end))
-        # One chunk per column, not one per request: chDB reads many small chunks at about 1.5x the CPU.
-        table = pa.concat_tables(tables).combine_chunks() if tables else None
+        table = pa.concat_tables(tables) if tables else None  # one chunk per request; the store joins them
         delay = 0.2
         while table is not None and table.num_rows:
             try:

@@ -1,7 +1,6 @@
 """The writer's fast path: rows handed over in memory by the request thread, or read back from
 the spool when they were not (cache full, replay); a client's retry in the same batch stored once;
-a flood held until the writer has room; a batch inserted as one contiguous table, and when a
-batch that is not full goes."""
+a flood held until the writer has room, and when a batch that is not full goes."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from collector_helpers import post, request, span_counts
 
@@ -57,26 +55,6 @@ def test_a_backlog_bigger_than_one_insert_is_stored_whole(store: Store, tmp_path
     assert c.stop() is True
     assert span_counts(store) == (300, 300)
     assert c.counters.snapshot()["stored"] == 300
-
-
-def test_a_batch_reaches_the_store_as_one_contiguous_table(store: Store, tmp_path: Path, monkeypatch) -> None:
-    """The requests of a batch are joined into one chunk per column before the INSERT: chDB reads
-    a table of many small chunks (one per request) at about 1.5x the CPU per row."""
-    inserted = []
-    insert = store.insert_spans
-
-    def keep(table: pa.Table, **kwargs: object) -> int:
-        inserted.append(table)
-        return insert(table, **kwargs)
-
-    monkeypatch.setattr(store, "insert_spans", keep)
-    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=3600, batch_rows=10**6).start()
-    for i in range(3):
-        assert post(c.port, request(24, i * 25, 25).SerializeToString()).status == 200
-    assert c.stop() is True
-    assert [t.num_rows for t in inserted] == [75]
-    assert {column.num_chunks for column in inserted[0].columns} == {1}
-    assert span_counts(store) == (75, 75)
 
 
 def test_a_batch_waits_to_fill_while_requests_flow_and_goes_when_they_pause(store: Store, tmp_path: Path) -> None:

@@ -72,6 +72,24 @@ def test_a_span_sent_twice_in_one_insert_keeps_its_last_row(any_store: Store) ->
     assert [r["SpanName"] for r in rows] == ["run again", "tool again"]
 
 
+def test_a_table_of_many_chunks_reaches_the_engine_contiguous(any_store: Store, monkeypatch) -> None:
+    """As the collector's writer joins requests: one chunk per column reaches the engine."""
+    seen: list[pa.Table] = []
+    insert_arrow = any_store.engine.insert_arrow
+
+    def keep(table: str, data: pa.Table, settings: dict | None = None) -> None:
+        seen.append(data)
+        insert_arrow(table, data, settings=settings)
+
+    monkeypatch.setattr(any_store.engine, "insert_arrow", keep)
+    whole = _batch(n=12).to_arrow()
+    chunked = pa.concat_tables([whole.slice(i, 3) for i in range(0, 12, 3)])
+    assert chunked.column("SpanId").num_chunks == 4
+    assert any_store.insert_spans(chunked) == 12
+    assert {column.num_chunks for column in seen[0].columns} == {1}
+    assert any_store.scalar("SELECT count() FROM otel_traces") == 12
+
+
 def test_an_insert_retried_with_its_token_is_stored_once(any_store: Store) -> None:
     any_store.insert_spans(_batch(), dedup_token="batch-1")
     any_store.insert_spans(_batch(), dedup_token="batch-1")

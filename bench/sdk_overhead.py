@@ -35,6 +35,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from handoffs import conventions as c
 from handoffs import sdk
 
+sys.path.insert(0, str(Path(__file__).parent))
+import record  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "sdk_overhead.txt"
 
 
@@ -271,8 +274,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+        record.append(RESULTS, lines)  # earlier runs stay in the file beside this one
 
 
 if __name__ == "__main__":

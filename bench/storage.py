@@ -283,6 +283,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = [v for v in args.variants.split(",") if v]
     lines: list[str] = []
+    earlier = results.read_text().rstrip("\n") + "\n\n" if results.exists() else ""  # earlier runs stay
 
     def say(text: str = "") -> None:
         print(text, flush=True)
@@ -353,13 +354,13 @@ def main() -> None:
             say(f"{qname:<13}" + "".join(f"{cell:>22}" for cell in cells))
         if not args.no_write:  # after each size, so a long run that is stopped keeps its figures
             results.parent.mkdir(parents=True, exist_ok=True)
-            results.write_text("\n".join(lines) + "\n")
+            results.write_text(earlier + "\n".join(lines) + "\n\n")
     say()
     say("# B/span: bytes on disk per span (active parts); x: against the first variant; raw: "
         "uncompressed; ratio: raw/compressed; cells: median ms, ratio to the first variant, "
         "granules read/total (8192 rows each); x for a query is the median of per-round ratios")
     if not args.no_write:
-        results.write_text("\n".join(lines) + "\n")
+        results.write_text(earlier + "\n".join(lines) + "\n\n")
         print(f"wrote {results}")
     if not args.dir:
         shutil.rmtree(workdir, ignore_errors=True)

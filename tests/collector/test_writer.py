@@ -81,7 +81,7 @@ def test_a_flood_is_held_until_the_writer_takes_rows(store: Store, tmp_path: Pat
 
     monkeypatch.setattr(store, "insert_spans", slow_insert)
     bodies = [request(23, i * 25, 25).SerializeToString() for i in range(24)]
-    room = 2 * otlp.decode_protobuf(bodies[0]).table.nbytes  # about two requests wait in memory
+    room = 2 * otlp.decode_protobuf(bodies[0]).table.get_total_buffer_size()  # about two requests wait in memory
     c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05, batch_rows=25,
                   cache_bytes=room).start()
     with ThreadPoolExecutor(4) as clients:

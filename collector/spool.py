@@ -22,7 +22,7 @@ import struct
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,38 +102,30 @@ class Spool:
             self._write_state()
 
     # --- appending (request threads) -----------------------------------------------------------
-    def append(self, payload: bytes | Sequence[bytes], on_written: Callable[[int, int], None] | None = None) -> int:
+    def append(self, payload: bytes, on_written: Callable[[int, int], None] | None = None) -> int:
         """Write one record and fsync it; return its end offset. Raises SpoolFull or OSError.
 
-        ``payload`` may come in parts (``pack``'s prefix and the request body): they are written
-        one after the other in one call, not joined first (a copy of every body).
         ``on_written(start, end)`` runs once the record is written, before any reader can see
         it (the collector hands its decoded rows to the writer that way, keyed by ``start``).
         """
-        parts = (payload,) if isinstance(payload, bytes) else tuple(payload)
-        crc = 0
-        for part in parts:
-            crc = zlib.crc32(part, crc)
-        size = sum(map(len, parts))
-        parts = (_HEADER.pack(_MAGIC, size, crc), *parts)
-        length = _HEADER.size + size
+        record = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
         with self._lock:
-            if self.end - self.committed + length > self.max_bytes:
+            if self.end - self.committed + len(record) > self.max_bytes:
                 raise SpoolFull(f"the spool holds {self.end - self.committed} bytes not yet stored")
             if self.end - self._segments[-1] >= self.segment_bytes:
                 self._roll()
             size_before = self.end - self._segments[-1]
             try:
-                written = os.writev(self._file.fileno(), parts)
-                if written != length:
+                written = self._file.write(record)
+                if written != len(record):
                     raise OSError(28, "short write to the spool")
             except OSError:
                 # Leave no torn record behind: the next append must start on a record boundary.
                 self._file.truncate(size_before)
                 raise
             if on_written is not None:
-                on_written(self.end, self.end + length)
-            self.end += length
+                on_written(self.end, self.end + len(record))
+            self.end += len(record)
             mine = self.end
         self._sync(mine)
         return mine
@@ -300,13 +292,12 @@ _VERSION = 1
 _NO_PROJECT = 0xFFFF
 
 
-def pack(body: bytes, project: str | None) -> tuple[bytes, bytes]:
-    """A spool payload for a protobuf request body and the project its token maps to, in two
-    parts (``Spool.append`` writes them without joining them)."""
+def pack(body: bytes, project: str | None) -> bytes:
+    """A spool payload for a protobuf request body and the project its token maps to."""
     if project is None:
-        return _PAYLOAD.pack(_VERSION, _NO_PROJECT), body
+        return _PAYLOAD.pack(_VERSION, _NO_PROJECT) + body
     raw = project.encode()
-    return _PAYLOAD.pack(_VERSION, len(raw)) + raw, body
+    return _PAYLOAD.pack(_VERSION, len(raw)) + raw + body
 
 
 def unpack(payload: bytes) -> tuple[bytes, str | None]:

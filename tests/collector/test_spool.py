@@ -27,19 +27,6 @@ def test_records_survive_reopen_and_a_torn_tail_is_cut(tmp_path: Path) -> None:
     sp.close()
 
 
-def test_a_payload_in_parts_is_the_same_record_as_the_payload_whole(tmp_path: Path) -> None:
-    # The collector appends pack()'s prefix and the body unjoined: same bytes on disk, same CRC.
-    for name, payload in (("whole", b"prefix" + b"body" * 1000), ("parts", (b"prefix", b"body" * 1000))):
-        sp = spool.Spool(tmp_path / name)
-        sp.append(payload)
-        sp.close()
-    segments = [next((tmp_path / name).glob("*.seg")).read_bytes() for name in ("whole", "parts")]
-    assert segments[0] == segments[1]
-    sp = spool.Spool(tmp_path / "parts")  # reopened: the record's CRC checks
-    assert [r.payload for r in sp.read(0)] == [b"prefix" + b"body" * 1000]
-    sp.close()
-
-
 def test_a_pending_batch_is_replayed_with_its_token_after_a_crash(tmp_path: Path) -> None:
     sp = spool.Spool(tmp_path)
     for _ in range(4):

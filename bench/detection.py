@@ -230,12 +230,10 @@ def _ratio_line(what: str, rev: str, spans: int, times: dict[str, list[float]], 
 def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[str]) -> None:
     """Full detection, then the detect command, by revision ``rev`` and by this checkout,
     alternating on the same stores."""
-    repo = Path(__file__).resolve().parent.parent
-    work = Path(tempfile.mkdtemp(prefix="handoffs-bench-before-"))
-    before = work / "checkout"
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(before), rev],
-                   check=True, capture_output=True)
-    try:
+    repo = record.REPO
+    with (tempfile.TemporaryDirectory(prefix="handoffs-bench-before-") as tmp,
+          record.checkout(rev, Path(tmp) / "checkout") as before):
+        work = Path(tmp)
         for size in sorted(sizes):
             store_dir = work / f"store-{size}"
             subprocess.run([sys.executable, __file__, "--build-only", "--sizes", str(size), "--seed-runs",
@@ -268,9 +266,6 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
                 print(line, flush=True)
                 out.append(line)
             shutil.rmtree(store_dir, ignore_errors=True)
-    finally:
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(before)], check=False)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

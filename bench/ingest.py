@@ -50,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import record
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -365,40 +366,32 @@ def breakdown(bodies: list[bytes], n: int, work: Path) -> dict[str, float]:
     return {"decode_us": decode, "reference_decode_us": reference, "spool_append_fsync_us": append}
 
 
-def compiled_checkout(rev: str, work: Path) -> Path:
-    """A worktree of ``rev`` with its OTLP decoder compiled in place (the build flags of this
-    Python, as ``pip install`` uses), so both collectors run compiled."""
-    checkout = work / "before"
-    repo = Path(__file__).resolve().parent.parent
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(checkout), rev],
-                   check=True, capture_output=True)
+def compile_decoder(checkout: Path) -> None:
+    """Build ``checkout``'s OTLP decoder in place (the build flags of this Python, as ``pip
+    install`` uses), so an earlier revision's collector runs compiled too."""
     source = checkout / "collector" / "_otlp.c"
     target = source.with_name("_otlp" + sysconfig.get_config_var("EXT_SUFFIX"))
     subprocess.run(["gcc", *sysconfig.get_config_var("CFLAGS").split(), "-fPIC", "-shared",
                     f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)],
                    check=True, capture_output=True)
-    return checkout
 
 
 def versus(rev: str, spans: list[ReadableSpan], bodies: list[bytes], clients: int, rounds: int,
            work: Path, say: Callable[..., None]) -> None:
     """The pre-encoded run, ``rev``'s collector and this one alternating, ``rounds`` times."""
-    repo = Path(__file__).resolve().parent.parent
-    before = compiled_checkout(rev, work)
-    try:
+    with record.checkout(rev, work / "before") as before:
+        compile_decoder(before)
         runs: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
         for _ in range(rounds):
-            for label, checkout in (("before", before), ("now", repo)):
+            for label, checkout in (("before", before), ("now", record.REPO)):
                 runs[label].append(bench_handoffs(spans, clients, work, bodies, checkout))
-        for label, name in (("before", rev), ("now", "now")):
-            rates = ", ".join(f"{r['spans_s']:,.0f}" for r in runs[label])
-            cpu = ", ".join(f"{r['cpu_us_span']:.1f}" for r in runs[label])
-            say(f"  {name:>8s}: spans/s until queryable {rates}; collector CPU us/span {cpu}")
-        ratios = [n["spans_s"] / b["spans_s"] for b, n in zip(runs["before"], runs["now"], strict=True)]
-        say(f"  now / {rev}: {statistics.median(ratios):.2f}x spans/s, median of {rounds} rounds "
-            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
-    finally:
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(before)], check=False)
+    for label, name in (("before", rev), ("now", "now")):
+        rates = ", ".join(f"{r['spans_s']:,.0f}" for r in runs[label])
+        cpu = ", ".join(f"{r['cpu_us_span']:.1f}" for r in runs[label])
+        say(f"  {name:>8s}: spans/s until queryable {rates}; collector CPU us/span {cpu}")
+    ratios = [n["spans_s"] / b["spans_s"] for b, n in zip(runs["before"], runs["now"], strict=True)]
+    say(f"  now / {rev}: {statistics.median(ratios):.2f}x spans/s, median of {rounds} rounds "
+        f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 def standard(args: argparse.Namespace, spans: list[ReadableSpan], bodies: list[bytes], encode_us: float,

@@ -302,13 +302,11 @@ class Collector:
         def hand_over(start: int, end: int) -> None:  # under the spool's lock: before the writer sees it
             nonlocal handed
             with self._decoded_lock:
-                if reserved or self._decoded_bytes + size <= self.cache_bytes:
-                    self._decoded[start] = (end, decoded, size)
-                    self._decoded_bytes += 0 if reserved else size
-                    handed = True
+                self._decoded[start] = (end, decoded, size)
+            handed = True
 
         try:
-            self.spool.append(spool.pack(body, project), on_written=hand_over)
+            self.spool.append(spool.pack(body, project), on_written=hand_over if reserved else None)
         finally:
             if reserved and not handed:  # not spooled: give the room back
                 with self._decoded_lock:
@@ -334,20 +332,17 @@ class Collector:
         def room() -> bool:
             return self._decoded_bytes == 0 or self._decoded_bytes + size <= self.cache_bytes
 
-        def take() -> bool:
+        with self._decoded_lock:
+            if not room():
+                with self._wake:  # nothing takes _decoded_lock while holding _wake
+                    self._wake.notify()  # insert what is waiting now, not at the next interval
+                self._decoded_lock.wait_for(
+                    lambda: room() or self._store_down_since is not None or self._stopping.is_set(),
+                    timeout=ROOM_WAIT)
+                if not room():
+                    return False
             self._decoded_bytes += size
             return True
-
-        with self._decoded_lock:
-            if room():
-                return take()
-        with self._wake:
-            self._wake.notify()  # insert what is waiting now, not at the next interval
-        with self._decoded_lock:
-            self._decoded_lock.wait_for(
-                lambda: room() or self._store_down_since is not None or self._stopping.is_set(),
-                timeout=ROOM_WAIT)
-            return take() if room() else False
 
     # --- the writer thread -----------------------------------------------------------------------
     def _writer(self) -> None:

@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -97,6 +98,16 @@ def get_json(port: int, path: str = "/health") -> dict:
         return json.loads(conn.getresponse().read())
     finally:
         conn.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def span_counts(store: Store) -> tuple[int, int]:

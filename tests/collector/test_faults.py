@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from collector_helpers import Outage, get_json, post, request, span_counts, span_ids
+from collector_helpers import Outage, get_json, post, request, span_counts, span_ids, wait_for
 
 from handoffs.collector import Collector
 from handoffs.store import Store
@@ -38,15 +38,6 @@ def store_url(store: Store, port: int | None = None) -> StoreURL:
 def through(store: Store, outage: Outage) -> Store:
     url = store_url(store, outage.port)
     return Store(HttpEngine(url), url)
-
-
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def stored_ids(store: Store) -> set[str]:

@@ -6,7 +6,12 @@ ReplacingMergeTree's own in-block collapse off (the collector's writer does the 
 measures what that gains at the SDK's batch size (512 spans) and at an importer's (10,000),
 the two ways interleaved round by round in fresh databases of one chDB directory.
 
-    python bench/store_insert.py [--runs 300] [--rounds 3] [--no-write]
+Then the curve the collector's batching rests on: CPU per INSERT through ``Store.insert_spans``
+(chDB's threads included) at sizes from 1,000 to 100,000 rows, replicas of the demo runs under
+fresh trace ids, and the least-squares line through it: a fixed cost per INSERT plus a cost per
+row. The collector's writer inserts 50,000 rows or half a second's worth at a time because of it.
+
+    python bench/store_insert.py [--runs 300] [--rounds 3] [--curve-rows 200000] [--no-write]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from handoffs.demo import simulate
 from handoffs.store import Store, open_store, schema
@@ -28,6 +34,7 @@ from record import append, header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store_insert.txt"
 BATCHES = (512, 10_000)
+CURVE_SIZES = (1_000, 5_000, 20_000, 50_000, 100_000)
 
 
 def _insert_all(store: Store, table: pa.Table, batch: int, through_store: bool) -> float:
@@ -42,10 +49,54 @@ def _insert_all(store: Store, table: pa.Table, batch: int, through_store: bool) 
     return time.perf_counter() - started
 
 
+def replicas(table: pa.Table, rows: int) -> pa.Table:
+    """``rows`` rows of copies of ``table``, each copy under fresh trace and span ids (a 4-hex-digit
+    copy number in place of each id's first four; empty parent ids stay empty), so no span repeats
+    within an INSERT, as in the collector's batches."""
+    copies = []
+    for k in range(-(-rows // table.num_rows)):
+        copy = table
+        for name in ("TraceId", "SpanId", "ParentSpanId"):
+            ids = table.column(name)
+            fresh = pc.binary_join_element_wise(pa.scalar(f"{k:04x}"), pc.utf8_slice_codeunits(ids, 4), "")
+            copy = copy.set_column(table.schema.get_field_index(name), name,
+                                   pc.if_else(pc.equal(ids, ""), ids, fresh))
+        copies.append(copy)
+    return pa.concat_tables(copies).slice(0, rows).combine_chunks()
+
+
+def insert_curve(directory: str, table: pa.Table, rounds: int) -> list[str]:
+    """CPU per INSERT at each of ``CURVE_SIZES`` (median of ``rounds``, sizes interleaved, each
+    into a fresh database), and the cost of each row past the smallest INSERT's. Background
+    merges are stopped meanwhile: the CPU is the INSERTs' own, not the merges of an earlier
+    database's parts."""
+    sizes = [n for n in CURVE_SIZES if n <= table.num_rows]
+    samples: dict[int, list[float]] = {n: [] for n in sizes}
+    for r in range(rounds):
+        for size in sizes:
+            store = open_store(f"chdb://{directory}?database=curve_{size}_{r}")
+            store.command("SYSTEM STOP MERGES")
+            started = time.process_time()
+            for i in range(0, table.num_rows, size):
+                store.insert_spans(table.slice(i, size))
+            samples[size].append((time.process_time() - started) / -(-table.num_rows // size))
+    store.command("SYSTEM START MERGES")
+    per_insert = {n: statistics.median(cpu) for n, cpu in samples.items()}
+    smallest = min(per_insert)
+    lines = [f"  INSERT size curve, Store.insert_spans, {table.num_rows:,} rows at each size, CPU of "
+             f"this process (chDB's threads included; merges stopped), median of {rounds} rounds:"]
+    for size, cpu in per_insert.items():
+        extra = (f"; each row past the first {smallest:,}: {(cpu - per_insert[smallest]) / (size - smallest) * 1e6:5.2f} us"
+                 if size > smallest else "")
+        lines.append(f"    {size:>7,} rows: {cpu * 1e3:7.1f} ms per INSERT = {cpu / size * 1e6:6.2f} us per row{extra}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="simulated demo runs to insert")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--curve-rows", type=int, default=200_000, help="rows inserted at each size of the curve")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
@@ -67,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         line = (f"  {batch:>6,}-span inserts: engine default {statistics.median(plain):>9,.0f} spans/s, "
                 f"Store.insert_spans {statistics.median(ours):>9,.0f} spans/s: "
                 f"{statistics.median(ratios):.2f}x (per round: {', '.join(f'{x:.2f}' for x in ratios)})")
+        print(line)
+        lines.append(line)
+    for line in insert_curve(directory, replicas(table, args.curve_rows), args.rounds):
         print(line)
         lines.append(line)
     if not args.no_write:

@@ -23,6 +23,8 @@ At each size:
                        # one, alternating on the same store, in separate processes: the ratio
                        # per round
     python bench/detection.py --sizes 250000 1000000   # other sizes
+    python bench/detection.py --sizes 1000000 --by-detector
+                       # also: one chunk's cost by detector, and planning the structural statement
 Results go to bench/results/detection.txt with the command and the date.
 """
 
@@ -118,7 +120,7 @@ def timed(store: Store, sql: str) -> float:
     return time.perf_counter() - started
 
 
-def measure(store: Store, size_label: str, out: list[str]) -> None:
+def measure(store: Store, size_label: str, out: list[str], detectors: bool = False) -> None:
     from handoffs.demo import simulate
 
     spans = int(store.scalar(f"SELECT count() FROM {schema.SPAN_TABLE}"))
@@ -152,6 +154,8 @@ def measure(store: Store, size_label: str, out: list[str]) -> None:
     out.append(f"{'':>12}where the full pass went: {shares}; process CPU {cpu_s:.1f} s "
                f"({cpu_s / full:.2f} cores)")
     print(out[-1], flush=True)
+    if detectors:
+        by_detector(store, out)
     one_key = min(timed(store, f"SELECT count() FROM {schema.SPAN_TABLE} "
                                f"WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.DELEGATION.value}'")
                   for _ in range(3))
@@ -186,6 +190,34 @@ def measure(store: Store, size_label: str, out: list[str]) -> None:
     out.append(f"{'':>12}engine alone, best of 3: one attribute of every span {one_key:.2f} s "
                f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "
                f"(= {spans / by_trace:,.0f} spans/s)")
+    print(out[-1], flush=True)
+
+
+def by_detector(store: Store, out: list[str]) -> None:
+    """Where one chunk's time goes (the first range chunk of a full pass): building its scratch,
+    planning the structural statement, the statement, and each detector's query alone, best of 2."""
+    from handoffs.detectors import structural
+    from handoffs.detectors.normalise import RANGE_FILTER, Scratch, prelude
+    from handoffs.detectors.pipeline import RANGE_TRACES
+
+    ids = [r["t"] for r in store.query(f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE} "
+                                       f"ORDER BY t LIMIT {RANGE_TRACES}")]
+    started = time.perf_counter()
+    with Scratch(store, RANGE_FILTER, {"lo": ids[0], "hi": ids[-1]}) as scratch:
+        built = time.perf_counter() - started
+        spans = int(store.scalar(f"SELECT count() FROM {scratch.spans}"))
+        statement = structural.statement(scratch)
+        plan = min(timed(store, "EXPLAIN PLAN " + statement) for _ in range(2))
+        whole = min(timed(store, statement) for _ in range(2))
+        alone = []
+        for detector in structural.DETECTORS:
+            if detector.sql:
+                sql = prelude(scratch, detector.sql) + detector.sql + structural.JOIN_SETTINGS
+                alone.append((min(timed(store, sql) for _ in range(2)), detector.code))
+    out.append(f"{'':>12}one chunk ({len(ids):,} traces, {spans:,} spans), best of 2: scratch built {built:.2f} s; "
+               f"the structural statement {whole:.2f} s, of which planning it (EXPLAIN PLAN) {plan:.2f} s; "
+               f"each detector's query alone (sum {sum(t for t, _ in alone):.2f} s): "
+               + ", ".join(f"{code} {t:.3f}" for t, code in sorted(alone, reverse=True)))
     print(out[-1], flush=True)
 
 
@@ -276,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--before", metavar="REV", help="compare full detection with this git revision's")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --before")
+    parser.add_argument("--by-detector", action="store_true",
+                        help="also time one chunk by detector, and planning the structural statement")
     parser.add_argument("--build-only", action="store_true", help="build the store in --dir, measure nothing")
     args = parser.parse_args(argv)
     if args.before:
@@ -294,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(out[-1], flush=True)
         for label in grown(store, seed_spans, args.sizes):
             if not args.build_only:
-                measure(store, label, out)
+                measure(store, label, out, args.by_detector)
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -96,6 +96,9 @@ _TERMINATING = """(
     SELECT trace_id, span_id, agent, step FROM s WHERE span_id IN (SELECT span_id FROM terminations)
 )"""
 
+# Traces with a checkpoint: the only ones that can restart instead of resuming.
+_CHECKPOINTED_TRACES = "(SELECT trace_id FROM checkpoints)"
+
 # Model family of each agent in a trace: the leading letters of its model name (gpt, claude...).
 # Only traces where a check failed can show conformity: the rest are not grouped at all.
 _FAMILY = f"""(
@@ -537,19 +540,23 @@ FROM (
         if(type = {DELEGATION}, delegator, agent) AS agent,
         if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
     FROM s
-    WHERE (type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != '')
+    WHERE ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
+        AND trace_id IN {_CHECKPOINTED_TRACES}
 ) AS y
 INNER JOIN (SELECT trace_id, min(ts) AS ts, any(checkpoint_id) AS checkpoint_id FROM checkpoints
             GROUP BY trace_id) AS cp ON cp.trace_id = y.trace_id
 INNER JOIN (SELECT f.trace_id AS trace_id, f.ts AS ts, f.step AS step FROM s AS f
-            LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed) AS rt
+            LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed
+                       AND trace_id IN {_CHECKPOINTED_TRACES}) AS rt
                 ON rt.trace_id = f.trace_id AND rt.retry_of = f.span_id
-            WHERE f.failed AND f.type != {RUN} AND rt.retry_of = '') AS fl
+            WHERE f.failed AND f.type != {RUN} AND rt.retry_of = ''
+                AND f.trace_id IN {_CHECKPOINTED_TRACES}) AS fl
     ON fl.trace_id = y.trace_id
 INNER JOIN (
     SELECT trace_id, span_id, end_ts,
         if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
     FROM s WHERE NOT failed AND ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
+        AND trace_id IN {_CHECKPOINTED_TRACES}
 ) AS done ON done.trace_id = y.trace_id AND done.what = y.what
 LEFT JOIN (
     SELECT trace_id, ts FROM resumes

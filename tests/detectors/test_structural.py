@@ -131,6 +131,35 @@ def test_missing_compensation_and_its_fix(store: Store, traced) -> None:
     assert "missing-compensation" not in found[fixed].codes()
 
 
+def test_restart_instead_of_resume_only_after_a_checkpoint(store: Store, traced) -> None:
+    # Three runs judged in one chunk: the detector reads only checkpointed traces, and must
+    # still find the restart among traces that have none.
+    with traced():
+        runs = {}
+        for shape in ("restarted", "resumed", "no checkpoint"):
+            with sdk.run(shape) as run:
+                with sdk.agent("ops") as ops:
+                    with ops.tool("fetch", {"q": 1}):
+                        pass
+                    if shape != "no checkpoint":
+                        sdk.checkpoint("c1")
+                    with ops.tool("build", {"v": 2}) as build:
+                        build.error("compiler crashed")
+                    if shape == "resumed":
+                        sdk.resume("c1")
+                    with ops.tool("fetch", {"q": 1}) as again:
+                        pass
+                run.terminate("done", success_claimed=True)
+            runs[shape] = (run.run_id, again.span_id)
+    found = {tf.run_id: tf for tf in detect(store)}
+    restarted, again_span = runs["restarted"]
+    [f] = [f for f in found[restarted].findings if f.code == "restart-instead-of-resume"]
+    assert (f.span_id, f.agent) == (again_span, "ops")
+    assert "checkpoint c1" in f.evidence
+    assert "restart-instead-of-resume" not in found[runs["resumed"][0]].codes()
+    assert "restart-instead-of-resume" not in found[runs["no checkpoint"][0]].codes()
+
+
 def test_unapproved_high_stakes(store: Store, traced) -> None:
     with traced():
         with sdk.run("stakes") as run:

@@ -60,7 +60,7 @@ def test_store_outage_spools_then_replays_everything_once(store: Store, tmp_path
             if i == 8:
                 outage.cut()
             if i == 22:
-                assert not c.health()["store_reachable"]
+                assert wait_for(lambda: not c.health()["store_reachable"])  # the writer's next try fails
                 assert c.health()["spool_bytes"] > 0
                 outage.restore()
             reply = post(c.port, request(10, i * PER_REQUEST, PER_REQUEST).SerializeToString())

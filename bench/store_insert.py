@@ -8,8 +8,8 @@ the two ways interleaved round by round in fresh databases of one chDB directory
 
 Then the curve the collector's batching rests on: CPU per INSERT through ``Store.insert_spans``
 (chDB's threads included) at sizes from 1,000 to 100,000 rows, replicas of the demo runs under
-fresh trace ids, and the least-squares line through it: a fixed cost per INSERT plus a cost per
-row. The collector's writer inserts 50,000 rows or half a second's worth at a time because of it.
+fresh ids, and what each row past the smallest INSERT's costs: the rest is the INSERT's fixed
+cost. The collector's writer inserts 50,000 rows or half a second's worth at a time because of it.
 
     python bench/store_insert.py [--runs 300] [--rounds 3] [--curve-rows 200000] [--no-write]
 """

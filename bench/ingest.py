@@ -61,7 +61,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from handoffs import conventions as conv
 from handoffs.collector import otlp, spool
-from handoffs.store import SpanBatch, open_store, schema
+from handoffs.store import SpanBatch, Store, open_store, schema
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 512  # the BatchSpanProcessor's default export batch
@@ -133,6 +133,19 @@ def thread_cpu(pid: int) -> dict[str, float]:
         fields = stat.rsplit(")", 1)[1].split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
+
+
+# chDB's own counters (system.events of the collector's process, read through its endpoint):
+# what its worker pool's CPU went to, inserts or background merges.
+ENGINE_EVENTS = ("InsertQuery", "InsertedRows", "InsertQueryTimeMicroseconds",
+                 "MergeTreeDataWriterSkipIndicesCalculationMicroseconds", "Merge", "MergedRows",
+                 "MergeTotalMilliseconds")
+
+
+def engine_events(reader: Store) -> dict[str, int]:
+    rows = reader.query("SELECT event, value FROM system.events WHERE event IN {names:Array(String)}",
+                        {"names": list(ENGINE_EVENTS)})
+    return {name: 0 for name in ENGINE_EVENTS} | {r["event"]: int(r["value"]) for r in rows}
 
 
 def free_port() -> int:
@@ -267,7 +280,7 @@ def bench_handoffs(spans: list[ReadableSpan], clients: int, work: Path,
     proc, port, store_url = start_collector(run, checkout)
     try:
         reader = open_store(store_url)  # the collector owns the directory: this goes through its endpoint
-        cpu0, threads0 = cpu_seconds(proc.pid), thread_cpu(proc.pid)
+        cpu0, threads0, events0 = cpu_seconds(proc.pid), thread_cpu(proc.pid), engine_events(reader)
         start = time.perf_counter()
         if bodies:
             acked_s = post_all(port, bodies, clients)
@@ -279,6 +292,7 @@ def bench_handoffs(spans: list[ReadableSpan], clients: int, work: Path,
         threads1 = thread_cpu(proc.pid)
         peak = peak_rss_mb(proc.pid)
         rows = reader.scalar(f"SELECT count() FROM {schema.SPAN_TABLE}")
+        events1 = engine_events(reader)
         reader.close()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -287,6 +301,7 @@ def bench_handoffs(spans: list[ReadableSpan], clients: int, work: Path,
         raise SystemExit(f"handoffs stored {rows} of {len(spans)} spans in 300 s")
     return {"spans": len(spans), "acked_s": acked_s, "stored_s": stored_s, "spans_s": len(spans) / stored_s,
             "peak_mb": peak, "cpu_us_span": cpu / len(spans) * 1e6, "exit": code,
+            "events": {name: events1[name] - events0[name] for name in ENGINE_EVENTS},
             "threads_us_span": {name: (threads1[name] - threads0.get(name, 0.0)) / len(spans) * 1e6
                                 for name in threads1}}
 
@@ -461,6 +476,12 @@ def standard(args: argparse.Namespace, spans: list[ReadableSpan], bodies: list[b
         say(f"  {name:20s} {value:6.2f}  {what}")
     say(f"  {'Python threads':20s} {python_us:6.2f}  HTTP, decode, spool, writer (request threads that exited included)")
     say(f"  {'total':20s} {threads['(all)']:6.2f}")
+    ev, n = raw["events"], len(spans)
+    say(f"  chDB's own counters in that run: {ev['InsertQuery']} INSERT(s) of {ev['InsertedRows']:,} rows "
+        f"(both tables), {ev['InsertQueryTimeMicroseconds'] / n:.2f} us/span inside them (skip indexes "
+        f"{ev['MergeTreeDataWriterSkipIndicesCalculationMicroseconds'] / n:.2f}); {ev['Merge']} background "
+        f"merge(s) rewrote {ev['MergedRows']:,} rows ({ev['MergedRows'] / n:.1f}x the spans) in "
+        f"{ev['MergeTotalMilliseconds'] * 1e3 / n:.2f} us/span (wall time of those threads, not CPU)")
     say("and measured alone on the same requests (CPU us per span):")
     say(f"  decode + validate, compiled (request path only: the writer takes the rows in memory): {parts['decode_us']:.2f}")
     say(f"  decode, Python reference (not used when compiled; for scale):                         {parts['reference_decode_us']:.1f}")

@@ -11,6 +11,10 @@ Then the curve the collector's batching rests on: CPU per INSERT through ``Store
 fresh ids, and what each row past the smallest INSERT's costs: the rest is the INSERT's fixed
 cost. The collector's writer inserts 50,000 rows or half a second's worth at a time because of it.
 
+Last, what each feature of the span table as migrated costs an INSERT of the collector's kind
+(with a deduplication token): the span table without the runs view, without its skip indexes,
+without its deduplication window, at 10,000 and 50,000 rows, in the same rounds.
+
     python bench/store_insert.py [--runs 300] [--rounds 3] [--curve-rows 200000] [--no-write]
 """
 
@@ -21,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -92,6 +97,58 @@ def insert_curve(directory: str, table: pa.Table, rounds: int) -> list[str]:
     return lines
 
 
+def _drop_runs_view(store: Store) -> None:
+    store.command(f"DROP VIEW IF EXISTS {schema.RUNS_VIEW}")
+
+
+def _drop_skip_indexes(store: Store) -> None:
+    for row in store.query("SELECT name FROM system.data_skipping_indices WHERE database = currentDatabase() "
+                           "AND table = {t:String}", {"t": schema.SPAN_TABLE}):
+        store.command(f"ALTER TABLE {schema.SPAN_TABLE} DROP INDEX `{row['name']}`")
+
+
+def _no_dedup_window(store: Store) -> None:
+    store.command(f"ALTER TABLE {schema.SPAN_TABLE} MODIFY SETTING non_replicated_deduplication_window = 0")
+
+
+FEATURES: dict[str, Callable[[Store], None] | None] = {
+    "as migrated": None, "without the runs view": _drop_runs_view,
+    "without skip indexes": _drop_skip_indexes, "without the dedup window": _no_dedup_window}
+FEATURE_SIZES = (10_000, 50_000)
+
+
+def table_features(directory: str, table: pa.Table, rounds: int) -> list[str]:
+    """CPU per INSERT (``Store.insert_spans`` with a dedup token, merges stopped) into the span
+    table as migrated and without each of its features, median of ``rounds`` rounds, each
+    starting with a different variant."""
+    samples: dict[tuple[str, int], list[float]] = {}
+    variants = list(enumerate(FEATURES.items()))
+    for r in range(rounds):
+        for size in FEATURE_SIZES:
+            # A different variant goes first each round: the first INSERTs into a fresh database pay more.
+            for which, (label, change) in variants[r % len(variants):] + variants[:r % len(variants)]:
+                store = open_store(f"chdb://{directory}?database=feature_{which}_{size}_{r}")
+                store.command("SYSTEM STOP MERGES")
+                if change is not None:
+                    change(store)
+                inserts = table.num_rows // size
+                started = time.process_time()
+                for i in range(inserts):
+                    store.insert_spans(table.slice(i * size, size), dedup_token=f"bench-{which}-{size}-{r}-{i}")
+                samples.setdefault((label, size), []).append((time.process_time() - started) / inserts)
+    store.command("SYSTEM START MERGES")
+    lines = [f"  what the span table's features cost an INSERT (CPU ms per INSERT with a dedup token, merges "
+             f"stopped, median of {rounds} rounds; the change against as migrated):"]
+    for size in FEATURE_SIZES:
+        base = statistics.median(samples[("as migrated", size)])
+        cells = []
+        for label in FEATURES:
+            cpu = statistics.median(samples[(label, size)])
+            cells.append(f"{label} {cpu * 1e3:.1f}" + ("" if label == "as migrated" else f" ({(cpu - base) * 1e3:+.1f})"))
+        lines.append(f"    {size:>6,} rows: " + "; ".join(cells))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="simulated demo runs to insert")
@@ -120,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{statistics.median(ratios):.2f}x (per round: {', '.join(f'{x:.2f}' for x in ratios)})")
         print(line)
         lines.append(line)
-    for line in insert_curve(directory, replicas(table, args.curve_rows), args.rounds):
+    rows = replicas(table, args.curve_rows)
+    for line in [*insert_curve(directory, rows, args.rounds), *table_features(directory, rows, args.rounds)]:
         print(line)
         lines.append(line)
     if not args.no_write:

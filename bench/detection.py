@@ -11,7 +11,8 @@ At each size:
   and where the time went (the pipeline's stages, summed over chunks);
 - the command: ``handoffs detect --full --format jsonl`` as a user runs it, with the seed
   metrics it computes by default, in seconds and spans per second; then, one more run added,
-  ``handoffs detect --format jsonl`` (incremental) as a CI job runs it after each build;
+  ``handoffs detect --format jsonl`` (incremental) as a CI job runs it after each build, and with
+  ``--new`` (only the traces judged now reported);
 - incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
   (the target is a cost that does not grow with the store);
 - for scale, what the engine alone takes to read one attribute of every span and to group every
@@ -186,6 +187,16 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     out.append(f"{'':>12}the command incremental, one new run on top (`handoffs detect --format jsonl`, its "
                f"metrics included): {command:.2f} s, {result.stdout.count(chr(10)):,} JSON lines (every "
                "trace's findings, judged now or before)")
+    print(out[-1], flush=True)
+    # As a CI job that wants only what its build added: `--new`.
+    simulate(1, seed=97, store=store)
+    started = time.perf_counter()
+    result = CliRunner().invoke(cli, ["detect", "--new", "--format", "jsonl", "--store", url])
+    command = time.perf_counter() - started
+    if result.exit_code != 0:
+        raise RuntimeError(f"handoffs detect --new failed: {result.output[-2000:]}")
+    out.append(f"{'':>12}the same with `--new` (only the traces judged now), one more run on top: "
+               f"{command:.2f} s, {result.stdout.count(chr(10)):,} JSON line(s)")
     print(out[-1], flush=True)
     out.append(f"{'':>12}engine alone, best of 3: one attribute of every span {one_key:.2f} s "
                f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "

@@ -71,14 +71,20 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
               help="table for people, jsonl for programs (one object per trace).")
 @click.option("--trace", "trace_ids", multiple=True, metavar="ID", help="Only this trace (repeatable).")
 @click.option("--full", is_flag=True, help="Judge every trace again, not only new or grown ones.")
+@click.option("--new", "only_new", is_flag=True,
+              help="Report only the traces judged now (new or grown), not every stored trace: "
+                   "after each CI build, its cost stays the same however large the store.")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Also compute and store the seed metrics of the runs judged.")
-def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bool, metrics: bool) -> None:
+def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bool, only_new: bool,
+           metrics: bool) -> None:
     """Find failure modes in stored traces: one result per trace, with its findings."""
     from handoffs.detectors import detect_pending
     from handoffs.detectors.metrics import MetricSums, compute_metrics
     from handoffs.detectors.pipeline import with_stored
 
+    if only_new and trace_ids:
+        raise UsageError("--new reports the traces judged now and --trace names traces: use one of them")
     store = open_store(store_url)
     asked = list(trace_ids) or None
     # A full pass judges every trace: it gathers the metrics from the shape it reads anyway,
@@ -91,7 +97,8 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
                                    on_shape=sums.add if sums else None)
         if sums is not None:
             sums.write()
-    results = with_stored(store, fresh, asked)
+    # Reading back every other trace's stored findings is what grows with the store.
+    results = sorted(fresh, key=lambda tf: tf.trace_id) if only_new else with_stored(store, fresh, asked)
     _check_found(trace_ids, {tf.trace_id for tf in results})
     if metrics and not together:
         # The runs judged now (or asked for): no other run's metrics can have changed, and

@@ -134,3 +134,30 @@ def test_an_incremental_detect_recomputes_the_metrics_of_new_runs_only(
     assert len(out.splitlines()) == 5  # every trace is reported, judged now or before
     assert computed == [[new.run_id]]
     assert {r["run_id"] for r in metrics.load(store)} == before | {new.run_id}
+
+
+def test_detect_new_reports_only_the_traces_judged_now(
+        store: Store, chdb_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from handoffs.demo import simulate
+
+    url = _url(store, chdb_dir)
+    simulate(4, seed=3, store=store)
+    code, out, err = _run(["detect", "--store", url, "--format", "jsonl", "--new"], capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 4  # a first run judges every trace
+
+    [new] = simulate(1, seed=4, inject="overwrite", failure_rate=1.0, store=store)
+    code, out, err = _run(["detect", "--store", url, "--format", "jsonl", "--new"], capsys)
+    assert code == 0, err
+    [line] = [json.loads(row) for row in out.splitlines()]
+    assert line["trace_id"] == new.trace_id
+    assert "overwrite" in {f["code"] for f in line["findings"]}
+
+    code, out, err = _run(["detect", "--store", url, "--format", "jsonl", "--new"], capsys)
+    assert (code, out) == (0, "")  # nothing new since
+    code, out, err = _run(["detect", "--store", url, "--format", "jsonl"], capsys)
+    rows = {row["trace_id"]: row for row in map(json.loads, out.splitlines())}
+    assert len(rows) == 5 and rows[new.trace_id] == line  # the same result, read back
+
+    code, _, err = _run(["detect", "--store", url, "--new", "--trace", new.trace_id], capsys)
+    assert code == 2 and "--new" in err

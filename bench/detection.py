@@ -12,7 +12,8 @@ At each size:
 - the command: ``handoffs detect --full --format jsonl`` as a user runs it, with the seed
   metrics it computes by default, in seconds and spans per second; then, one more run added,
   ``handoffs detect --format jsonl`` (incremental) as a CI job runs it after each build, and with
-  ``--new`` (only the traces judged now reported);
+  ``--new`` (only the traces judged now reported); and the gate's detection step (``handoffs
+  gate`` runs the detectors first by default), with one new run and with nothing new;
 - incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
   (the target is a cost that does not grow with the store);
 - for scale, what the engine alone takes to read one attribute of every span and to group every
@@ -46,7 +47,7 @@ from pathlib import Path
 import record
 
 from handoffs import conventions as c
-from handoffs.detectors import detect_pending
+from handoffs.detectors import detect, detect_pending
 from handoffs.detectors.pipeline import STAGE_MESSAGE
 from handoffs.store import Store, open_store, schema
 
@@ -197,6 +198,22 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
         raise RuntimeError(f"handoffs detect --new failed: {result.output[-2000:]}")
     out.append(f"{'':>12}the same with `--new` (only the traces judged now), one more run on top: "
                f"{command:.2f} s, {result.stdout.count(chr(10)):,} JSON line(s)")
+    print(out[-1], flush=True)
+    # The gate runs the detectors first (its default): with one new run, and with nothing new.
+    from handoffs.gate.judge import refresh_detection
+    [run] = simulate(1, seed=96, store=store)
+    started = time.perf_counter()
+    refresh_detection(store, [run.run_id])
+    one_new = time.perf_counter() - started
+    started = time.perf_counter()
+    refresh_detection(store, [run.run_id])
+    nothing_new = time.perf_counter() - started
+    started = time.perf_counter()
+    detect(store)
+    read_back = time.perf_counter() - started
+    out.append(f"{'':>12}the gate's detection step (`handoffs gate` with detect on): one new run {one_new:.2f} s, "
+               f"nothing new {nothing_new:.2f} s; for scale, `detect()` with nothing new, which also reads "
+               f"every stored finding back (the gate called it before 2026-12-02): {read_back:.2f} s")
     print(out[-1], flush=True)
     out.append(f"{'':>12}engine alone, best of 3: one attribute of every span {one_key:.2f} s "
                f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "

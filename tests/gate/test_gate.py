@@ -316,3 +316,22 @@ def test_current_commit_comes_from_ci(store: Store, seed: Seeder) -> None:
     assert [r.run_id for r in result.runs] == ["mine"] and result.commit == HEAD
     with pytest.raises(UsageError, match="HANDOFFS_COMMIT"):
         run_gate(store, policy(check, runs='commit = "current"'), env={})
+
+
+def test_the_gate_judges_new_traces_without_reading_every_stored_finding_back(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.demo import simulate
+    from handoffs.detectors import findings, load_findings, pipeline
+    from handoffs.gate.judge import refresh_detection
+
+    [run] = simulate(1, seed=5, inject="overwrite", failure_rate=1.0, store=store)
+
+    def every_finding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the gate read every stored finding back")
+
+    monkeypatch.setattr(pipeline, "load", every_finding)
+    monkeypatch.setattr(findings, "load", every_finding)
+    assert refresh_detection(store, [run.run_id]) is None
+    monkeypatch.undo()
+    [stored] = load_findings(store, [run.trace_id])
+    assert "overwrite" in stored.codes()

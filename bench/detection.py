@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import record
@@ -116,10 +116,29 @@ class StageTimes(logging.Handler):
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
-def timed(store: Store, sql: str) -> float:
+def seconds(work: Callable[[], object]) -> float:
     started = time.perf_counter()
-    store.query(sql)
+    work()
     return time.perf_counter() - started
+
+
+def timed(store: Store, sql: str) -> float:
+    return seconds(lambda: store.query(sql))
+
+
+def detect_command(url: str, *args: str) -> tuple[float, int]:
+    """``handoffs detect ARGS --format jsonl`` as a user runs it, in this process (the store's
+    owner): seconds taken and JSON lines printed."""
+    from click.testing import CliRunner
+
+    from handoffs.cli import cli
+
+    started = time.perf_counter()
+    result = CliRunner().invoke(cli, ["detect", *args, "--format", "jsonl", "--store", url])
+    took = time.perf_counter() - started
+    if result.exit_code != 0:
+        raise RuntimeError(f"handoffs detect {' '.join(args)} failed: {result.output[-2000:]}")
+    return took, result.stdout.count("\n")
 
 
 def measure(store: Store, size_label: str, out: list[str], detectors: bool = False) -> None:
@@ -163,54 +182,32 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
                   for _ in range(3))
     by_trace = min(timed(store, f"SELECT count() FROM (SELECT TraceId, count() FROM {schema.SPAN_TABLE} "
                                 "GROUP BY TraceId)") for _ in range(3))
-    # The command a user runs, in this process (the store's owner): detection of every trace,
-    # the seed metrics of every run (its default) and one JSON line per trace.
-    from click.testing import CliRunner
-
-    from handoffs.cli import cli
+    # The command a user runs: detection of every trace, the seed metrics of every run (its
+    # default) and one JSON line per trace.
     url = f"chdb://{store.url.path}?database={store.url.database}"
-    started = time.perf_counter()
-    result = CliRunner().invoke(cli, ["detect", "--full", "--format", "jsonl", "--store", url])
-    command = time.perf_counter() - started
-    if result.exit_code != 0:
-        raise RuntimeError(f"handoffs detect failed: {result.output[-2000:]}")
+    command, lines = detect_command(url, "--full")
     out.append(f"{'':>12}the command, `handoffs detect --full --format jsonl` (with the seed metrics, its "
-               f"default): {command:.1f} s = {spans / command:,.0f} spans/s, "
-               f"{result.stdout.count(chr(10)):,} JSON lines")
+               f"default): {command:.1f} s = {spans / command:,.0f} spans/s, {lines:,} JSON lines")
     print(out[-1], flush=True)
     # And as a CI job runs it after each build: incremental, one new run on top.
     simulate(1, seed=98, store=store)
-    started = time.perf_counter()
-    result = CliRunner().invoke(cli, ["detect", "--format", "jsonl", "--store", url])
-    command = time.perf_counter() - started
-    if result.exit_code != 0:
-        raise RuntimeError(f"handoffs detect failed: {result.output[-2000:]}")
+    command, lines = detect_command(url)
     out.append(f"{'':>12}the command incremental, one new run on top (`handoffs detect --format jsonl`, its "
-               f"metrics included): {command:.2f} s, {result.stdout.count(chr(10)):,} JSON lines (every "
-               "trace's findings, judged now or before)")
+               f"metrics included): {command:.2f} s, {lines:,} JSON lines (every trace's findings, judged "
+               "now or before)")
     print(out[-1], flush=True)
     # As a CI job that wants only what its build added: `--new`.
     simulate(1, seed=97, store=store)
-    started = time.perf_counter()
-    result = CliRunner().invoke(cli, ["detect", "--new", "--format", "jsonl", "--store", url])
-    command = time.perf_counter() - started
-    if result.exit_code != 0:
-        raise RuntimeError(f"handoffs detect --new failed: {result.output[-2000:]}")
+    command, lines = detect_command(url, "--new")
     out.append(f"{'':>12}the same with `--new` (only the traces judged now), one more run on top: "
-               f"{command:.2f} s, {result.stdout.count(chr(10)):,} JSON line(s)")
+               f"{command:.2f} s, {lines:,} JSON line(s)")
     print(out[-1], flush=True)
     # The gate runs the detectors first (its default): with one new run, and with nothing new.
     from handoffs.gate.judge import refresh_detection
     [run] = simulate(1, seed=96, store=store)
-    started = time.perf_counter()
-    refresh_detection(store, [run.run_id])
-    one_new = time.perf_counter() - started
-    started = time.perf_counter()
-    refresh_detection(store, [run.run_id])
-    nothing_new = time.perf_counter() - started
-    started = time.perf_counter()
-    detect(store)
-    read_back = time.perf_counter() - started
+    one_new = seconds(lambda: refresh_detection(store, [run.run_id]))
+    nothing_new = seconds(lambda: refresh_detection(store, [run.run_id]))
+    read_back = seconds(lambda: detect(store))
     out.append(f"{'':>12}the gate's detection step (`handoffs gate` with detect on): one new run {one_new:.2f} s, "
                f"nothing new {nothing_new:.2f} s; for scale, `detect()` with nothing new, which also reads "
                f"every stored finding back (the gate called it before 2026-12-02): {read_back:.2f} s")

@@ -54,6 +54,23 @@ def _insert_all(store: Store, table: pa.Table, batch: int, through_store: bool) 
     return time.perf_counter() - started
 
 
+def _quiet_store(directory: str, database: str) -> Store:
+    """A fresh database with background merges stopped: what an INSERT costs is its own CPU,
+    not the merges of an earlier database's parts (``SYSTEM START MERGES`` when done)."""
+    store = open_store(f"chdb://{directory}?database={database}")
+    store.command("SYSTEM STOP MERGES")
+    return store
+
+
+def _cpu_per_insert(store: Store, table: pa.Table, size: int, token: str | None = None) -> float:
+    """CPU seconds of this process (chDB's threads included) per ``size``-row ``Store.insert_spans``
+    of ``table``, each with the dedup token ``{token}-{offset}`` when ``token`` is given."""
+    started = time.process_time()
+    for i in range(0, table.num_rows, size):
+        store.insert_spans(table.slice(i, size), dedup_token=f"{token}-{i}" if token else None)
+    return (time.process_time() - started) / -(-table.num_rows // size)
+
+
 def replicas(table: pa.Table, rows: int) -> pa.Table:
     """``rows`` rows of copies of ``table``, each copy under fresh trace and span ids (a 4-hex-digit
     copy number in place of each id's first four; empty parent ids stay empty), so no span repeats
@@ -79,12 +96,8 @@ def insert_curve(directory: str, table: pa.Table, rounds: int) -> list[str]:
     samples: dict[int, list[float]] = {n: [] for n in sizes}
     for r in range(rounds):
         for size in sizes:
-            store = open_store(f"chdb://{directory}?database=curve_{size}_{r}")
-            store.command("SYSTEM STOP MERGES")
-            started = time.process_time()
-            for i in range(0, table.num_rows, size):
-                store.insert_spans(table.slice(i, size))
-            samples[size].append((time.process_time() - started) / -(-table.num_rows // size))
+            store = _quiet_store(directory, f"curve_{size}_{r}")
+            samples[size].append(_cpu_per_insert(store, table, size))
     store.command("SYSTEM START MERGES")
     per_insert = {n: statistics.median(cpu) for n, cpu in samples.items()}
     smallest = min(per_insert)
@@ -127,15 +140,11 @@ def table_features(directory: str, table: pa.Table, rounds: int) -> list[str]:
         for size in FEATURE_SIZES:
             # A different variant goes first each round: the first INSERTs into a fresh database pay more.
             for which, (label, change) in variants[r % len(variants):] + variants[:r % len(variants)]:
-                store = open_store(f"chdb://{directory}?database=feature_{which}_{size}_{r}")
-                store.command("SYSTEM STOP MERGES")
+                store = _quiet_store(directory, f"feature_{which}_{size}_{r}")
                 if change is not None:
                     change(store)
-                inserts = table.num_rows // size
-                started = time.process_time()
-                for i in range(inserts):
-                    store.insert_spans(table.slice(i * size, size), dedup_token=f"bench-{which}-{size}-{r}-{i}")
-                samples.setdefault((label, size), []).append((time.process_time() - started) / inserts)
+                samples.setdefault((label, size), []).append(
+                    _cpu_per_insert(store, table, size, token=f"bench-{which}-{size}-{r}"))
     store.command("SYSTEM START MERGES")
     lines = [f"  what the span table's features cost an INSERT (CPU ms per INSERT with a dedup token, merges "
              f"stopped, median of {rounds} rounds; the change against as migrated):"]

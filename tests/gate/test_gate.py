@@ -321,7 +321,7 @@ def test_current_commit_comes_from_ci(store: Store, seed: Seeder) -> None:
 def test_the_gate_judges_new_traces_without_reading_every_stored_finding_back(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     from handoffs.demo import simulate
-    from handoffs.detectors import findings, load_findings, pipeline
+    from handoffs.detectors import load_findings, pipeline
     from handoffs.gate.judge import refresh_detection
 
     [run] = simulate(1, seed=5, inject="overwrite", failure_rate=1.0, store=store)
@@ -329,8 +329,7 @@ def test_the_gate_judges_new_traces_without_reading_every_stored_finding_back(
     def every_finding(*args: object, **kwargs: object) -> None:
         raise AssertionError("the gate read every stored finding back")
 
-    monkeypatch.setattr(pipeline, "load", every_finding)
-    monkeypatch.setattr(findings, "load", every_finding)
+    monkeypatch.setattr(pipeline, "load", every_finding)  # what detect() reads every finding back with
     assert refresh_detection(store, [run.run_id]) is None
     monkeypatch.undo()
     [stored] = load_findings(store, [run.trace_id])

@@ -5,7 +5,8 @@
    interleaved blocks in the same process; the figure is the median of the per-pair ratios.
 2. Burst: a producer ending spans as fast as it can into OTLP/HTTP (a real exporter posting to
    a sink process on loopback), through OpenTelemetry's default ``BatchSpanProcessor`` and
-   through ours; spans delivered and lost, and peak RSS, each in a fresh process.
+   through ours; spans delivered and lost, and peak RSS, each in a fresh process, at 3 burst
+   sizes: the queue is bounded, so peak memory should not grow with the burst.
 
     python bench/sdk_overhead.py                 # both, writes bench/results/sdk_overhead.txt
     python bench/sdk_overhead.py --pairs 41 --block 2000 --burst 200000
@@ -231,7 +232,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=101, help="interleaved timing blocks per side")
     parser.add_argument("--block", type=int, default=300, help="hand-offs (or bare spans) per block")
-    parser.add_argument("--burst", type=int, default=100_000, help="spans in the burst test")
+    parser.add_argument("--burst", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                        help="spans in the burst test, one burst per size")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     parser.add_argument("--burst-child", help=argparse.SUPPRESS)
@@ -241,7 +243,7 @@ def main() -> None:
         serve_sink(args.sink)
         return
     if args.burst_child:
-        print(json.dumps(burst(args.burst_child, args.burst, args.port)))
+        print(json.dumps(burst(args.burst_child, args.burst[0], args.port)))
         return
 
     command = "python bench/sdk_overhead.py " + " ".join(sys.argv[1:])
@@ -263,14 +265,15 @@ def main() -> None:
         f"attributes) through OTel's API by hand cost {cost['by_hand_cpu_us']:.1f} us CPU, "
         f"{cost['by_hand_ratio']:.2f}x a bare span",
         "",
-        f"burst of {args.burst} spans, OTLP/HTTP protobuf to a sink on loopback, fresh process each, "
-        "both with a queue of 2,048 and batches of 512:",
+        f"bursts of {', '.join(f'{n:,}' for n in args.burst)} spans, OTLP/HTTP protobuf to a sink on loopback, "
+        "fresh process each, both with a queue of 2,048 and batches of 512:",
     ]
-    for r in run_bursts(args.burst):
-        extra = (f", producer blocked {r['blocked']}x, counted drops {r['dropped_counted']}"
-                 if r["processor"] == "ours" else "")
-        lines.append(f"  {r['processor']:<8} delivered {r['delivered']:>7} lost {r['lost']:>7} "
-                     f"in {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB{extra}")
+    for n in args.burst:
+        for r in run_bursts(n):
+            extra = (f", producer blocked {r['blocked']}x, counted drops {r['dropped_counted']}"
+                     if r["processor"] == "ours" else "")
+            lines.append(f"  {n:>9,} {r['processor']:<8} delivered {r['delivered']:>9,} lost {r['lost']:>9,} "
+                         f"({r['lost'] / n:4.0%}) in {r['seconds']:6.2f} s, peak RSS {r['peak_rss_mb']} MB{extra}")
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if not args.no_write:

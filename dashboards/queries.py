@@ -349,40 +349,53 @@ def agent_metrics(store: Store, project: str, since: int, scope: str) -> pd.Data
         LIMIT 20000""", {"project": project, "since": int(since), "scope": scope})
 
 
+_OVERWRITES_SELECT = """
+    SELECT supervisor, toFloat64(overwrites) AS overwrites, toFloat64(delegations) AS delegations,
+           if(delegations > 0, overwrites / delegations, NULL) AS overwrite_rate,
+           {source:String} AS source"""
+
+# Pair-scoped overwrite counts summed per source agent.
+_OVERWRITES_BY_PAIRS_SQL = f"""
+WITH r AS (SELECT run_id FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER})
+{_OVERWRITES_SELECT}
+FROM (
+    SELECT splitByString('->', subject)[1] AS supervisor,
+           sum(numerator) AS overwrites, sum(denominator) AS delegations
+    FROM {METRICS_TABLE} FINAL
+    WHERE scope = {{pair:String}} AND metric = {{metric:String}} AND run_id IN (SELECT run_id FROM r)
+    GROUP BY supervisor
+)
+ORDER BY overwrites DESC
+LIMIT 50"""
+
+# Overwrite findings by agent: when the detectors stored no pair metrics.
+_OVERWRITES_BY_FINDINGS_SQL = f"""
+WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER})
+{_OVERWRITES_SELECT}
+FROM (
+    SELECT agent AS supervisor, count() AS overwrites, 0 AS delegations
+    FROM {FINDINGS_TABLE} FINAL
+    WHERE code = {{code:String}} AND agent != ''
+      AND (run_id IN (SELECT run_id FROM r) OR trace_id IN (SELECT trace_id FROM r))
+    GROUP BY agent
+)
+ORDER BY overwrites DESC
+LIMIT 50"""
+
+
 def supervisor_overwrites(store: Store, project: str, since: int) -> pd.DataFrame:
     """Which supervisor overwrites most: pair-scoped overwrite counts summed per source agent.
 
-    Falls back to overwrite findings by agent when the detectors stored no pair metrics.
+    Falls back to overwrite findings by agent when the detectors stored no pair metrics. Two
+    queries, not one: a fallback inside the statement was computed on every load (and the pair
+    sums twice), a third of the Agents page on a large store (BENCHMARKS.md, dashboard).
     """
-    return _frame(store, f"""
-        WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER}),
-        pairs AS (
-            SELECT splitByString('->', subject)[1] AS supervisor,
-                   sum(numerator) AS overwrites, sum(denominator) AS delegations
-            FROM {METRICS_TABLE} FINAL
-            WHERE scope = {{pair:String}} AND metric = {{metric:String}}
-              AND run_id IN (SELECT run_id FROM r)
-            GROUP BY supervisor
-        ),
-        found AS (
-            SELECT agent AS supervisor, count() AS overwrites, toFloat64(0) AS delegations
-            FROM {FINDINGS_TABLE} FINAL
-            WHERE code = {{code:String}} AND agent != ''
-              AND (run_id IN (SELECT run_id FROM r) OR trace_id IN (SELECT trace_id FROM r))
-            GROUP BY agent
-        )
-        SELECT supervisor, overwrites, delegations,
-               if(delegations > 0, overwrites / delegations, NULL) AS overwrite_rate,
-               source
-        FROM (
-            SELECT supervisor, overwrites, delegations, 'metrics' AS source FROM pairs
-            UNION ALL
-            SELECT supervisor, toFloat64(overwrites), delegations, 'findings' AS source FROM found
-            WHERE (SELECT count() FROM pairs) = 0
-        )
-        ORDER BY overwrites DESC
-        LIMIT 50""", {"project": project, "since": int(since), "pair": T.SCOPE_PAIR,
-                      "metric": T.OVERWRITE_RATE, "code": T.OVERWRITE})
+    params = {"project": project, "since": int(since), "pair": T.SCOPE_PAIR,
+              "metric": T.OVERWRITE_RATE, "code": T.OVERWRITE}
+    by_pairs = _frame(store, _OVERWRITES_BY_PAIRS_SQL, {**params, "source": "metrics"})
+    if not by_pairs.empty:
+        return by_pairs
+    return _frame(store, _OVERWRITES_BY_FINDINGS_SQL, {**params, "source": "findings"})
 
 
 def cascade_roots(store: Store, project: str, since: int) -> pd.DataFrame:

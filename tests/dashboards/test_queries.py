@@ -6,7 +6,7 @@ from dashboard_seed import BAD, RUNS, seed
 
 from handoffs import taxonomy as T
 from handoffs.dashboards import queries
-from handoffs.store import Store
+from handoffs.store import Store, schema
 
 
 def test_compare_sides_reads_both_sides_at_once_as_each_alone(store: Store) -> None:
@@ -25,3 +25,19 @@ def test_compare_sides_reads_both_sides_at_once_as_each_alone(store: Store) -> N
     assert by_code_b.get(T.ERROR_CASCADE) == 1 and T.ERROR_CASCADE not in by_code_a
     assert set(by_code_a) <= set(by_code_b)  # A's run is on B's side too
     assert all(len(x) == 0 for x in queries.compare_sides(store, [new], []))
+
+
+def test_supervisor_overwrites_from_pair_metrics_else_from_findings(store: Store) -> None:
+    seed(store)
+    by_pairs = queries.supervisor_overwrites(store, "", 0)
+    assert by_pairs[["supervisor", "overwrites", "delegations", "source"]].values.tolist() == [
+        ["planner", 1.0, 3.0, "metrics"]]
+    assert by_pairs["overwrite_rate"].tolist() == [1 / 3]
+    # Without pair metrics (detectors that stored none) the overwrite findings stand in.
+    store.command(f"TRUNCATE TABLE {schema.METRICS_TABLE}")
+    by_findings = queries.supervisor_overwrites(store, "", 0)
+    assert by_findings[["supervisor", "overwrites", "delegations", "source"]].values.tolist() == [
+        ["planner", 1.0, 0.0, "findings"]]
+    assert by_findings["overwrite_rate"].isna().all()
+    # The window applies to both: runs that started before it count for nothing.
+    assert queries.supervisor_overwrites(store, "", 2**40).empty

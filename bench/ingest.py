@@ -25,6 +25,10 @@ and the compiled decoder and the spool's append+fsync measured alone on the same
     python bench/ingest.py --before 19c1a6a --spans 300000 --rounds 5
                   # the collector of an earlier revision (its decoder compiled here) and this one,
                   # alternating on the same pre-encoded requests: the ratio per round
+    python bench/ingest.py --curve 100000 300000 1000000
+                  # the scaling curve: at each size, the collector (pre-encoded requests) and
+                  # the engine baselines on the same rows, in one run: how spans/s, CPU per
+                  # span and peak memory move as a burst grows
 """
 
 from __future__ import annotations
@@ -209,17 +213,20 @@ ENGINE_TABLES = {  # label: (table, insert settings)
 }
 
 
-def bench_engine(whole: pa.Table, work: Path) -> dict[tuple[str, int, str], dict[str, float]]:
+def bench_engine(whole: pa.Table, work: Path, configs: dict[str, tuple[str, dict]] = ENGINE_TABLES,
+                 sizes: tuple[int, ...] = INSERT_SIZES) -> dict[tuple[str, int, str], dict[str, float]]:
     """rows/s and CPU us/row for each (table, INSERT size, input), median of interleaved rounds."""
     store = open_store(f"chdb://{work / 'engine-store'}")
-    store.command(f"CREATE TABLE {PLAIN_TABLE} AS {schema.SPAN_TABLE} ENGINE = MergeTree ORDER BY (TraceId, SpanId)")
+    # IF NOT EXISTS: the curve calls this once per size, on the one chDB session of the process.
+    store.command(f"CREATE TABLE IF NOT EXISTS {PLAIN_TABLE} AS {schema.SPAN_TABLE} "
+                  "ENGINE = MergeTree ORDER BY (TraceId, SpanId)")
     for index in ("idx_run_id", "idx_source_id", "idx_project", "idx_ts", "idx_attr_values", "idx_resource_values"):
         store.command(f"ALTER TABLE {PLAIN_TABLE} DROP INDEX IF EXISTS {index}")
     left = store.scalar("SELECT count() FROM system.data_skipping_indices WHERE table = {t:String}", {"t": PLAIN_TABLE})
     assert left == 0, f"{PLAIN_TABLE} still has {left} skip indexes"
     rows = whole.num_rows
     inputs: dict[int, tuple[list[pa.Table], list[SpanBatch]]] = {}
-    for size in INSERT_SIZES:
+    for size in sizes:
         tables = [whole.slice(i, size) for i in range(0, rows, size)]
         batches = []
         for table in tables:  # Python rows, built ahead (not timed): what a receiver holds
@@ -230,8 +237,8 @@ def bench_engine(whole: pa.Table, work: Path) -> dict[tuple[str, int, str], dict
         inputs[size] = (tables, batches)
     samples: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
     for round_ in range(ENGINE_ROUNDS):
-        for which, (label, (table_name, settings)) in enumerate(ENGINE_TABLES.items()):
-            for size in INSERT_SIZES:
+        for which, (label, (table_name, settings)) in enumerate(configs.items()):
+            for size in sizes:
                 for source in ("arrow", "python"):
                     store.command(f"TRUNCATE TABLE {table_name}")
                     tables, batches = inputs[size]
@@ -409,6 +416,37 @@ def versus(rev: str, spans: list[ReadableSpan], bodies: list[bytes], clients: in
         f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
+# The curve's engine baselines: the fastest configuration of the standard run (plain MergeTree,
+# 100k-row INSERTs), from prebuilt Arrow and from Python rows (the issue's "about 130k rows/s").
+CURVE_TABLES = {"plain MergeTree": ENGINE_TABLES["plain MergeTree"]}
+CURVE_INSERT = 100_000
+
+
+def curve(sizes: list[int], spans: list[ReadableSpan], bodies: list[bytes], clients: int, work: Path,
+          say: Callable[..., None]) -> None:
+    """At each size (the first spans of the same set): the collector on pre-encoded requests and
+    the engine baselines on the same rows, one after the other in this run."""
+    say(f"scaling curve: the collector ({clients} keep-alive clients, pre-encoded requests, a fresh "
+        f"store each) and the engine on the same rows (plain MergeTree, {CURVE_INSERT // 1000}k-row "
+        f"INSERTs, median of {ENGINE_ROUNDS} rounds), size by size")
+    say(f"  {'spans':>9s} {'collector/s':>12s} {'CPU us/span':>12s} {'peak MiB':>9s} {'acked s':>8s} "
+        f"{'stored s':>9s} {'Arrow rows/s':>13s} {'ratio':>6s} {'Py->Arrow/s':>12s} {'ratio':>6s}")
+    for n in sorted(sizes):
+        requests = bodies[:-(-n // BATCH)]
+        ours = bench_handoffs(spans[:n], clients, work, requests)
+        whole = pa.concat_tables([otlp.decode_protobuf(b).table for b in requests]).combine_chunks()
+        engine = bench_engine(whole, work, CURVE_TABLES, (CURVE_INSERT,))
+        del whole
+        arrow = engine[("plain MergeTree", CURVE_INSERT, "arrow")]["rows_s"]
+        python = engine[("plain MergeTree", CURVE_INSERT, "python")]["rows_s"]
+        say(f"  {n:>9,} {ours['spans_s']:>12,.0f} {ours['cpu_us_span']:>12.1f} {ours['peak_mb']:>9.0f} "
+            f"{ours['acked_s']:>8.2f} {ours['stored_s']:>9.2f} {arrow:>13,.0f} {ours['spans_s'] / arrow:>6.2f} "
+            f"{python:>12,.0f} {ours['spans_s'] / python:>6.2f}")
+    say("  ratio: the collector's spans/s over the baseline's rows/s, same rows, same run; peak MiB: "
+        "the collector's VmHWM")
+    say(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
 def standard(args: argparse.Namespace, spans: list[ReadableSpan], bodies: list[bytes], encode_us: float,
              work: Path, say: Callable[..., None]) -> None:
     """The engine's limit, our collector (SDK exporter and pre-encoded), Phoenix, the ratios and
@@ -504,7 +542,11 @@ def main() -> None:
     parser.add_argument("--before", metavar="REV",
                         help="only compare the pre-encoded run with this git revision's collector")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --before")
+    parser.add_argument("--curve", type=int, nargs="+", metavar="SPANS",
+                        help="only the scaling curve, at these sizes (the largest is made and encoded)")
     args = parser.parse_args()
+    if args.curve:
+        args.spans = max(args.curve)
 
     out: list[str] = []
 
@@ -533,6 +575,8 @@ def main() -> None:
                 f"against now, alternating in separate processes:")
             versus(args.before, spans, bodies, args.clients, args.rounds, work, say)
             say(f"load average at end: {os.getloadavg()[0]:.1f}")
+        elif args.curve:
+            curve(args.curve, spans, bodies, args.clients, work, say)
         else:
             standard(args, spans, bodies, encode_us, work, say)
     finally:

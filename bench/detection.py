@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,6 +117,52 @@ class StageTimes(logging.Handler):
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
+def rss_mib(pid: int | str = "self") -> float:
+    """A process's resident memory now (VmRSS), in MiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def children() -> list[str]:
+    """Pids of this process's children (the cascade graph's worker)."""
+    pids: list[str] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += (task / "children").read_text().split()
+        except OSError:
+            continue
+    return pids
+
+
+class PeakRss:
+    """The highest resident memory of this process, and of its children together, while the
+    block runs, sampled every 20 ms (the process's own peak, VmHWM, also counts building the
+    store before it)."""
+
+    def __enter__(self) -> PeakRss:
+        self.before = self.peak = rss_mib()
+        self.children_peak = 0.0
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, rss_mib())
+            self.children_peak = max(self.children_peak, sum(rss_mib(pid) for pid in children()))
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._sampler.join()
+        self.peak = max(self.peak, rss_mib())
+
+
 def seconds(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
@@ -153,7 +200,8 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     cpu = os.times()
     started = time.perf_counter()
     try:
-        judged = detect_pending(store, incremental=False)
+        with PeakRss() as memory:
+            judged = detect_pending(store, incremental=False)
     finally:
         logger.removeHandler(stages)
     full = time.perf_counter() - started
@@ -173,7 +221,9 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     shares = ", ".join(f"{name} {sec:.1f} s ({sec / full:.0%})"
                        for name, sec in sorted(stages.seconds.items(), key=lambda kv: -kv[1]))
     out.append(f"{'':>12}where the full pass went: {shares}; process CPU {cpu_s:.1f} s "
-               f"({cpu_s / full:.2f} cores)")
+               f"({cpu_s / full:.2f} cores); resident memory {memory.before:,.0f} MiB before the pass, "
+               f"peak {memory.peak:,.0f} MiB during it, and {memory.children_peak:,.0f} MiB in the cascade "
+               "graph's worker process")
     print(out[-1], flush=True)
     if detectors:
         by_detector(store, out)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -20,7 +21,6 @@ from handoffs.store import Store, schema
 
 from . import cascade, structural
 from .findings import Finding, TraceFindings, dedupe, load, mark, pending, span_blocks, watermark, write
-from .graph_worker import GraphWorker
 from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch
 
 log = logging.getLogger("handoffs.detectors")
@@ -28,9 +28,6 @@ log = logging.getLogger("handoffs.detectors")
 CHUNK_TRACES = 2000  # traces per chunk when judging a list of them
 RANGE_TRACES = 20000  # traces per chunk when judging the whole store by id ranges
 VERSION = f"structural-{structural.VERSION}"
-# A chunk's cascade graph goes to the worker process from this many spans in it; below that,
-# handing the spans over costs more than building the graph here.
-OFFLOAD_SPANS = 5000
 
 Progress = Callable[[int, int], None]  # (traces done, traces total)
 ShapeHook = Callable[[Scratch], None]  # given each chunk's normalised shape (metrics gather from it)
@@ -97,13 +94,12 @@ def _text_findings(meta: dict[str, Any], rows: Sequence[dict[str, Any]], ver: st
 
 
 def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None = None,
-          trace_range: tuple[str, str] | None = None, worker: GraphWorker | None = None,
+          trace_range: tuple[str, str] | None = None,
           on_shape: ShapeHook | None = None) -> list[TraceFindings]:
     """Run every detector on ``trace_ids`` (or on every trace id in ``trace_range``, both ends
-    included) and return findings per trace; stores nothing. With a ``worker``, a large
-    chunk's cascade graph is built there while the structural statement runs here.
-    ``on_shape`` is given the chunk's normalised shape once the detectors have read it (while
-    the worker may still be building the graph)."""
+    included) and return findings per trace; stores nothing. The chunk's cascade graph is built
+    on a thread while the structural statement runs. ``on_shape`` is given the chunk's
+    normalised shape once the detectors have read it (while the graph may still be building)."""
     ver = ver or version()
     if trace_range is not None:
         where, params = RANGE_FILTER, {"lo": trace_range[0], "hi": trace_range[1]}
@@ -122,7 +118,9 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
             detector=detector, detector_version=ver, run_id=meta.get("run_id", ""),
             source_id=meta.get("source_id", ""), project=meta.get("project", "")))
 
-    with ExitStack() as scratch_held:
+    # The graph is Python and the engine releases the interpreter lock while a query runs, so a
+    # thread builds it on the other core meanwhile (a child process did no better: BENCHMARKS.md).
+    with ExitStack() as scratch_held, ThreadPoolExecutor(1, thread_name_prefix="handoffs-cascade") as graph:
         with _stage("normalised shape"):
             scratch = scratch_held.enter_context(Scratch(store, where, params))
         with _stage("trace facts"):
@@ -139,9 +137,7 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
                     metas.update(scratch.facts())
         with _stage("cascade spans read"):
             nodes = cascade.nodes_table(store, None, scratch)
-        offloaded = worker is not None and nodes.num_rows >= OFFLOAD_SPANS
-        if offloaded:
-            worker.submit(nodes)
+        graphs = graph.submit(cascade.table_results, nodes)
         with _stage("structural queries"):
             for row in store.query_arrow(structural.statement(scratch)).to_pylist():
                 add(row["code"], structural.BY_CODE[row["code"]].name, row)
@@ -149,7 +145,7 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
             with _stage("shape hook"):
                 on_shape(scratch)
         with _stage("cascade graph"):
-            rows, amplification = worker.result() if offloaded else cascade.table_results(nodes)
+            rows, amplification = graphs.result()
             for row in rows:
                 add(row["code"], structural.BY_CODE[row["code"]].name, row)
     logs = [t for t, m in metas.items() if m["messages"] > 0]
@@ -201,20 +197,17 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
     done: list[TraceFindings] = []
     if progress:
         progress(0, len(ids))
-    with ExitStack() as held:
-        # One chunk's graph is small work: a worker process is worth starting for many chunks.
-        worker = held.enter_context(GraphWorker()) if len(ids) > CHUNK_TRACES else None
-        for chunk, _, params in chunks(ids, every):
-            if every:
-                judged = [tf for tf in judge(store, ver=ver, trace_range=(params["lo"], params["hi"]),
-                                             worker=worker, on_shape=on_shape) if tf.trace_id in counts]
-            else:
-                judged = judge(store, chunk, ver, worker=worker, on_shape=on_shape)
-            with _stage("findings stored"):
-                write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
-            done.extend(judged)
-            if progress:
-                progress(len(done), len(ids))
+    for chunk, _, params in chunks(ids, every):
+        if every:
+            judged = [tf for tf in judge(store, ver=ver, trace_range=(params["lo"], params["hi"]),
+                                         on_shape=on_shape) if tf.trace_id in counts]
+        else:
+            judged = judge(store, chunk, ver, on_shape=on_shape)
+        with _stage("findings stored"):
+            write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
+        done.extend(judged)
+        if progress:
+            progress(len(done), len(ids))
     mark(store, ver, blocks)  # only after every chunk is stored: an interrupted run stays pending
     log.info("judged %d trace(s) with detector set %s", len(done), ver)
     return done

@@ -117,11 +117,11 @@ class StageTimes(logging.Handler):
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
-def rss_mib(pid: int | str = "self") -> float:
-    """A process's resident memory now (VmRSS), in MiB; 0 once it is gone."""
+def memory_mib(field: str, pid: int | str = "self") -> float:
+    """A process's VmRSS (resident now) or VmHWM (its peak) in MiB; 0 once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -140,12 +140,13 @@ def children() -> list[str]:
 
 
 class PeakRss:
-    """The highest resident memory of this process, and of its children together, while the
-    block runs, sampled every 20 ms (the process's own peak, VmHWM, also counts building the
-    store before it)."""
+    """The peak resident memory of this process while the block runs (its VmHWM, reset on entry
+    through ``/proc/self/clear_refs``: building the store before it does not count), and the
+    peak of its children's, read every 20 ms (the graph worker is gone by the end)."""
 
     def __enter__(self) -> PeakRss:
-        self.before = self.peak = rss_mib()
+        self.before = memory_mib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak to the current RSS
         self.children_peak = 0.0
         self._done = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -154,13 +155,12 @@ class PeakRss:
 
     def _sample(self) -> None:
         while not self._done.wait(0.02):
-            self.peak = max(self.peak, rss_mib())
-            self.children_peak = max(self.children_peak, sum(rss_mib(pid) for pid in children()))
+            self.children_peak = max(self.children_peak, sum(memory_mib("VmHWM", pid) for pid in children()))
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._sampler.join()
-        self.peak = max(self.peak, rss_mib())
+        self.peak = memory_mib("VmHWM")
 
 
 def seconds(work: Callable[[], object]) -> float:

@@ -40,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,50 +116,25 @@ class StageTimes(logging.Handler):
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
-def memory_mib(field: str, pid: int | str = "self") -> float:
-    """A process's VmRSS (resident now) or VmHWM (its peak) in MiB; 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+def peak_mib() -> float:
+    """This process's peak resident memory (VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return 0.0
 
 
-def children() -> list[str]:
-    """Pids of this process's children (the cascade graph's worker)."""
-    pids: list[str] = []
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            pids += (task / "children").read_text().split()
-        except OSError:
-            continue
-    return pids
-
-
 class PeakRss:
-    """The peak resident memory of this process while the block runs (its VmHWM, reset on entry
-    through ``/proc/self/clear_refs``: building the store before it does not count), and the
-    peak of its children's, read every 20 ms (the graph worker is gone by the end)."""
+    """This process's resident memory as the block starts and its peak while it runs: VmHWM,
+    reset on entry through ``/proc/self/clear_refs`` so that building the store does not count."""
 
     def __enter__(self) -> PeakRss:
-        self.before = memory_mib("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak to the current RSS
-        self.children_peak = 0.0
-        self._done = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
+        self.before = peak_mib()
         return self
 
-    def _sample(self) -> None:
-        while not self._done.wait(0.02):
-            self.children_peak = max(self.children_peak, sum(memory_mib("VmHWM", pid) for pid in children()))
-
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._sampler.join()
-        self.peak = memory_mib("VmHWM")
+        self.peak = peak_mib()
 
 
 def seconds(work: Callable[[], object]) -> float:
@@ -222,8 +196,7 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
                        for name, sec in sorted(stages.seconds.items(), key=lambda kv: -kv[1]))
     out.append(f"{'':>12}where the full pass went: {shares}; process CPU {cpu_s:.1f} s "
                f"({cpu_s / full:.2f} cores); resident memory {memory.before:,.0f} MiB before the pass, "
-               f"peak {memory.peak:,.0f} MiB during it, and {memory.children_peak:,.0f} MiB in the cascade "
-               "graph's worker process")
+               f"peak {memory.peak:,.0f} MiB during it")
     print(out[-1], flush=True)
     if detectors:
         by_detector(store, out)

@@ -82,7 +82,8 @@ def test_bad_input_is_one_line_and_exit_2(store: Store, chdb_dir: Path,
 def test_a_full_detect_gathers_the_metrics_on_its_way(store: Store, chdb_dir: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``detect --full`` stores the metrics ``compute_metrics`` would, without reading any trace
-    again for them: they come from the shape each chunk of the pass built."""
+    again for them: they come from the shape each chunk of the pass built. It prints what it
+    judged without reading stored findings back: it judged every trace."""
     from handoffs.demo import simulate
     from handoffs.detectors import metrics, pipeline
 
@@ -92,11 +93,20 @@ def test_a_full_detect_gathers_the_metrics_on_its_way(store: Store, chdb_dir: Pa
     def read_again(*args: object, **kwargs: object) -> None:
         raise AssertionError("the metrics read the traces again")
 
+    def read_back(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a full pass read stored findings back")
+
     with monkeypatch.context() as patched:
         patched.setattr(metrics, "_scratches", read_again)
+        patched.setattr(pipeline, "load", read_back)  # it judged every trace: nothing to add
         code, out, err = _run(["detect", "--store", _url(store, chdb_dir), "--full", "--format", "jsonl"], capsys)
     assert code == 0, err
-    assert len(out.splitlines()) == 12
+    full = [json.loads(line) for line in out.splitlines()]
+    assert len(full) == 12 and [r["trace_id"] for r in full] == sorted(r["trace_id"] for r in full)
+    # The same objects as an incremental run reads back from the store.
+    code, out, err = _run(["detect", "--store", _url(store, chdb_dir), "--format", "jsonl"], capsys)
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == full
 
     def sums() -> list[tuple]:
         return sorted((r["run_id"], r["scope"], r["subject"], r["metric"], r["numerator"], r["denominator"])

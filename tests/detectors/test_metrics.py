@@ -165,3 +165,39 @@ def test_metrics_through_every_engine(any_store: Store) -> None:
     assert compute_metrics(any_store, [runs[0].run_id]) == len(load(any_store, [runs[0].run_id]))
     assert len(load(any_store)) == stored  # one run again: its rows replaced, the others kept
     assert not any_store.query("SHOW TABLES LIKE 'handoffs_scratch_%'")  # dropped once done
+
+
+def test_computing_again_replaces_rows_and_deletes_only_stale_ones(store: Store, traced,
+                                                                   monkeypatch) -> None:
+    """A run computed again keeps one row per metric; a row its totals no longer have (a pair
+    gone since) is deleted; and with nothing gone, no DELETE runs: on a large table a DELETE
+    costs seconds for one run."""
+    import pyarrow as pa
+
+    from handoffs.store import schema
+
+    with traced():
+        a = _team(overwrite=True, rewrite_fails=True)
+    stored = compute_metrics(store)
+    before = sorted((r["scope"], r["subject"], r["metric"], r["value"]) for r in load(store))
+    statements: list[str] = []
+    command = Store.command
+
+    def spy(self: Store, sql: str, params: dict | None = None) -> None:
+        statements.append(sql)
+        command(self, sql, params)
+
+    monkeypatch.setattr(Store, "command", spy)
+    assert compute_metrics(store, [a]) == stored
+    assert not [s for s in statements if s.lstrip().startswith("DELETE")]
+    assert sorted((r["scope"], r["subject"], r["metric"], r["value"]) for r in load(store)) == before
+
+    # A row from an earlier computation that the run's totals no longer produce.
+    store.insert(schema.METRICS_TABLE, pa.table({
+        "project": [""], "run_id": [a], "scope": [t.SCOPE_PAIR], "subject": ["sup->gone"],
+        "metric": [t.OVERWRITE_RATE], "value": [1.0], "numerator": [1.0], "denominator": [1.0]}))
+    assert len(load(store)) == stored + 1
+    statements.clear()
+    assert compute_metrics(store, [a]) == stored
+    assert [s for s in statements if s.lstrip().startswith("DELETE")]
+    assert sorted((r["scope"], r["subject"], r["metric"], r["value"]) for r in load(store)) == before

@@ -171,7 +171,7 @@ def test_computing_again_replaces_rows_and_deletes_only_stale_ones(store: Store,
                                                                    monkeypatch) -> None:
     """A run computed again keeps one row per metric; a row its totals no longer have (a pair
     gone since) is deleted; and with nothing gone, no DELETE runs: on a large table a DELETE
-    costs seconds for one run."""
+    costs seconds for one run. Many runs at once delete without looking (cheaper then)."""
     import pyarrow as pa
 
     from handoffs.store import schema
@@ -197,6 +197,16 @@ def test_computing_again_replaces_rows_and_deletes_only_stale_ones(store: Store,
         "project": [""], "run_id": [a], "scope": [t.SCOPE_PAIR], "subject": ["sup->gone"],
         "metric": [t.OVERWRITE_RATE], "value": [1.0], "numerator": [1.0], "denominator": [1.0]}))
     assert len(load(store)) == stored + 1
+    statements.clear()
+    assert compute_metrics(store, [a]) == stored
+    assert [s for s in statements if s.lstrip().startswith("DELETE")]
+    assert sorted((r["scope"], r["subject"], r["metric"], r["value"]) for r in load(store)) == before
+
+    # Many runs at once (a full pass) delete their old rows without looking for leftovers first.
+    from handoffs.detectors import metrics
+
+    monkeypatch.setattr(metrics, "_FEW_RUNS", 0)
+    monkeypatch.setattr(metrics, "_STALE", "SELECT throwIf(1, 'looked for leftovers')")
     statements.clear()
     assert compute_metrics(store, [a]) == stored
     assert [s for s in statements if s.lstrip().startswith("DELETE")]

@@ -89,7 +89,8 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
     asked = list(trace_ids) or None
     # A full pass judges every trace: it gathers the metrics from the shape it reads anyway,
     # instead of reading every trace again afterwards.
-    together = metrics and full and asked is None
+    judged_all = full and asked is None
+    together = metrics and judged_all
     with ExitStack() as held:
         sums = held.enter_context(MetricSums(store)) if together else None
         with _progress("detecting") as progress:
@@ -99,7 +100,6 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
             sums.write()
     # Reading back every other trace's stored findings is what grows with the store; after a full
     # pass there is no other trace to read (the read was 0.4 s at 1M spans, for nothing).
-    judged_all = full and asked is None
     results = (sorted(fresh, key=lambda tf: tf.trace_id) if only_new or judged_all
                else with_stored(store, fresh, asked))
     _check_found(trace_ids, {tf.trace_id for tf in results})

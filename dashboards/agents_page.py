@@ -63,9 +63,11 @@ else:
     default = names.index(T.OVERWRITE_RATE) if T.OVERWRITE_RATE in names else 0
     metric = st.selectbox("Metric", names, index=default)
     chosen = metrics[metrics["metric"] == metric]
-    st.altair_chart(charts.trend_lines(chosen, "started_at", "value", "subject", metric, ",.2f"),
-                    width="stretch", theme="streamlit")
-    summary = chosen.groupby("subject", as_index=False).agg(
-        runs=("run_id", "nunique"), mean=("value", "mean"), last=("value", "last"))
+    st.altair_chart(charts.trend_lines(chosen, "day", "value", "subject", f"{metric} (daily mean)",
+                                       ",.2f"), width="stretch", theme="streamlit")
+    summary = (chosen.assign(total=chosen["value"] * chosen["runs"])
+               .groupby("subject", as_index=False)
+               .agg(runs=("runs", "sum"), total=("total", "sum"), last=("value", "last")))
+    summary = summary.assign(mean=summary["total"] / summary["runs"])[["subject", "runs", "mean", "last"]]
     st.dataframe(summary.sort_values("mean", ascending=False), hide_index=True,
                  width="stretch")

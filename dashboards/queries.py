@@ -336,17 +336,22 @@ def handoff_edges(store: Store, trace_ids: Sequence[str]) -> pd.DataFrame:
 # --- agents ----------------------------------------------------------------------------------
 
 def agent_metrics(store: Store, project: str, since: int, scope: str) -> pd.DataFrame:
-    """Agent- or pair-scoped metrics per run over time (scope: taxonomy SCOPE_AGENT/PAIR)."""
+    """Agent- or pair-scoped metrics per day (scope: taxonomy SCOPE_AGENT/PAIR): the mean of
+    the day's per-run values, the runs behind it and the summed numerator and denominator.
+
+    Per day, not per run: a window of months holds hundreds of thousands of run values, more
+    than a chart can show, and a cap on rows would cut off the newest days.
+    """
     return _frame(store, f"""
         WITH r AS (SELECT run_id, started_at FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER})
-        SELECT r.started_at AS started_at, m.run_id AS run_id, m.subject AS subject,
-               m.metric AS metric, m.value AS value, m.numerator AS numerator,
-               m.denominator AS denominator
+        SELECT toDate(r.started_at) AS day, m.subject AS subject, m.metric AS metric,
+               avg(m.value) AS value, count() AS runs, sum(m.numerator) AS numerator,
+               sum(m.denominator) AS denominator
         FROM {METRICS_TABLE} AS m FINAL
         INNER JOIN r ON r.run_id = m.run_id
         WHERE m.scope = {{scope:String}}
-        ORDER BY started_at
-        LIMIT 20000""", {"project": project, "since": int(since), "scope": scope})
+        GROUP BY day, subject, metric
+        ORDER BY day, subject, metric""", {"project": project, "since": int(since), "scope": scope})
 
 
 _OVERWRITES_SELECT = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from dashboard_seed import BAD, RUNS, seed
 
 from handoffs import taxonomy as T
@@ -41,3 +42,21 @@ def test_supervisor_overwrites_from_pair_metrics_else_from_findings(store: Store
     assert by_findings["overwrite_rate"].isna().all()
     # The window applies to both: runs that started before it count for nothing.
     assert queries.supervisor_overwrites(store, "", 2**40).empty
+
+
+def test_agent_metrics_are_daily_means_over_every_run_in_the_window(store: Store) -> None:
+    seed(store)
+    pairs = queries.agent_metrics(store, "", 0, T.SCOPE_PAIR)
+    started = queries.runs(store)[["run_id", "started_at"]]
+    days = sorted({d.date() for d in started["started_at"]})
+    assert sorted({pd.Timestamp(d).date() for d in pairs["day"]}) == days
+    assert set(pairs["subject"]) == {"planner->coder"} and set(pairs["metric"]) == {T.OVERWRITE_RATE}
+    # Every run counts once, and the day means weigh back to the mean over runs (0, 1, 0).
+    assert pairs["runs"].sum() == len(RUNS)
+    assert (pairs["value"] * pairs["runs"]).sum() / pairs["runs"].sum() == 1 / 3
+    assert pairs["numerator"].sum() == 1 and pairs["denominator"].sum() == 3
+    agents = queries.agent_metrics(store, "shop", 0, T.SCOPE_AGENT)
+    assert set(agents["subject"]) == {"coder"} and agents["runs"].sum() == len(RUNS)
+    # Runs before the window, or of another project, count for nothing.
+    assert queries.agent_metrics(store, "", 2**40, T.SCOPE_PAIR).empty
+    assert queries.agent_metrics(store, "other", 0, T.SCOPE_PAIR).empty

@@ -18,7 +18,9 @@ if cells.empty:
 st.altair_chart(charts.mode_heatmap(cells, by), width="stretch", theme="streamlit")
 st.caption("A cell is the share of runs that show the mode at least once: runs of that "
            "system, or all runs in the window when grouped by agent; by run it is 100 % or empty. "
-           "Rows follow MAST's order (Cemri et al., 2025), then the seeds' delegation modes.")
+           "Rows follow MAST's order (Cemri et al., 2025), then the seeds' delegation modes. "
+           f"It covers the window's latest {queries.HEATMAP_RUNS:,} runs at most; the trend below "
+           "covers every run.")
 
 st.subheader("Trend per mode")
 trend = ui.q("mode_trend", project, since)

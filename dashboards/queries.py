@@ -48,6 +48,10 @@ SEED_METRICS: Final[tuple[str, ...]] = (
 )
 TREND_RUNS: Final = 10  # runs per branch in the sparkline
 MAX_TRACE_SPANS: Final = 3000  # a trace view beyond this is unreadable anyway
+# The heatmap reads the window's latest runs only: all 220k runs of a 16M-span store took it
+# from 0.12 to 0.45 s (BENCHMARKS.md, dashboard); the page says so when the cap applies.
+HEATMAP_RUNS: Final = 5000
+AGENT_MODE_ROWS: Final = 20000  # (day, agent, mode) cells; past it the oldest days are left out
 HEATMAP_GROUPS: Final[dict[str, tuple[str, str]]] = {
     # heatmap grouping -> (group of a finding, group whose run count is the denominator), SQL
     # over the runs CTE ``r`` and findings ``f``. A closed set: pages offer these keys only.
@@ -433,7 +437,7 @@ def cascade_roots(store: Store, project: str, since: int) -> pd.DataFrame:
 
 
 def agent_modes(store: Store, project: str, since: int) -> pd.DataFrame:
-    """Failure modes per agent and day: how many findings, in how many runs."""
+    """Failure modes per agent and day: how many findings, in how many runs (newest days first)."""
     return _frame(store, f"""
         WITH r AS (SELECT run_id, trace_id, started_at FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER})
         SELECT toDate(r.started_at) AS day, if(f.agent != '', f.agent, '(no agent)') AS agent,
@@ -441,14 +445,15 @@ def agent_modes(store: Store, project: str, since: int) -> pd.DataFrame:
         FROM {FINDINGS_TABLE} AS f FINAL
         INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
         GROUP BY day, agent, code
-        ORDER BY day, agent, code
-        LIMIT 20000""", {"project": project, "since": int(since)})
+        ORDER BY day DESC, agent, code
+        LIMIT {{rows:UInt32}}""", {"project": project, "since": int(since), "rows": AGENT_MODE_ROWS})
 
 
 # --- failure modes ---------------------------------------------------------------------------
 
 def mode_heatmap(store: Store, project: str, since: int, by: str, limit: int = 40) -> pd.DataFrame:
-    """Share of runs in each group that show each mode (MAST's figure): group x code."""
+    """Share of runs in each group that show each mode (MAST's figure): group x code, over the
+    window's latest ``HEATMAP_RUNS`` runs (``runs_in_group`` says how many a group had)."""
     if by not in HEATMAP_GROUPS:
         raise ValueError(f"heatmap grouping must be one of {sorted(HEATMAP_GROUPS)}, not {by!r}")
     group, size_group = HEATMAP_GROUPS[by]
@@ -473,7 +478,7 @@ def mode_heatmap(store: Store, project: str, since: int, by: str, limit: int = 4
         FROM hits INNER JOIN sizes ON sizes.size_key = hits.size_key
         WHERE hits.grp IN (SELECT grp FROM top)
         ORDER BY grp, code""",
-        {"project": project, "since": int(since), "limit": int(limit), "limit_runs": 5000})
+        {"project": project, "since": int(since), "limit": int(limit), "limit_runs": HEATMAP_RUNS})
 
 
 def mode_trend(store: Store, project: str, since: int) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from dashboard_seed import BAD, RUNS, seed
 
 from handoffs import taxonomy as T
@@ -60,3 +61,14 @@ def test_agent_metrics_are_daily_means_over_every_run_in_the_window(store: Store
     # Runs before the window, or of another project, count for nothing.
     assert queries.agent_metrics(store, "", 2**40, T.SCOPE_PAIR).empty
     assert queries.agent_metrics(store, "other", 0, T.SCOPE_PAIR).empty
+
+
+def test_capped_pages_keep_the_newest_runs(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(store)
+    every = queries.agent_modes(store, "", 0)
+    monkeypatch.setattr(queries, "AGENT_MODE_ROWS", 1)
+    (newest,) = queries.agent_modes(store, "", 0).itertuples()
+    assert newest.day == every["day"].max() and len(every) > 1
+    monkeypatch.setattr(queries, "HEATMAP_RUNS", 1)
+    cells = queries.mode_heatmap(store, "", 0, "run")
+    assert cells["grp"].tolist() == [RUNS[-1].run_id]  # the latest run, and only it

@@ -21,9 +21,10 @@ At each size:
 
     python bench/detection.py                          # 1M, 3M, 10M spans
     python bench/detection.py --before 568bc79 --sizes 1000000 3000000 --rounds 2
-                       # full detection, then the command, of an earlier revision and of this
-                       # one, alternating on the same store, in separate processes: the ratio
-                       # per round
+                       # full detection, then the command (a full pass, and with nothing new,
+                       # which reads every stored trace back), of an earlier revision and of
+                       # this one, alternating on the same store, in separate processes: the
+                       # ratio per round and each command's peak memory
     python bench/detection.py --sizes 250000 1000000   # other sizes
     python bench/detection.py --sizes 1000000 --by-detector
                        # also: one chunk's cost by detector, and planning the structural statement
@@ -33,6 +34,8 @@ Results go to bench/results/detection.txt with the command and the date.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -147,19 +150,35 @@ def timed(store: Store, sql: str) -> float:
     return seconds(lambda: store.query(sql))
 
 
-def detect_command(url: str, *args: str) -> tuple[float, int]:
+class LineCount(io.TextIOBase):
+    """A stdout that counts the lines written and keeps none of them (a pipe to ``wc -l``), so
+    that a command's memory is its own, not its captured output's."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        return len(text)
+
+
+def detect_command(url: str, *args: str) -> tuple[float, int, PeakRss]:
     """``handoffs detect ARGS --format jsonl`` as a user runs it, in this process (the store's
-    owner): seconds taken and JSON lines printed."""
-    from click.testing import CliRunner
+    owner): seconds taken, JSON lines printed, and resident memory before and at its peak."""
+    from handoffs.cli import main
 
-    from handoffs.cli import cli
-
+    sink = LineCount()
     started = time.perf_counter()
-    result = CliRunner().invoke(cli, ["detect", *args, "--format", "jsonl", "--store", url])
-    took = time.perf_counter() - started
-    if result.exit_code != 0:
-        raise RuntimeError(f"handoffs detect {' '.join(args)} failed: {result.output[-2000:]}")
-    return took, result.stdout.count("\n")
+    with PeakRss() as memory, contextlib.redirect_stdout(sink):
+        try:
+            main(["detect", *args, "--format", "jsonl", "--store", url])
+        except SystemExit as exc:
+            if exc.code:
+                raise RuntimeError(f"handoffs detect {' '.join(args)} exited with {exc.code}") from exc
+    return time.perf_counter() - started, sink.lines, memory
 
 
 def measure(store: Store, size_label: str, out: list[str], detectors: bool = False) -> None:
@@ -208,20 +227,21 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     # The command a user runs: detection of every trace, the seed metrics of every run (its
     # default) and one JSON line per trace.
     url = f"chdb://{store.url.path}?database={store.url.database}"
-    command, lines = detect_command(url, "--full")
+    command, lines, memory = detect_command(url, "--full")
     out.append(f"{'':>12}the command, `handoffs detect --full --format jsonl` (with the seed metrics, its "
-               f"default): {command:.1f} s = {spans / command:,.0f} spans/s, {lines:,} JSON lines")
+               f"default): {command:.1f} s = {spans / command:,.0f} spans/s, {lines:,} JSON lines; "
+               f"resident memory {memory.before:,.0f} MiB before it, peak {memory.peak:,.0f} MiB")
     print(out[-1], flush=True)
     # And as a CI job runs it after each build: incremental, one new run on top.
     simulate(1, seed=98, store=store)
-    command, lines = detect_command(url)
+    command, lines, memory = detect_command(url)
     out.append(f"{'':>12}the command incremental, one new run on top (`handoffs detect --format jsonl`, its "
                f"metrics included): {command:.2f} s, {lines:,} JSON lines (every trace's findings, judged "
-               "now or before)")
+               f"now or before); peak {memory.peak:,.0f} MiB from {memory.before:,.0f}")
     print(out[-1], flush=True)
     # As a CI job that wants only what its build added: `--new`.
     simulate(1, seed=97, store=store)
-    command, lines = detect_command(url, "--new")
+    command, lines, _ = detect_command(url, "--new")
     out.append(f"{'':>12}the same with `--new` (only the traces judged now), one more run on top: "
                f"{command:.2f} s, {lines:,} JSON line(s)")
     print(out[-1], flush=True)
@@ -282,20 +302,31 @@ print(spans, time.perf_counter() - started, sum(len(tf.findings) for tf in judge
 """
 
 # The command as a user runs it (with its default seed metrics), in a process of its own, from a
-# checkout: JSON lines written, seconds taken (imports excluded, as above).
+# checkout, its output counted, not kept: JSON lines written, seconds taken (imports excluded, as
+# above) and the process's peak resident memory in MiB. Extra arguments go to the command.
 _COMMAND = """
-import contextlib, io, sys, time
+import contextlib, io, pathlib, sys, time
 from handoffs.cli import main
-lines = io.StringIO()
+class Lines(io.TextIOBase):
+    n = 0
+    def writable(self): return True
+    def write(self, text):
+        self.n += text.count(chr(10))
+        return len(text)
+lines = Lines()
 started = time.perf_counter()
 with contextlib.redirect_stdout(lines):
     try:
-        main(["detect", "--full", "--format", "jsonl", "--store", "chdb://" + sys.argv[1]])
+        main(["detect", *sys.argv[2:], "--format", "jsonl", "--store", "chdb://" + sys.argv[1]])
     except SystemExit as exc:
         if exc.code:
             raise
-print(lines.getvalue().count(chr(10)), time.perf_counter() - started)
+took = time.perf_counter() - started
+peak = [l for l in pathlib.Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
+print(lines.n, took, int(peak[0].split()[1]) / 1024)
 """
+# The two commands compared: a full pass, then (nothing new) every stored trace read back.
+_COMMANDS = {"detect --full --format jsonl": ["--full"], "detect --format jsonl, nothing new": []}
 
 
 def _ratio_line(what: str, rev: str, spans: int, times: dict[str, list[float]], extra: str) -> str:
@@ -319,9 +350,10 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
             subprocess.run([sys.executable, __file__, "--build-only", "--sizes", str(size), "--seed-runs",
                             str(seed_runs), "--dir", str(store_dir), "--no-write"], check=True)
             times: dict[str, list[float]] = {"before": [], "now": []}
-            commands: dict[str, list[float]] = {"before": [], "now": []}
             found: dict[str, set[int]] = {"before": set(), "now": set()}
-            lines: dict[str, set[int]] = {"before": set(), "now": set()}
+            commands = {name: {"before": [], "now": []} for name in _COMMANDS}
+            peaks = {name: {"before": [], "now": []} for name in _COMMANDS}
+            lines = {name: {"before": set(), "now": set()} for name in _COMMANDS}
             spans = 0
             for _ in range(rounds):
                 for label, checkout in (("before", before), ("now", repo)):
@@ -331,18 +363,24 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
                     spans = int(count)
                     times[label].append(float(seconds))
                     found[label].add(int(findings))
-                for label, checkout in (("before", before), ("now", repo)):
-                    done = subprocess.run([sys.executable, "-c", _COMMAND, str(store_dir)], cwd=checkout,
-                                          check=True, capture_output=True, text=True)
-                    written, seconds = done.stdout.split()[-2:]
-                    commands[label].append(float(seconds))
-                    lines[label].add(int(written))
-            for line in (
-                    f"{size / 1e6:>9g}M  spans {spans:>10,}",
-                    "  " + _ratio_line("full pass", rev, spans, times,
-                                       f"findings {sorted(found['before'])} vs {sorted(found['now'])}"),
-                    "  " + _ratio_line("the command (detect --full --format jsonl)", rev, spans, commands,
-                                       f"JSON lines {sorted(lines['before'])} vs {sorted(lines['now'])}")):
+                for name, args in _COMMANDS.items():
+                    for label, checkout in (("before", before), ("now", repo)):
+                        done = subprocess.run([sys.executable, "-c", _COMMAND, str(store_dir), *args],
+                                              cwd=checkout, check=True, capture_output=True, text=True)
+                        written, seconds, peak = done.stdout.split()[-3:]
+                        commands[name][label].append(float(seconds))
+                        peaks[name][label].append(float(peak))
+                        lines[name][label].add(int(written))
+            report = [f"{size / 1e6:>9g}M  spans {spans:>10,}",
+                      "  " + _ratio_line("full pass", rev, spans, times,
+                                         f"findings {sorted(found['before'])} vs {sorted(found['now'])}")]
+            for name in _COMMANDS:
+                report.append("  " + _ratio_line(
+                    f"the command ({name})", rev, spans, commands[name],
+                    f"JSON lines {sorted(lines[name]['before'])} vs {sorted(lines[name]['now'])}; "
+                    f"peak memory {statistics.median(peaks[name]['before']):,.0f} MiB vs "
+                    f"{statistics.median(peaks[name]['now']):,.0f} MiB"))
+            for line in report:
                 print(line, flush=True)
                 out.append(line)
             shutil.rmtree(store_dir, ignore_errors=True)

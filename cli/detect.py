@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from handoffs.errors import UsageError
 from handoffs.store import open_store
 
 from .options import store_option
+
+if TYPE_CHECKING:
+    from handoffs.detectors.findings import TraceFindings
 
 FORMATS = click.Choice(["table", "jsonl"])
 
@@ -46,23 +49,59 @@ def _check_found(asked: tuple[str, ...], found: set[str]) -> None:
                          "`handoffs detect --format jsonl` or check --store")
 
 
-def _emit_jsonl(rows: list[dict[str, Any]]) -> None:
+def _emit_jsonl(rows: Iterable[dict[str, Any]]) -> None:
     out = sys.stdout
     for row in rows:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     out.flush()
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+def _table(title: str, columns: list[str], rows: list[list[str]], caption: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title, caption=caption, show_lines=False)
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+
+
+TABLE_ROWS = 1000  # findings a table shows; past it, people want a summary and programs jsonl
+
+
+class _Report:
+    """Judged traces as they come, a page at a time: JSON Lines are written at once; a table
+    keeps its first ``TABLE_ROWS`` findings and counts the rest, so memory stays flat."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.traces = self.failed = self.findings = 0
+        self.rows: list[list[str]] = []
+
+    def add(self, traces: Iterable[TraceFindings]) -> None:
+        traces = list(traces)
+        self.traces += len(traces)
+        self.failed += sum(1 for tf in traces if tf.findings)
+        if self.fmt == "jsonl":
+            _emit_jsonl({k: v for k, v in tf.to_json().items() if k != "run_id"} for tf in traces)
+            return
+        for tf in traces:
+            for f in sorted(tf.findings, key=lambda f: (f.step, f.code)):
+                self.findings += 1
+                if len(self.rows) < TABLE_ROWS:
+                    self.rows.append([tf.source_id or tf.run_id or tf.trace_id[:16], f.code, f.agent,
+                                      str(f.step), f"{f.confidence:.2f}", f.evidence])
+
+    def close(self) -> None:
+        if self.fmt == "jsonl":
+            return
+        more = self.findings - len(self.rows)
+        caption = (f"the first {len(self.rows):,} of {self.findings:,} findings; "
+                   "--format jsonl lists every one" if more else None)
+        _table(f"{self.traces} trace(s), {self.failed} with findings",
+               ["run", "code", "agent", "step", "conf", "evidence"], self.rows, caption)
 
 
 @click.command()
@@ -79,9 +118,9 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bool, only_new: bool,
            metrics: bool) -> None:
     """Find failure modes in stored traces: one result per trace, with its findings."""
-    from handoffs.detectors import detect_pending
+    from handoffs.detectors.findings import load_pages
     from handoffs.detectors.metrics import MetricSums, compute_metrics
-    from handoffs.detectors.pipeline import with_stored
+    from handoffs.detectors.pipeline import judge_pending, with_stored
 
     if only_new and trace_ids:
         raise UsageError("--new reports the traces judged now and --trace names traces: use one of them")
@@ -91,33 +130,40 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
     # instead of reading every trace again afterwards.
     judged_all = full and asked is None
     together = metrics and judged_all
+    report = _Report(fmt)
+    runs: set[str] = set()  # of the traces judged now (or asked for): their metrics are due
     with ExitStack() as held:
         sums = held.enter_context(MetricSums(store)) if together else None
         with _progress("detecting") as progress:
-            fresh = detect_pending(store, asked, incremental=not full, progress=progress,
+            judged = judge_pending(store, asked, incremental=not full, progress=progress,
                                    on_shape=sums.add if sums else None)
+            if only_new or judged_all:
+                # Every trace reported is judged now: report each chunk as it is stored.
+                for chunk in judged:
+                    report.add(chunk)
+                    runs.update(tf.run_id or tf.trace_id for tf in chunk)
+                fresh: list[TraceFindings] = []
+            else:
+                fresh = [tf for chunk in judged for tf in chunk]
+                runs.update(tf.run_id or tf.trace_id for tf in fresh)
         if sums is not None:
             sums.write()
-    # Reading back every other trace's stored findings is what grows with the store; after a full
-    # pass there is no other trace to read (the read was 0.4 s at 1M spans, for nothing).
-    results = (sorted(fresh, key=lambda tf: tf.trace_id) if only_new or judged_all
-               else with_stored(store, fresh, asked))
-    _check_found(trace_ids, {tf.trace_id for tf in results})
-    if metrics and not together:
+    if asked is not None:
+        results = with_stored(store, fresh, asked)
+        _check_found(trace_ids, {tf.trace_id for tf in results})
+        runs = {tf.run_id or tf.trace_id for tf in results}
+    if metrics and not together and runs:
         # The runs judged now (or asked for): no other run's metrics can have changed, and
         # recomputing every run made one new run cost as much as the whole store.
-        runs = sorted({tf.run_id or tf.trace_id for tf in (results if asked else fresh)})
-        if runs:
-            compute_metrics(store, runs)
-    if fmt == "jsonl":
-        _emit_jsonl([{k: v for k, v in tf.to_json().items() if k != "run_id"} for tf in results])
-        return
-    rows = [[tf.source_id or tf.run_id or tf.trace_id[:16], f.code, f.agent, str(f.step),
-             f"{f.confidence:.2f}", f.evidence]
-            for tf in results for f in sorted(tf.findings, key=lambda f: (f.step, f.code))]
-    failed = sum(1 for tf in results if tf.findings)
-    _table(f"{len(results)} trace(s), {failed} with findings",
-           ["run", "code", "agent", "step", "conf", "evidence"], rows)
+        compute_metrics(store, sorted(runs))
+    if asked is not None:
+        report.add(results)
+    elif not (only_new or judged_all):
+        # Every judged trace, now or before, read back a page at a time: what grows with the
+        # store is the time this takes, not the memory.
+        for page in load_pages(store):
+            report.add(page)
+    report.close()
 
 
 @click.command()

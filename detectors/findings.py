@@ -8,7 +8,7 @@ and at what span count, lives in ``handoffs_detected_traces`` so detection can b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,22 +237,54 @@ def pending(store: Store, version: str, trace_ids: Sequence[str] | None, increme
     return ids, counts, seen, total
 
 
+LOAD_PAGE = 10_000  # traces per page when reading findings back (``load_pages``)
+
+
 def load(store: Store, trace_ids: Sequence[str] | None = None) -> list[TraceFindings]:
     """Stored findings of ``trace_ids`` (every judged trace when None), one entry per trace."""
-    where = f"WHERE {among('trace_id', 'traces', len(trace_ids))}" if trace_ids is not None else ""
-    params = {"traces": list(trace_ids)} if trace_ids is not None else None
+    return [tf for page in load_pages(store, trace_ids) for tf in page]
+
+
+def load_pages(store: Store, trace_ids: Sequence[str] | None = None,
+               page: int = LOAD_PAGE) -> Iterator[list[TraceFindings]]:
+    """``load`` a page of traces at a time, in trace id order, so that whoever prints every
+    judged trace holds one page, not the store (310k traces at 10M spans)."""
+    if trace_ids is not None:
+        ids = sorted(set(trace_ids))
+        for i in range(0, len(ids), page):
+            chunk = ids[i:i + page]
+            yield _load(store, among("trace_id", "traces", len(chunk)), {"traces": chunk})
+        return
+    after = None
+    while True:
+        # Keyset paging over the judged traces: each page starts where the last one ended.
+        ids = [r["trace_id"] for r in store.query(f"""
+            SELECT DISTINCT trace_id FROM {schema.DETECTED_TABLE}
+            WHERE {{first:Bool}} OR trace_id > {{after:String}}
+            ORDER BY trace_id LIMIT {{page:UInt32}}""",
+            {"first": after is None, "after": after or "", "page": page})]
+        if not ids:
+            return
+        yield _load(store, "trace_id >= {lo:String} AND trace_id <= {hi:String}",
+                    {"lo": ids[0], "hi": ids[-1]})
+        after = ids[-1]
+
+
+def _load(store: Store, where: str, params: dict[str, Any]) -> list[TraceFindings]:
+    """Stored findings of the judged traces ``where`` selects (a condition on ``trace_id``)."""
     # Run and source ids come from the runs table, so traces without findings carry them too.
     traces = store.query(f"""
         SELECT d.trace_id AS trace_id, d.project AS project, r.run_id AS run_id, r.source_id AS source_id
-        FROM (SELECT trace_id, any(project) AS project FROM {schema.DETECTED_TABLE} FINAL {where}
-              GROUP BY trace_id) AS d
+        FROM (SELECT trace_id, any(project) AS project FROM {schema.DETECTED_TABLE} FINAL
+              WHERE {where} GROUP BY trace_id) AS d
         LEFT JOIN (SELECT trace_id, any(run_id) AS run_id, any(source_id) AS source_id
-                   FROM {schema.RUNS_TABLE} FINAL GROUP BY trace_id) AS r ON r.trace_id = d.trace_id
+                   FROM {schema.RUNS_TABLE} FINAL WHERE {where} GROUP BY trace_id) AS r
+            ON r.trace_id = d.trace_id
         ORDER BY trace_id""", params)
     rows = store.query(f"""
         SELECT project, run_id, trace_id, source_id, code, agent, step, span_id, confidence, evidence,
             detector, detector_version
-        FROM {schema.FINDINGS_TABLE} FINAL {where}
+        FROM {schema.FINDINGS_TABLE} FINAL WHERE {where}
         ORDER BY trace_id, step, code""", params)
     out: dict[str, TraceFindings] = {
         r["trace_id"]: TraceFindings(r["trace_id"], r["run_id"], r["source_id"], r["project"]) for r in traces}

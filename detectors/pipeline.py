@@ -188,13 +188,23 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
     ``on_shape`` is given the normalised shape of every chunk judged (see ``judge``): a full
     pass (every trace, ``incremental=False``) hands it every trace (``metrics.MetricSums.add``).
     """
+    return [tf for chunk in judge_pending(store, trace_ids, incremental, progress, on_shape) for tf in chunk]
+
+
+def judge_pending(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,
+                  progress: Progress | None = None, on_shape: ShapeHook | None = None
+                  ) -> Iterator[list[TraceFindings]]:
+    """``detect_pending`` a chunk at a time, in trace id order, each chunk once its findings are
+    stored: a caller that prints them holds one chunk, not every judged trace. The store's
+    detection mark moves only when the iterator is exhausted (a caller that stops early leaves
+    the rest pending)."""
     ver = version()
     blocks = span_blocks(store) if trace_ids is None else {}
     since = watermark(store, ver) if blocks and incremental else {}
     with _stage("traces to judge"):
         ids, counts, seen, total = pending(store, ver, trace_ids, incremental, since)
     every = trace_ids is None and bool(ids) and len(ids) == total
-    done: list[TraceFindings] = []
+    done = 0
     if progress:
         progress(0, len(ids))
     for chunk, _, params in chunks(ids, every):
@@ -205,12 +215,12 @@ def detect_pending(store: Store, trace_ids: Sequence[str] | None = None, increme
             judged = judge(store, chunk, ver, on_shape=on_shape)
         with _stage("findings stored"):
             write(store, judged, counts, ver, replace=[t for t in chunk if t in seen])
-        done.extend(judged)
+        done += len(judged)
         if progress:
-            progress(len(done), len(ids))
+            progress(done, len(ids))
+        yield judged
     mark(store, ver, blocks)  # only after every chunk is stored: an interrupted run stays pending
-    log.info("judged %d trace(s) with detector set %s", len(done), ver)
-    return done
+    log.info("judged %d trace(s) with detector set %s", done, ver)
 
 
 def detect(store: Store, trace_ids: Sequence[str] | None = None, incremental: bool = True,

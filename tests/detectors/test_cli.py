@@ -171,3 +171,22 @@ def test_detect_new_reports_only_the_traces_judged_now(
 
     code, _, err = _run(["detect", "--store", url, "--new", "--trace", new.trace_id], capsys)
     assert code == 2 and "--new" in err
+
+
+def test_a_long_table_shows_its_first_findings_and_counts_the_rest(
+        store: Store, chdb_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.cli import detect as detect_cli
+    from handoffs.demo import simulate
+
+    url = _url(store, chdb_dir)
+    simulate(6, seed=5, inject="overwrite", failure_rate=1.0, store=store)
+    code, out, err = _run(["detect", "--store", url, "--format", "jsonl"], capsys)
+    assert code == 0, err
+    total = sum(len(json.loads(row)["findings"]) for row in out.splitlines())
+    assert total > 2
+    monkeypatch.setattr(detect_cli, "TABLE_ROWS", 2)
+    code, out, err = _run(["detect", "--store", url], capsys)
+    assert code == 0, err
+    assert "6 trace(s)" in out and f"the first 2 of {total:,} findings" in out
+    assert "--format jsonl lists every one" in out

@@ -7,10 +7,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from handoffs import conventions as c
 from handoffs import sdk
-from handoffs.detectors import detect, detect_pending
-from handoffs.detectors.findings import pending, watermark
+from handoffs.detectors import detect, detect_pending, pipeline
+from handoffs.detectors.findings import load, load_pages, pending, watermark
 from handoffs.detectors.pipeline import version
 from handoffs.store import Store, schema
 
@@ -127,3 +129,34 @@ def test_judging_again_keeps_findings_that_hold_and_drops_those_that_do_not(stor
     assert len(deletes) == 1
     write(store, [judged("t2")], {"t2": 3}, "v", replace=["t2"])
     assert stored() == {"t1": {("FM-3.1", "still open")}, "t2": set()}
+
+
+def test_judging_stopped_between_chunks_leaves_the_rest_pending(
+        store: Store, traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    with traced():
+        for name in ("r1", "r2", "r3"):
+            _run(name)
+    monkeypatch.setattr(pipeline, "CHUNK_TRACES", 1)
+    monkeypatch.setattr(pipeline, "RANGE_TRACES", 1)
+    chunks = pipeline.judge_pending(store)
+    first = next(chunks)
+    chunks.close()  # the caller stops after one chunk (an interrupted `handoffs detect`)
+    assert len(first) == 1
+    rest = detect_pending(store)
+    assert sorted(tf.trace_id for tf in first + rest) == sorted(_trace_of(store, r) for r in ("r1", "r2", "r3"))
+    assert first[0].trace_id not in {tf.trace_id for tf in rest}  # what was stored stays judged
+    assert detect_pending(store) == []
+
+
+def test_findings_read_back_a_page_at_a_time_in_trace_order(store: Store) -> None:
+    from handoffs.demo import simulate
+
+    simulate(5, seed=7, inject="overwrite", failure_rate=1.0, store=store)
+    judged = detect(store)
+    pages = list(load_pages(store, page=2))
+    assert [len(p) for p in pages] == [2, 2, 1]
+    paged = [tf for p in pages for tf in p]
+    assert [tf.trace_id for tf in paged] == sorted(tf.trace_id for tf in judged)
+    assert paged == load(store) and sum(len(tf.findings) for tf in paged) > 0
+    some = [judged[3].trace_id, judged[0].trace_id, judged[3].trace_id]
+    assert [tf.trace_id for p in load_pages(store, some, page=1) for tf in p] == sorted(set(some))

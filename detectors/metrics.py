@@ -223,8 +223,11 @@ _METRIC_COLUMNS = "project, run_id, scope, subject, metric, value, numerator, de
 _FEW_RUNS = 10_000
 # Runs totalled at a time: the totals, and the sets and joins that make them, are held in
 # memory a slice of this many runs at a time, so a full pass's memory does not follow the store.
-RUNS_PER_SLICE = 20_000
-_SLICE = "cityHash64(run_id) % {slices:UInt32} = {slice:UInt32}"
+RUNS_PER_SLICE = 50_000
+# A slice is a range of the run id's hash, which the scratch tables are sorted by: each slice
+# reads its own granules, not every contribution again.
+_RUN_HASH = "cityHash64(run_id)"
+_SLICE = f"{_RUN_HASH} BETWEEN {{lo:UInt64}} AND {{hi:UInt64}}"
 # Rows of the runs being written that their new totals no longer have (an agent or pair gone).
 _STALE = f"""
 SELECT count() FROM {schema.METRICS_TABLE} FINAL
@@ -278,10 +281,11 @@ class MetricSums(ScratchTables):
             self.name(kind) for kind in ("parts", "traces", "pairs", "totals"))
 
     def _create(self) -> None:
-        on_disk = "ENGINE = MergeTree ORDER BY tuple()"
-        self.store.command(f"CREATE TABLE {self.parts} ({_CONTRIBUTION_COLUMNS}) {on_disk}")
-        self.store.command(f"CREATE TABLE {self.traces} (trace_id String, run_id String) {on_disk}")
-        self.store.command(f"CREATE TABLE {self.pairs} (trace_id String, span_id String, pair String) {on_disk}")
+        by_run = f"ENGINE = MergeTree ORDER BY {_RUN_HASH}"
+        self.store.command(f"CREATE TABLE {self.parts} ({_CONTRIBUTION_COLUMNS}) {by_run}")
+        self.store.command(f"CREATE TABLE {self.traces} (trace_id String, run_id String) {by_run}")
+        self.store.command(f"CREATE TABLE {self.pairs} (trace_id String, span_id String, pair String) "
+                           "ENGINE = MergeTree ORDER BY trace_id")
 
     def add(self, scratch: Scratch) -> None:
         """The contributions of one chunk's traces, from their normalised shape."""
@@ -293,7 +297,7 @@ class MetricSums(ScratchTables):
         """Total the contributions of every trace added (judged by now: failure rates count their
         findings) into the metrics of their runs, in place of the old rows; return how many.
 
-        A slice of ``RUNS_PER_SLICE`` runs at a time (by a hash of the run id), so that the
+        A slice of about ``RUNS_PER_SLICE`` runs at a time (a range of the run id's hash), so that the
         totals and the sets that build them stay a slice's size whatever the number of runs.
         """
         tables = {"contributions": self.parts, "traces": self.traces, "pairs": self.pairs,
@@ -310,9 +314,10 @@ class MetricSums(ScratchTables):
             self.store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN "
                                f"(SELECT DISTINCT run_id FROM {self.traces})")
         slices = max(1, -(-runs // RUNS_PER_SLICE))
+        step = 2**64 // slices
         stored = 0
         for part in range(slices):
-            where = {"slices": slices, "slice": part}
+            where = {"lo": part * step, "hi": 2**64 - 1 if part == slices - 1 else (part + 1) * step - 1}
             self.store.command(f"INSERT INTO {self.parts} " + _STORED_CONTRIBUTIONS.format(**tables),
                                {"version": version()} | where)
             self.store.command(f"CREATE TABLE {self.totals} ENGINE = Memory AS " + _TOTALS.format(**tables),

@@ -131,21 +131,19 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
     judged_all = full and asked is None
     together = metrics and judged_all
     report = _Report(fmt)
+    fresh: list[TraceFindings] = []  # judged now, kept only when traces were asked for
     runs: set[str] = set()  # of the traces judged now (or asked for): their metrics are due
     with ExitStack() as held:
         sums = held.enter_context(MetricSums(store)) if together else None
         with _progress("detecting") as progress:
-            judged = judge_pending(store, asked, incremental=not full, progress=progress,
-                                   on_shape=sums.add if sums else None)
-            if only_new or judged_all:
-                # Every trace reported is judged now: report each chunk as it is stored.
-                for chunk in judged:
-                    report.add(chunk)
+            for chunk in judge_pending(store, asked, incremental=not full, progress=progress,
+                                       on_shape=sums.add if sums else None):
+                if only_new or judged_all:
+                    report.add(chunk)  # every trace reported is judged now: report it once stored
+                elif asked is not None:
+                    fresh.extend(chunk)
+                if metrics and not together:
                     runs.update(tf.run_id or tf.trace_id for tf in chunk)
-                fresh: list[TraceFindings] = []
-            else:
-                fresh = [tf for chunk in judged for tf in chunk]
-                runs.update(tf.run_id or tf.trace_id for tf in fresh)
         if sums is not None:
             sums.write()
     if asked is not None:

@@ -271,8 +271,9 @@ class MetricSums(ScratchTables):
 
     ``add`` takes the normalised shape a detection pass already built, so a full pass can
     gather the metrics without reading the traces again (``detect(..., on_shape=sums.add)``).
-    The contributions wait on disk (MergeTree), not in memory: a full pass gathers every run's
-    (in Memory tables they took 0.9 GB more at 3M spans than at 1M).
+    The contributions wait on disk (MergeTree), not in memory: a full pass gathers every run's,
+    and with them in Memory tables `handoffs detect --full` peaked at 5.2 GB at 10M spans
+    (2.3 GB now; BENCHMARKS.md, detection).
     """
 
     def __init__(self, store: Store) -> None:

@@ -148,9 +148,10 @@ def test_judging_stopped_between_chunks_leaves_the_rest_pending(
     assert detect_pending(store) == []
 
 
-def test_findings_read_back_a_page_at_a_time_in_trace_order(store: Store) -> None:
+def test_findings_read_back_a_page_at_a_time_in_trace_order(any_store: Store) -> None:
     from handoffs.demo import simulate
 
+    store = any_store
     simulate(5, seed=7, inject="overwrite", failure_rate=1.0, store=store)
     judged = detect(store)
     pages = list(load_pages(store, page=2))

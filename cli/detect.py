@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -80,8 +80,7 @@ class _Report:
         self.traces = self.failed = self.findings = 0
         self.rows: list[list[str]] = []
 
-    def add(self, traces: Iterable[TraceFindings]) -> None:
-        traces = list(traces)
+    def add(self, traces: Sequence[TraceFindings]) -> None:
         self.traces += len(traces)
         self.failed += sum(1 for tf in traces if tf.findings)
         if self.fmt == "jsonl":
@@ -132,7 +131,7 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
     together = metrics and judged_all
     report = _Report(fmt)
     fresh: list[TraceFindings] = []  # judged now, kept only when traces were asked for
-    runs: set[str] = set()  # of the traces judged now (or asked for): their metrics are due
+    runs: set[str] = set()  # of the traces judged now, or asked for: their metrics are due
     with ExitStack() as held:
         sums = held.enter_context(MetricSums(store)) if together else None
         with _progress("detecting") as progress:
@@ -142,7 +141,7 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
                     report.add(chunk)  # every trace reported is judged now: report it once stored
                 elif asked is not None:
                     fresh.extend(chunk)
-                if metrics and not together:
+                if metrics and not together and asked is None:
                     runs.update(tf.run_id or tf.trace_id for tf in chunk)
         if sums is not None:
             sums.write()

@@ -255,14 +255,12 @@ def load_pages(store: Store, trace_ids: Sequence[str] | None = None,
             chunk = ids[i:i + page]
             yield _load(store, among("trace_id", "traces", len(chunk)), {"traces": chunk})
         return
-    after = None
+    after = ""  # every trace id sorts after the empty string
     while True:
         # Keyset paging over the judged traces: each page starts where the last one ended.
         ids = [r["trace_id"] for r in store.query(f"""
-            SELECT DISTINCT trace_id FROM {schema.DETECTED_TABLE}
-            WHERE {{first:Bool}} OR trace_id > {{after:String}}
-            ORDER BY trace_id LIMIT {{page:UInt32}}""",
-            {"first": after is None, "after": after or "", "page": page})]
+            SELECT DISTINCT trace_id FROM {schema.DETECTED_TABLE} WHERE trace_id > {{after:String}}
+            ORDER BY trace_id LIMIT {{page:UInt32}}""", {"after": after, "page": page})]
         if not ids:
             return
         yield _load(store, "trace_id >= {lo:String} AND trace_id <= {hi:String}",

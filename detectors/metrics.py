@@ -172,17 +172,18 @@ _SPAN_PAIRS = "SELECT trace_id, span_id, concat(delegator, '->', delegate) AS pa
 _STORED_CONTRIBUTIONS = f"""
 SELECT tr.run_id, '', cell.1, cell.2, concat('{t.FAILURE_RATE_PREFIX}', f.code), 1.0, cell.3, 0.0, 0.0
 FROM (SELECT trace_id, code, agent, span_id FROM {schema.FINDINGS_TABLE} FINAL
-      WHERE trace_id IN (SELECT trace_id FROM {{traces}} WHERE {{slice}})) AS f
-INNER JOIN (SELECT * FROM {{traces}} WHERE {{slice}}) AS tr ON tr.trace_id = f.trace_id
-LEFT JOIN (SELECT * FROM {{pairs}} WHERE trace_id IN (SELECT trace_id FROM {{traces}} WHERE {{slice}})) AS pr ON pr.trace_id = f.trace_id AND pr.span_id = f.span_id
+      WHERE trace_id IN (SELECT trace_id FROM {{slice_traces}})) AS f
+INNER JOIN {{slice_traces}} AS tr ON tr.trace_id = f.trace_id
+LEFT JOIN (SELECT * FROM {{pairs}} WHERE trace_id IN (SELECT trace_id FROM {{slice_traces}})) AS pr
+    ON pr.trace_id = f.trace_id AND pr.span_id = f.span_id
 ARRAY JOIN arrayFilter(x -> x.2 != '', [('{t.SCOPE_RUN}', tr.run_id, 0.0), ('{t.SCOPE_AGENT}', f.agent, 1.0),
                                        ('{t.SCOPE_PAIR}', pr.pair, 1.0)]) AS cell
 UNION ALL
 SELECT tr.run_id, '', '{t.SCOPE_RUN}', tr.run_id, '{t.ERROR_AMPLIFICATION}', toFloat64(sum(d.own_errors)),
     toFloat64(sum(d.root_errors)), 0.0, 0.0
 FROM (SELECT trace_id, own_errors, root_errors FROM {schema.DETECTED_TABLE} FINAL
-      WHERE detector_version = {{{{version:String}}}} AND trace_id IN (SELECT trace_id FROM {{traces}} WHERE {{slice}})) AS d
-INNER JOIN (SELECT * FROM {{traces}} WHERE {{slice}}) AS tr ON tr.trace_id = d.trace_id
+      WHERE detector_version = {{{{version:String}}}} AND trace_id IN (SELECT trace_id FROM {{slice_traces}})) AS d
+INNER JOIN {{slice_traces}} AS tr ON tr.trace_id = d.trace_id
 GROUP BY tr.run_id HAVING sum(d.root_errors) > 0
 """
 
@@ -231,7 +232,7 @@ _SLICE = f"{_RUN_HASH} BETWEEN {{lo:UInt64}} AND {{hi:UInt64}}"
 # Rows of the runs being written that their new totals no longer have (an agent or pair gone).
 _STALE = f"""
 SELECT count() FROM {schema.METRICS_TABLE} FINAL
-WHERE run_id IN (SELECT DISTINCT run_id FROM {{traces}} WHERE {{slice}})
+WHERE run_id IN (SELECT DISTINCT run_id FROM {{slice_traces}})
   AND (run_id, scope, subject, metric) NOT IN (SELECT run_id, scope, subject, metric FROM {{totals}})
 """
 _RUN_ID = f"SpanAttributes['{c.RUN_ID}']"
@@ -302,7 +303,8 @@ class MetricSums(ScratchTables):
         totals and the sets that build them stay a slice's size whatever the number of runs.
         """
         tables = {"contributions": self.parts, "traces": self.traces, "pairs": self.pairs,
-                  "totals": self.totals, "slice": _SLICE}
+                  "totals": self.totals, "slice": _SLICE,
+                  "slice_traces": f"(SELECT trace_id, run_id FROM {self.traces} WHERE {_SLICE})"}
         runs = int(self.store.scalar(f"SELECT uniqExact(run_id) FROM {self.traces}"))
         # Old rows of a key written again are replaced by the insert (the table keeps the newest
         # of a key); the old rows are deleted only when some would be left over (an agent or
@@ -328,7 +330,7 @@ class MetricSums(ScratchTables):
             stored += int(self.store.scalar(f"SELECT count() FROM {self.totals}"))
             if not many and int(self.store.scalar(_STALE.format(**tables), where)):
                 self.store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id IN "
-                                   f"(SELECT DISTINCT run_id FROM {self.traces} WHERE {_SLICE})", where)
+                                   f"(SELECT DISTINCT run_id FROM {tables['slice_traces']})", where)
             # One row per key already: the engine's in-block collapse would only cost time (2.5x).
             self.store.command(f"INSERT INTO {schema.METRICS_TABLE} ({_METRIC_COLUMNS}) "
                                f"SELECT {_METRIC_COLUMNS} FROM {self.totals} SETTINGS optimize_on_insert = 0")

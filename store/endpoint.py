@@ -77,6 +77,10 @@ class ClickHouseEndpoint:
 class _Handler(BaseHTTPRequestHandler):
     endpoint: ClickHouseEndpoint
     protocol_version = "HTTP/1.1"
+    # A response is two writes (headers, then body). With Nagle's algorithm on, the body waits
+    # for the client to acknowledge the headers, which it delays by up to 40 ms: 44 ms a query
+    # instead of 1-2 ms on loopback.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("endpoint: " + format, *args)

@@ -10,6 +10,8 @@ same engine behind our ClickHouse HTTP endpoint), plus a real server when
 from __future__ import annotations
 
 import os
+import socket
+import socketserver
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,24 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("chdb-store")
     open_embedded(StoreURL("chdb", path=path))
     return path
+
+
+@pytest.fixture
+def accepted_nodelay(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """TCP_NODELAY of each connection an HTTP server of ours accepts during the test.
+
+    The collector and the store's endpoint both serve through ``socketserver``'s stream
+    handler, whose ``setup`` is where the option is set.
+    """
+    seen: list[int] = []
+    original = socketserver.StreamRequestHandler.setup
+
+    def setup(self: socketserver.StreamRequestHandler) -> None:
+        original(self)
+        seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(socketserver.StreamRequestHandler, "setup", setup)
+    return seen
 
 
 def _fresh_database() -> str:

@@ -87,6 +87,16 @@ def test_partial_success_keeps_good_spans_in_both_encodings(store: Store, collec
     assert (health["accepted"], health["rejected"], health["stored"]) == (6, 3, 6)
 
 
+def test_replies_leave_without_waiting_for_the_clients_acknowledgement(
+        collector: Collector, accepted_nodelay: list[int]) -> None:
+    # A reply with a body (OTLP/JSON, partial success, 429, health) is written as headers, then
+    # body: under Nagle's algorithm the body waited 40 ms for the client's delayed ACK.
+    reply = post(collector.port, to_otlp_json(request(4, 0, 2)), otlp.JSON)
+    assert reply.status == 200 and json.loads(reply.body) == {}
+    assert get_json(collector.port)["accepted"] == 2
+    assert len(accepted_nodelay) == 2 and all(accepted_nodelay)
+
+
 def test_bad_requests_get_clear_4xx_and_the_collector_keeps_serving(store: Store, tmp_path: Path) -> None:
     c = Collector(store, port=0, spool_dir=tmp_path / "spool", max_body_bytes=64 << 10,
                   flush_interval=0.05).start()

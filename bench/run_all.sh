@@ -15,7 +15,7 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -f /work/venv/bin/activate ]; then
 fi
 
 # Known ones first, in this order; then any other bench/*.py, so a new benchmark is never left out.
-ORDER=(sdk_overhead ingest soak normalise detection dashboard gate storage)
+ORDER=(sdk_overhead ingest soak normalise detection dashboard gate storage round_trip)
 for script in bench/*.py; do
   name=$(basename "$script" .py)
   case " ${ORDER[*]} " in *" $name "*) ;; *) ORDER+=("$name") ;; esac

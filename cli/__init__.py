@@ -26,7 +26,6 @@ COMMANDS: dict[str, str] = {
     "dashboard": "handoffs.cli.dashboard:dashboard",
     "schema": "handoffs.cli.schema:schema",
     "migrate": "handoffs.cli.schema:migrate",
-    "bench": "handoffs.cli.bench:bench",
 }
 
 HELP = """Is delegation working? Trace agent hand-offs, detect failures, gate CI on them.

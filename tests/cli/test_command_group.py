@@ -1,0 +1,34 @@
+"""The ``handoffs`` group: every command it lists loads, and ``--help`` shows them all."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from handoffs.cli import COMMANDS, cli, main
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_listed_command_loads(name: str) -> None:
+    module, _, attr = COMMANDS[name].partition(":")
+    command = getattr(importlib.import_module(module), attr)
+    assert isinstance(command, click.Command)
+    assert command.help or command.short_help
+
+
+def test_help_lists_every_command() -> None:
+    # --help loads every command to show its summary: one missing module broke it for all.
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()}
+    assert listed == set(COMMANDS)
+
+
+def test_an_unknown_command_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["benchmark"])
+    assert exit_.value.code == 2
+    assert "No such command 'benchmark'" in capsys.readouterr().err

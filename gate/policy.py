@@ -130,8 +130,9 @@ class Check:
             if self.max_regression is not None:
                 parts.append(f"{what} <= {self.max_regression:.0%} worse than baseline")
             else:
-                sign = "+" if self.direction == LOWER else "-"
-                parts.append(f"{what} <= baseline {sign} {self.max_increase:g}")
+                # Higher is better: the floor is below the baseline, and the mean must stay above it.
+                op, sign = ("<=", "+") if self.direction == LOWER else (">=", "-")
+                parts.append(f"{what} {op} baseline {sign} {self.max_increase:g}")
         return " and ".join(parts)
 
     @property

@@ -31,6 +31,16 @@ def test_minimal_policy_gets_defaults_and_a_readable_name() -> None:
     assert policy.name == "p" and policy.detect
 
 
+def test_an_absolute_allowance_reads_the_way_the_metric_improves() -> None:
+    policy = parse_policy('[[check]]\nmetric = "autonomous_completion_rate"\nmax_increase = 0.05\n'
+                          '[[check]]\nmetric = "overwrite_rate"\nmax_increase = 0.05\n')
+    higher, lower = policy.checks
+    # Higher is better: the mean may fall at most 0.05 below the baseline, so it must stay above.
+    assert higher.limit_text() == "mean >= baseline - 0.05"
+    assert lower.limit_text() == "mean <= baseline + 0.05"
+    assert higher.name == "autonomous_completion_rate mean >= baseline - 0.05"
+
+
 def _error(text: str) -> str:
     with pytest.raises(UsageError) as info:
         parse_policy(text, "handoffs.toml")

@@ -20,6 +20,7 @@ import json
 import logging
 import signal
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -491,6 +492,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line for a connection the client broke (a TLS handshake it refused, plain HTTP
+        to a TLS port, a reset), not socketserver's traceback on stderr for each."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.warning("connection from %s failed: %s", client_address[0], exc)
+        else:  # a fault of ours: keep the traceback
+            log.error("error serving %s", client_address[0], exc_info=exc)
 
 
 class _Handler(BaseHTTPRequestHandler):

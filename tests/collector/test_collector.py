@@ -166,7 +166,8 @@ def test_listening_beyond_loopback_needs_tokens(store: Store, tmp_path: Path) ->
         Tokens({"short": "p"})
 
 
-def test_tls(store: Store, tmp_path: Path) -> None:
+def test_tls(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+             capfd: pytest.CaptureFixture[str]) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
@@ -183,8 +184,16 @@ def test_tls(store: Store, tmp_path: Path) -> None:
         assert wait_stored(store, 3) == 3
         with pytest.raises((OSError, http.client.HTTPException)):  # plain HTTP gets no answer
             post(c.port, b"")
+        with pytest.raises(ssl.SSLError):  # a client that does not trust the certificate
+            post(c.port, b"", context=ssl.create_default_context())
+        assert post(c.port, request(8, 3, 1).SerializeToString(), context=context).status == 200
     finally:
         c.stop()
+    # Each broken connection is one line in the log, not a traceback on stderr.
+    failed = [r for r in caplog.records if "connection from 127.0.0.1 failed" in r.getMessage()]
+    assert len(failed) == 2 and not any(r.exc_info for r in failed)
+    assert "Traceback" not in capfd.readouterr().err
+    assert wait_stored(store, 4) == 4
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

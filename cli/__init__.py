@@ -58,6 +58,10 @@ class _LazyGroup(click.Group):
 def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        from handoffs.store.engines import quiet_client_logs  # here: --help needs no pyarrow
+
+        quiet_client_logs()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,10 @@ import streamlit as st
 
 from handoffs.dashboards import ui
 from handoffs.errors import HandoffsError
+from handoffs.store.engines import quiet_client_logs
 
 HERE = Path(__file__).resolve().parent
+quiet_client_logs()  # the pages say what is wrong with the store; the client's warnings repeat it
 
 st.set_page_config(page_title="handoffs", page_icon="🤝", layout="wide")
 

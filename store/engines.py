@@ -6,6 +6,7 @@ the same way on both engines; results come back as Arrow tables.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -274,6 +275,25 @@ class ReadOnlyEngine:
         self.inner.close()
 
 
+# The operating system's reason inside an HTTP client's error chain: "[Errno 111] Connection refused".
+_OS_REASON = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)")
+
+
 def _first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: the operating system's reason when the client's message
+    wraps one (clickhouse-connect wraps urllib3's wrapping of it), else the message's first line."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    reason = _OS_REASON.search(text)
+    if reason:
+        return reason.group(1).strip().rstrip(".")
+    line = text.splitlines()[0]
+    return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " ..."
+
+
+def quiet_client_logs() -> None:
+    """Silence the HTTP client's own warnings (each retry, each driver exception): the
+    ``StoreError`` raised for the same failure says it once and says what to do. For entry
+    points (the CLI unless --verbose, the dashboard), not for libraries."""
+    # urllib3's pool, not "urllib3": clickhouse-connect sets that one to WARNING on import.
+    for name in ("urllib3.connectionpool", "clickhouse_connect"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import click
 import pytest
@@ -32,3 +34,14 @@ def test_an_unknown_command_is_one_clear_line(capsys: pytest.CaptureFixture[str]
         main(["benchmark"])
     assert exit_.value.code == 2
     assert "No such command 'benchmark'" in capsys.readouterr().err
+
+
+def test_an_unreachable_store_is_one_line_on_stderr() -> None:
+    # The HTTP client logs a warning per retry and per failure; the error line says it all.
+    done = subprocess.run([sys.executable, "-c", "from handoffs.cli import main; main()", "migrate",
+                           "--store", "clickhouse://u:p@127.0.0.1:1/db"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["handoffs: error: cannot reach ClickHouse at clickhouse://u@127.0.0.1:1/db: "
+                                        "Connection refused. Check the host, port and credentials, and that "
+                                        "the server is running."]

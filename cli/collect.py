@@ -39,7 +39,7 @@ def collect(host: str, port: int, store_url: str | None, spool_dir: str | None, 
     from handoffs.store import open_store
 
     tokens = load_tokens(tokens_file)
-    store = open_store(store_url)
+    store = open_store(store_url, wait_for_server=True)  # a server that is down: spool until it is back
     collector = Collector(store, host=host, port=port, spool_dir=spool_dir, tokens=tokens,
                           tls_cert=tls_cert, tls_key=tls_key, max_body_bytes=max_body << 20,
                           spool_max_bytes=spool_max << 20)

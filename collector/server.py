@@ -350,6 +350,7 @@ class Collector:
         assert self.spool is not None
         sp = self.spool
         try:
+            self._ping()  # /health tells from the start whether the store answers
             if sp.pending is not None:  # a batch whose insert may or may not have landed
                 self._insert_batch(sp.pending.start, sp.pending.end, replay=True)
             first_seen: float | None = None

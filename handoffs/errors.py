@@ -19,3 +19,8 @@ class StoreError(HandoffsError):
     """The store cannot be reached or refused a statement. Exit code 2 at the CLI."""
 
     exit_code = 2
+
+
+class StoreUnreachableError(StoreError):
+    """No answer from the store's server (refused, unknown host, timed out), as opposed to an
+    answer that refuses (credentials, a statement): the one a collector can wait out."""

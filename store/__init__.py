@@ -14,10 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from handoffs.errors import StoreError, UsageError
+from handoffs.errors import StoreError, StoreUnreachableError, UsageError
 
 from . import schema
-from .engines import ChdbEngine, Engine, HttpEngine, Params, ReadOnlyEngine
+from .engines import ChdbEngine, DeferredEngine, Engine, HttpEngine, Params, ReadOnlyEngine
 from .sharing import open_embedded
 from .spans import SPAN_ARROW_SCHEMA, Event, Link, SpanBatch, last_row_per_span
 from .url import StoreURL, default_store_url, parse_store_url
@@ -137,17 +137,28 @@ class Store:
         self.engine.close()
 
 
-def open_store(url: str | None = None, migrate: bool = True, read_only: bool = False) -> Store:
+def open_store(url: str | None = None, migrate: bool = True, read_only: bool = False,
+               wait_for_server: bool = False) -> Store:
     """Open the store at ``url`` (default: ``$HANDOFFS_STORE`` or the embedded store).
 
     On the embedded store, the first process owns the chDB directory and serves it to the
     others over ClickHouse's HTTP interface (see ``handoffs.store.sharing``). ``read_only``
     (the dashboard) refuses every write and never migrates; on a server, also give it a
-    ClickHouse user with read-only rights.
+    ClickHouse user with read-only rights. ``wait_for_server`` (the collector): a server that
+    does not answer yet is connected to, and migrated, on first use instead of failing here.
     """
     parsed = parse_store_url(url)
-    engine: Engine = (open_embedded(parsed, read_only=read_only) if parsed.embedded
-                      else HttpEngine(parsed))
+    engine: Engine
+    if parsed.embedded:
+        engine = open_embedded(parsed, read_only=read_only)
+    else:
+        try:
+            engine = HttpEngine(parsed)
+        except StoreUnreachableError:
+            if not wait_for_server or read_only:
+                raise
+            return Store(DeferredEngine(parsed, lambda e: Store(e, parsed).migrate() if migrate else None),
+                         parsed)
     if read_only:
         engine, migrate = ReadOnlyEngine(engine), False
     store = Store(engine, parsed)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 
-from handoffs.errors import StoreError
+from handoffs.errors import StoreError, StoreUnreachableError
 
 from .url import StoreURL
 
@@ -172,7 +173,7 @@ class HttpEngine:
 
     def __init__(self, url: StoreURL, connect_timeout: float = 5.0) -> None:
         import clickhouse_connect
-        from clickhouse_connect.driver.exceptions import ClickHouseError
+        from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
         self._error = ClickHouseError
         try:
@@ -190,7 +191,9 @@ class HttpEngine:
                 settings={k: v for k, v in url.options.items() if k not in _ENGINE_OPTIONS} or None,
             )
         except Exception as exc:
-            raise StoreError(
+            # OperationalError: no answer at all (refused, unknown host, timed out).
+            error = StoreUnreachableError if isinstance(exc, OperationalError) else StoreError
+            raise error(
                 f"cannot reach ClickHouse at {url.redacted()}: {_first_line(exc)}. "
                 "Check the host, port and credentials, and that the server is running."
             ) from exc
@@ -221,6 +224,45 @@ class HttpEngine:
 
     def close(self) -> None:
         self.client.close()
+
+
+class DeferredEngine:
+    """A ClickHouse server that did not answer when it was opened. Each call first tries to
+    connect and run ``on_connect`` (the migrations), failing with that attempt's StoreError
+    until it succeeds; then calls go straight to the server. For the collector, which spools
+    what it accepts while the store is down, so a restart during an outage still accepts spans.
+    """
+
+    def __init__(self, url: StoreURL, on_connect: Callable[[Engine], None]) -> None:
+        self.url = url
+        self._on_connect = on_connect
+        self._inner: Engine | None = None
+        self._lock = threading.Lock()
+
+    def _engine(self) -> Engine:
+        with self._lock:
+            if self._inner is None:
+                engine = HttpEngine(self.url)
+                try:
+                    self._on_connect(engine)
+                except BaseException:
+                    engine.close()
+                    raise
+                self._inner = engine
+            return self._inner
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        return self._engine().query_arrow(sql, params)
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        self._engine().command(sql, params)
+
+    def insert_arrow(self, table: str, data: pa.Table, settings: Params | None = None) -> None:
+        self._engine().insert_arrow(table, data, settings)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
 
 
 _SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -18,8 +18,9 @@ import pytest
 from collector_helpers import Outage, get_json, post, request, span_counts, span_ids, wait_for
 
 from handoffs.collector import Collector
-from handoffs.store import Store
-from handoffs.store.engines import HttpEngine
+from handoffs.errors import StoreUnreachableError
+from handoffs.store import Store, open_store, schema
+from handoffs.store.engines import ChdbEngine, HttpEngine
 from handoffs.store.sharing import owned_endpoint
 from handoffs.store.url import StoreURL
 
@@ -76,6 +77,33 @@ def test_store_outage_spools_then_replays_everything_once(store: Store, tmp_path
           f"duplicates {rows - distinct}")
     assert acked <= stored_ids(store)
     assert rows == distinct == len(acked)
+
+
+def test_a_collector_started_during_an_outage_spools_then_migrates_and_stores(store: Store, tmp_path: Path) -> None:
+    ep = owned_endpoint(store.url.path)  # type: ignore[arg-type]
+    assert ep is not None
+    database = f"{store.url.database}_late"  # empty: the collector must migrate it once it answers
+    ChdbEngine(store.url.path).command(f"CREATE DATABASE `{database}`")  # type: ignore[arg-type]
+    outage = Outage(ep.host, ep.port)
+    outage.cut()
+    url = f"clickhouse://default:{ep.password}@127.0.0.1:{outage.port}/{database}?compress=0"
+    with pytest.raises(StoreUnreachableError):
+        open_store(url)  # every other command: one clear error
+    late = open_store(url, wait_for_server=True)
+    c = Collector(late, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05).start()
+    try:
+        assert wait_for(lambda: c.health()["status"] == "store_unreachable")
+        assert post(c.port, request(12, 0, PER_REQUEST).SerializeToString()).status == 200
+        outage.restore()
+        assert post(c.port, request(12, PER_REQUEST, PER_REQUEST).SerializeToString()).status == 200
+        assert wait_for(lambda: c.health()["stored"] >= 2 * PER_REQUEST)
+        assert c.health()["status"] == "ok"
+    finally:
+        c.stop()
+        outage.cut()
+    stored = Store(ChdbEngine(store.url.path, database), store.url)  # type: ignore[arg-type]
+    assert stored.schema_version() == max(m.version for m in schema.migrations())
+    assert stored_ids(stored) == ids_of(12, 0, 2 * PER_REQUEST)
 
 
 def test_full_spool_answers_429_and_a_long_outage_503_with_retry_after(store: Store, tmp_path: Path) -> None:

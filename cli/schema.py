@@ -44,6 +44,8 @@ def schema(cluster: str | None, cloud: bool, ttl_days: int) -> None:
 def migrate(store_url: str | None, cluster: str | None, cloud: bool | None,
             ttl_days: int | None) -> None:
     """Apply the schema migrations the store has not seen yet, and the retention asked for."""
+    if cloud is not None and not cluster:
+        raise click.UsageError("--cloud/--no-cloud only choose the clustered form; add --cluster NAME")
     store = open_store(store_url, migrate=False)
     try:
         if cluster and cloud is None:

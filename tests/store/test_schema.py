@@ -178,3 +178,5 @@ def test_migrate_command_changes_retention_and_keeps_it(tmp_path: Path) -> None:
     assert "schema is up to date" in again.stdout and "span retention: 21 days" in again.stdout
     bad = _handoffs("migrate", "--store", url, "--cluster", "x;y")
     assert bad.returncode == 2 and "cluster name" in bad.stderr
+    cloud_alone = _handoffs("migrate", "--store", url, "--cloud")  # as `handoffs schema --cloud` refuses it
+    assert cloud_alone.returncode == 2 and "add --cluster NAME" in cloud_alone.stderr

@@ -476,9 +476,13 @@ def resolve_traces(store: Store, trace_ids: Iterable[str]) -> int:
         spans = [_trace_span(rows[i]) for i in indexes]
         updates = resolve_trace(trace_id, spans)
         for i in indexes:
+            attrs = rows[i]["SpanAttributes"]
             add = updates.get(rows[i]["SpanId"])
             if add:
-                rows[i]["SpanAttributes"].update(add)
+                attrs.update(add)
+                changed.add(i)
+            if c.NORMALISED_FROM in attrs and c.NORMALISED_RESOLVED not in attrs:
+                attrs[c.NORMALISED_RESOLVED] = "1"
                 changed.add(i)
     if not changed:
         return 0

@@ -31,7 +31,7 @@ FINDING_DISCOUNT = 0.8
 
 Progress = Callable[[int, int], None]
 
-# Per trace: its run, source and project, and its message and untyped spans, read from the
+# Per trace: its run, source and project, and its message spans, read from the
 # attribute maps (attribution builds no normalised shape; detection reads these from its scratch).
 TRACE_META_SQL = f"""
 SELECT TraceId AS trace_id,
@@ -40,8 +40,7 @@ SELECT TraceId AS trace_id,
         AS source_id,
     anyIf(ResourceAttributes['{c.RESOURCE_PROJECT}'], ResourceAttributes['{c.RESOURCE_PROJECT}'] != '')
         AS project,
-    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages,
-    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '') AS untyped
+    countIf(SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}') AS messages
 FROM {schema.SPAN_TABLE}
 WHERE TraceId IN {{traces:Array(String)}}
 GROUP BY TraceId

@@ -107,7 +107,8 @@ SPANS = f"""s AS (
         {_a(c.RESUME_FROM_CHECKPOINT)} AS resumed_from,
         {_a(c.MESSAGE_CONTENT)} AS content,
         {_a(c.MESSAGE_ROLE)} AS message_role,
-        {_a(c.SPAN_TYPE)} != '' AS typed
+        {_a(c.SPAN_TYPE)} != '' AND ({_a(c.NORMALISED_FROM)} = '' OR {_a(c.NORMALISED_RESOLVED)} != '')
+            AS resolved
     FROM {schema.SPAN_TABLE} FINAL
     WHERE TraceId IN {TRACES_PARAM}
 )"""
@@ -305,10 +306,12 @@ class Scratch(ScratchTables):
         self.__enter__()
 
     def facts(self) -> dict[str, dict[str, Any]]:
-        """Per trace: run, source and project, message spans, and spans no SDK typed."""
+        """Per trace: run, source and project, message spans, and spans ``resolve_traces`` has
+        yet to complete (no SDK typed them, or ingest normalised them and their trace's
+        read-time facts are not added yet)."""
         sql = f"""
             SELECT trace_id, anyIf(run_id, run_id != '') AS run_id,
                 anyIf(source_id, source_id != '') AS source_id, anyIf(project, project != '') AS project,
-                countIf(type = '{c.SpanType.MESSAGE.value}') AS messages, countIf(NOT typed) AS untyped
+                countIf(type = '{c.SpanType.MESSAGE.value}') AS messages, countIf(NOT resolved) AS unresolved
             FROM {self.spans} GROUP BY trace_id"""
         return {r["trace_id"]: r for r in self.store.query(sql)}

@@ -125,10 +125,10 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
             scratch = scratch_held.enter_context(Scratch(store, where, params))
         with _stage("trace facts"):
             metas.update(scratch.facts())
-        # Spans without our span type came from other instrumentations (or straight from the
-        # OpenTelemetry Collector's exporter): complete their normalisation, then read the
-        # traces again. Traces of our SDK type every span, so they never pay for it.
-        foreign = [t for t, m in metas.items() if m["untyped"] > 0]
+        # Spans of other instrumentations (normalised at ingest, or straight from the
+        # OpenTelemetry Collector's exporter and not at all) get their trace's read-time facts
+        # once, then the traces are read again. Traces of our SDK never pay for it.
+        foreign = [t for t, m in metas.items() if m["unresolved"] > 0]
         if foreign:
             with _stage("foreign spans normalised"):
                 if resolve_traces(store, foreign):

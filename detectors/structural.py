@@ -21,7 +21,9 @@ from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdic
 from .normalise import Scratch, prelude
 
 # 2: judged traces keep their error amplification counts (stores judged by 1 lack them).
-VERSION = "2"
+# 3: traces normalised at ingest get their read-time facts (delegation status, source agent)
+#    before they are judged; 2 judged them without when every span was typed on arrival.
+VERSION = "3"
 
 ACCEPTED = f"'{Act.ACCEPTED.value}'"
 OVERWROTE = f"'{Act.OVERWROTE.value}'"

@@ -133,6 +133,9 @@ DEMO_INJECTED: Final = "handoff.demo.injected"
 
 # Set by ingest normalisation on spans of other instrumentations: where the fact came from.
 NORMALISED_FROM: Final = "handoff.normalised_from"
+# Set by ``resolve_traces`` on those spans once their trace's read-time facts were added, so
+# detection completes a trace once (and again when spans of it arrive later).
+NORMALISED_RESOLVED: Final = "handoff.normalised.resolved"
 
 # --- Event names ----------------------------------------------------------------------------
 EVENT_OUTPUT: Final = "handoff.output"

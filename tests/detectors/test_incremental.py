@@ -69,17 +69,23 @@ def test_incremental_detection_reads_only_what_arrived(store: Store, traced) -> 
     assert detect_pending(store) == []
 
 
+def _otel_collector_tests():  # noqa: ANN202 (a module loaded from a path)
+    """The store's tests of the OpenTelemetry Collector's exporter (emulated: the Go binary does
+    not run here) and their OpenInference trace."""
+    path = Path(__file__).parents[1] / "store" / "test_otel_collector.py"
+    spec = importlib.util.spec_from_file_location("otel_collector_tests", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_foreign_traces_are_normalised_before_they_are_judged(store: Store) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    # The Collector's exporter as the store tests emulate it (the Go binary does not run here).
-    path = Path(__file__).parents[1] / "store" / "test_otel_collector.py"
-    spec = importlib.util.spec_from_file_location("otel_collector_tests", path)
-    assert spec is not None and spec.loader is not None
-    collector_tests = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(collector_tests)
+    collector_tests = _otel_collector_tests()
     CollectorExporter, _openinference_handoff = collector_tests.CollectorExporter, collector_tests._openinference_handoff
 
     provider = TracerProvider(resource=Resource.create({c.SERVICE_NAME: "agents-app"}))
@@ -93,6 +99,39 @@ def test_foreign_traces_are_normalised_before_they_are_judged(store: Store) -> N
         f"FROM {schema.SPAN_TABLE} FINAL WHERE TraceId = {{t:String}} AND SpanName = 'handoff to billing'",
         {"t": trace_id})
     assert handoff == {"type": c.SpanType.DELEGATION.value, "target": "billing"}
+
+
+def test_traces_normalised_at_ingest_get_their_read_time_facts_once(store: Store, tmp_path: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from handoffs.collector import Collector
+    from handoffs.collector.normalise import resolve_traces
+
+    collector = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05).start()
+    try:
+        provider = TracerProvider(resource=Resource.create({c.SERVICE_NAME: "agents-app"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.url)))
+        trace_id = _otel_collector_tests()._openinference_handoff(
+            provider.get_tracer("openinference.instrumentation.openai_agents"))
+        provider.shutdown()
+        assert collector.stop()
+    finally:
+        collector.stop()
+    # Our collector typed every span on arrival, so nothing looks foreign by its type alone...
+    assert store.scalar(f"SELECT countIf(SpanAttributes['{c.SPAN_TYPE}'] = '') FROM {schema.SPAN_TABLE} "
+                        "WHERE TraceId = {t:String}", {"t": trace_id}) == 0
+    [judged] = detect(store)
+    assert judged.trace_id == trace_id
+    # ...yet the hand-off's status, known only from the whole trace, was added before judging.
+    [handoff] = store.query(
+        f"SELECT SpanAttributes['{c.DELEGATION_STATUS}'] AS status, SpanAttributes['{c.SOURCE_AGENT}'] AS source "
+        f"FROM {schema.SPAN_TABLE} FINAL WHERE TraceId = {{t:String}} AND SpanName = 'handoff to billing'",
+        {"t": trace_id})
+    assert handoff == {"status": c.DelegationStatus.COMPLETED.value, "source": "triage"}
+    assert resolve_traces(store, [trace_id]) == 0  # marked as completed: judging again adds nothing
 
 
 def test_judging_again_keeps_findings_that_hold_and_drops_those_that_do_not(store: Store, monkeypatch) -> None:

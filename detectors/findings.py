@@ -58,11 +58,12 @@ class Finding:
                 "span_id": self.span_id, "confidence": round(self.confidence, 4),
                 "evidence": self.evidence}
 
-    def evaluation_event(self) -> dict[str, str]:
-        """The finding as OpenTelemetry GenAI ``gen_ai.evaluation.result`` event attributes."""
+    def evaluation_event(self) -> dict[str, str | float]:
+        """The finding as OpenTelemetry GenAI ``gen_ai.evaluation.result`` event attributes
+        (the score is a double, as the semantic conventions type it)."""
         return {c.GEN_AI_EVALUATION_NAME: f"handoffs.{self.code}",
                 c.GEN_AI_EVALUATION_SCORE_LABEL: "fail",
-                c.GEN_AI_EVALUATION_SCORE_VALUE: f"{self.confidence:.4g}",
+                c.GEN_AI_EVALUATION_SCORE_VALUE: float(self.confidence),
                 c.GEN_AI_EVALUATION_EXPLANATION: self.evidence}
 
 

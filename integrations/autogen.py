@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .recorder import Recorder
+from .recorder import Recorder, framework
 
 USER = "user"
 TRANSFER_PREFIX = "transfer_to_"
@@ -41,14 +41,15 @@ def _next_speaker(team: Any, last: str | None) -> str | None:
 
 async def trace(team: Any, task: Any = None, *, name: str | None = None) -> AsyncIterator[Any]:
     """``team.run_stream(task=...)``, recorded: yields the same messages and the final TaskResult."""
-    from autogen_agentchat.base import TaskResult
-    from autogen_agentchat.messages import (
-        BaseChatMessage,
-        HandoffMessage,
-        StopMessage,
-        ToolCallExecutionEvent,
-        ToolCallRequestEvent,
-    )
+    with framework("autogen"):
+        from autogen_agentchat.base import TaskResult
+        from autogen_agentchat.messages import (
+            BaseChatMessage,
+            HandoffMessage,
+            StopMessage,
+            ToolCallExecutionEvent,
+            ToolCallRequestEvent,
+        )
 
     recorder = Recorder(name or type(team).__name__, topology=_topology(team),
                         implicit_handoffs=not _is_swarm(team))

@@ -20,7 +20,7 @@ from typing import Any
 
 from handoffs import conventions as c
 
-from .recorder import Recorder
+from .recorder import Recorder, framework
 
 # CrewAI's coworker tools turn a worker's exception into this text (its agent_tool_execution_error).
 WORKER_ERROR_PREFIX = "Error executing task with agent"
@@ -91,13 +91,14 @@ class _Collector:
 
 def kickoff(crew: Any, inputs: dict[str, Any] | None = None, *, name: str | None = None) -> Any:
     """``crew.kickoff(inputs=inputs)``, recorded; returns its CrewOutput (or raises its error)."""
-    from crewai.events import crewai_event_bus
-    from crewai.events.types.agent_events import AgentExecutionCompletedEvent
-    from crewai.events.types.tool_usage_events import (
-        ToolUsageErrorEvent,
-        ToolUsageFinishedEvent,
-        ToolUsageStartedEvent,
-    )
+    with framework("crewai"):
+        from crewai.events import crewai_event_bus
+        from crewai.events.types.agent_events import AgentExecutionCompletedEvent
+        from crewai.events.types.tool_usage_events import (
+            ToolUsageErrorEvent,
+            ToolUsageFinishedEvent,
+            ToolUsageStartedEvent,
+        )
 
     collector = _Collector()
     recorder = Recorder(name or str(getattr(crew, "name", None) or "crew"),

@@ -17,7 +17,7 @@ import json
 from typing import Any
 from uuid import UUID
 
-from .recorder import Recorder
+from .recorder import Recorder, framework
 
 TRANSFER_PREFIX = "transfer_to_"
 END = "__end__"
@@ -38,7 +38,8 @@ def _targets(goto: Any) -> list[str]:
 
 def callback(name: str = "langgraph") -> Any:
     """A LangChain callback handler that records one graph run (pass it in ``config["callbacks"]``)."""
-    from langchain_core.callbacks import BaseCallbackHandler
+    with framework("langgraph"):
+        from langchain_core.callbacks import BaseCallbackHandler
 
     class HandoffsCallback(BaseCallbackHandler):  # type: ignore[misc]
         """Notes node outputs, transfers and the end of the graph run for ``Recorder``."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from handoffs import conventions as c
 
-from .recorder import Recorder
+from .recorder import Recorder, framework
 
 
 def _texts(response: Any) -> list[str]:
@@ -35,7 +35,8 @@ def _texts(response: Any) -> list[str]:
 
 def hooks(name: str = "openai-agents") -> Any:
     """A ``RunHooks`` that records the run; call its ``finish(result_or_exception)`` when it is over."""
-    from agents import RunHooks
+    with framework("openai-agents"):
+        from agents import RunHooks
 
     class HandoffsHooks(RunHooks):  # type: ignore[misc,type-arg]
         """Notes messages, hand-offs and agent-tool calls for ``Recorder``."""
@@ -80,7 +81,8 @@ def hooks(name: str = "openai-agents") -> Any:
 
 async def run(agent: Any, input: Any, *, name: str | None = None, **kwargs: Any) -> Any:
     """``Runner.run(agent, input, **kwargs)``, recorded; returns its RunResult (or raises its error)."""
-    from agents import Runner
+    with framework("openai-agents"):
+        from agents import Runner
 
     recorder_hooks = hooks(name or agent.name)
     try:

@@ -14,10 +14,13 @@ order and steps are the run's own.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from handoffs import conventions as c
 from handoffs import sdk
+from handoffs.errors import UsageError
 
 # A reply that shares at least this much of its vocabulary with the worker's output (Jaccard
 # on word sets) is an edit of it; below, a reply at least MIN_REPLACEMENT times the output's
@@ -27,6 +30,16 @@ MIN_REPLACEMENT = 0.5
 # Framework markers that are not part of the text an agent delivers.
 _MARKERS = re.compile(r"\b(TERMINATE|APPROVE)\b")
 _WORD = re.compile(r"\w+")
+
+@contextmanager
+def framework(extra: str) -> Iterator[None]:
+    """Around a framework's import: if it is missing, say which extra installs it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"handoffs.integrations needs {exc.name!r} here, which is not installed: "
+                         f"pip install 'handoffs[{extra}]'") from exc
+
 
 
 def _words(text: str) -> list[str]:

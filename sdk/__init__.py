@@ -85,6 +85,7 @@ log = logging.getLogger("handoffs.sdk")
 
 _provider: TracerProvider | None = None
 _processor: BoundedBatchProcessor | None = None
+_final_stats = ExportStats()  # the last processor's counts once ``shutdown`` stopped it
 
 
 def configure(service_name: str = "handoffs", *, endpoint: str | None = None,
@@ -100,12 +101,13 @@ def configure(service_name: str = "handoffs", *, endpoint: str | None = None,
     Calling it again flushes and replaces the previous configuration. Spans still queued when
     the process exits are exported first.
     """
-    global _provider, _processor
+    global _provider, _processor, _final_stats
     if sum(x is not None for x in (endpoint, store, exporter)) > 1:
         raise UsageError("configure takes one of endpoint=, store= or exporter=, not several")
     if redact is not None and not callable(redact):
         raise UsageError("redact must be a function taking and returning a string")
     shutdown()
+    _final_stats = ExportStats()
     if exporter is None:
         exporter = StoreSpanExporter(store) if store is not None else otlp_exporter(endpoint or DEFAULT_ENDPOINT)
     attrs: dict[str, Any] = dict(resource_attributes or {})
@@ -136,13 +138,14 @@ def flush(timeout: float = 30.0) -> bool:
 
 
 def stats() -> ExportStats:
-    """Counts of spans accepted, exported, failed and dropped by the configured processor."""
-    return _processor.stats if _processor is not None else ExportStats()
+    """Counts of spans accepted, exported, failed and dropped by the configured processor; after
+    ``shutdown``, its final counts (what was delivered in the end), until ``configure`` again."""
+    return _processor.stats if _processor is not None else _final_stats
 
 
 def shutdown() -> None:
     """Flush and stop the configured exporter; later spans go to OpenTelemetry's global provider."""
-    global _provider, _processor
+    global _provider, _processor, _final_stats
     provider, processor = _provider, _processor
     _provider = _processor = None
     fresh = Settings()
@@ -150,6 +153,8 @@ def shutdown() -> None:
     if provider is None:
         return
     provider.shutdown()
+    if processor is not None:
+        _final_stats = processor.stats
     if processor is not None and (processor.stats.dropped or processor.stats.failed):
         log.warning("handoffs: %d span(s) dropped and %d failed to export in this process",
                     processor.stats.dropped, processor.stats.failed)

@@ -113,6 +113,19 @@ def test_export_failures_are_counted() -> None:
     assert processor.stats.failed == 10 and processor.stats.exported == 0
 
 
+def test_stats_after_shutdown_are_the_final_counts_until_configured_again() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    sdk.configure("stats-test", exporter=InMemorySpanExporter())
+    with sdk.run("r"), sdk.agent("sup") as sup, sup.delegate("worker", task="t"):
+        pass
+    sdk.shutdown()  # a user checking what was delivered does it after the flush
+    assert (sdk.stats().accepted, sdk.stats().exported, sdk.stats().dropped) == (3, 3, 0)
+    sdk.configure("stats-test", exporter=InMemorySpanExporter())
+    assert sdk.stats().accepted == 0
+    sdk.shutdown()
+
+
 def _store_url(store: Store) -> str:
     assert store.url.path is not None
     endpoint = owned_endpoint(store.url.path)

@@ -67,6 +67,10 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False) ->
         owned = _owned[path][0]
         # The one session serves every database in the directory; honour ?database= too.
         return owned if url.database == owned.database else ChdbEngine(path, url.database)
+    if read_only and not path.is_dir():
+        # A reader never makes a store: a mistyped path would show an empty one.
+        raise StoreError(f"no embedded store at {path}: check --store, or make one with "
+                         "`handoffs collect` or `handoffs demo`")
     path.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:

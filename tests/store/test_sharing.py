@@ -66,6 +66,13 @@ def test_unreachable_server_is_one_clear_error() -> None:
     assert ": Connection refused. Check the host" in str(info.value)
 
 
+def test_a_reader_never_makes_a_store(tmp_path: Path) -> None:
+    # The dashboard opens read-only: a mistyped path must not become an empty store.
+    with pytest.raises(StoreError, match="no embedded store at"):
+        open_store(f"chdb://{tmp_path / 'typo'}", read_only=True)
+    assert not (tmp_path / "typo").exists()
+
+
 def test_a_read_only_store_refuses_writes_and_still_reads(store) -> None:
     from handoffs.store import SpanBatch, Store
     from handoffs.store.engines import ReadOnlyEngine

@@ -239,13 +239,15 @@ def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str
 # --- run detail ------------------------------------------------------------------------------
 
 def run_checks(store: Store, run_id: str) -> pd.DataFrame:
-    """The gate's checks that covered this run, failing ones first."""
+    """The checks of every gate that covered this run: the latest gate first, and within a
+    gate the failing checks first."""
     return _frame(store, f"""
         SELECT check_name, severity, verdict, value, limit_value, baseline, message, policy,
-               evaluated_at
+               gate_id, max(evaluated_at) OVER (PARTITION BY gate_id) AS gate_at, evaluated_at
         FROM {GATE_TABLE} FINAL
         WHERE has(run_ids, {{run:String}})
-        ORDER BY verdict = {{fail:String}} DESC, verdict = {{warn:String}} DESC, check_name""",
+        ORDER BY gate_at DESC, gate_id, verdict = {{fail:String}} DESC, verdict = {{warn:String}} DESC,
+            check_name""",
         {"run": run_id, "fail": FAIL, "warn": WARN})
 
 

@@ -75,17 +75,28 @@ cols[5].metric("Overwrite rate", "–" if pd.isna(run[T.OVERWRITE_RATE])
                else f"{run[T.OVERWRITE_RATE]:.0%}")
 
 checks = ui.q("run_checks", run_id)
+gates = list(dict.fromkeys(checks["gate_id"]))  # the latest first
 findings = ui.q("run_findings", run_id, run["trace_id"])
 spans = ui.q("trace_spans", run["trace_id"])
 checks_tab, trace_tab, graph_tab = st.tabs([
-    f"Checks ({len(checks)}) and findings ({len(findings)})", f"Trace ({len(spans)} spans)",
-    "Hand-off graph"])
+    f"Checks ({int((checks['gate_id'] == gates[0]).sum()) if gates else 0}) and findings ({len(findings)})",
+    f"Trace ({len(spans)} spans)", "Hand-off graph"])
 
 with checks_tab:
-    if not checks.empty:
-        st.markdown("**Gate checks**")
+    if gates:
+        # Every gate that covered the run judged it whole: one gate's checks at a time.
+        gate_at = checks.groupby("gate_id")["gate_at"].first()
+        policy = checks.groupby("gate_id")["policy"].first()
+        gate = gates[0] if len(gates) == 1 else st.selectbox(
+            f"Gate ({len(gates)} judged this run, the latest first)", gates,
+            format_func=lambda g: f"{pd.Timestamp(gate_at[g]):%Y-%m-%d %H:%M} · {policy[g]} · {g}")
+        st.markdown(f"**Gate checks** · {policy[gate]} · {pd.Timestamp(gate_at[gate]):%Y-%m-%d %H:%M} · "
+                    f"gate `{gate}`")
+        shown = checks[checks["gate_id"] == gate]
         icons = {FAIL: "❌ ", WARN: "⚠️ ", PASS: "✅ "}
-        st.dataframe(checks.assign(verdict=checks["verdict"].map(lambda v: icons.get(v, "") + v)),
+        st.dataframe(shown.assign(verdict=shown["verdict"].map(lambda v: icons.get(v, "") + v))
+                     .drop(columns=["gate_id", "gate_at", "evaluated_at", "policy"])
+                     .rename(columns={"check_name": "check", "limit_value": "limit"}),
                      hide_index=True, width="stretch")
     if findings.empty:
         st.success("No findings: the detectors flagged nothing in this run."

@@ -9,6 +9,7 @@ finding and no gate result.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ BAD = RUNS[1]
 CASCADE_EVIDENCE = "coder's failing output step 3 was accepted by reviewer without a check"
 OVERWRITE_EVIDENCE = "planner overwrote coder's output at step 2 after 12 tokens"
 CONTEXT_MESSAGE = "def total(cart): return sum(cart)  # ignores discounts"
+GATE_AT = dt.datetime(2026, 11, 20, 12, 0)  # when the seed's latest gate judged run-bad
 
 
 def _sid(trace: str, i: int) -> str:
@@ -132,10 +134,13 @@ def seed(store: Store) -> None:
     store.insert(schema.METRICS_TABLE, pa.table(
         {"project": [PROJECT] * len(metric_rows)}
         | {n: [float(r[i]) if i >= 4 else r[i] for r in metric_rows] for i, n in enumerate(names)}))
+    # Two gates judged run-bad: g0 an hour before g1, with an older policy and one check.
     store.insert(schema.GATE_TABLE, pa.table({
-        "project": [PROJECT] * 2, "gate_id": ["g1", "g1"], "policy": ["handoffs.toml"] * 2,
-        "check_name": ["overwrite_rate <= 0.2", "error_cascades == 0"],
-        "severity": [FAIL, FAIL], "verdict": [PASS, FAIL],
-        "value": [0.25, 1.0], "limit_value": [0.2, 0.0], "baseline": [None, None],
-        "run_ids": [[BAD.run_id]] * 2, "commit": [BAD.commit] * 2,
-        "branch": ["main"] * 2, "message": ["ok", "1 error cascade rooted in coder"]}))
+        "project": [PROJECT] * 3, "gate_id": ["g1", "g1", "g0"],
+        "policy": ["handoffs.toml", "handoffs.toml", "old.toml"],
+        "check_name": ["overwrite_rate <= 0.2", "error_cascades == 0", "error_cascades == 0"],
+        "severity": [FAIL, FAIL, FAIL], "verdict": [PASS, FAIL, PASS],
+        "value": [0.25, 1.0, 0.0], "limit_value": [0.2, 0.0, 0.0], "baseline": [None, None, None],
+        "run_ids": [[BAD.run_id]] * 3, "commit": [BAD.commit] * 3,
+        "branch": ["main"] * 3, "message": ["ok", "1 error cascade rooted in coder", "ok"],
+        "evaluated_at": pa.array([GATE_AT, GATE_AT, GATE_AT - dt.timedelta(hours=1)], pa.timestamp("ms"))}))

@@ -96,8 +96,13 @@ def test_run_detail_shows_failing_check_findings_evidence_and_context(app_url: s
     text = text_of(at)
     assert f"❌ failed · {BAD.run_id}" in text
     checks = at.dataframe[0].value
-    assert checks.iloc[0]["check_name"] == "error_cascades == 0"  # failing check first
+    assert list(checks["check"]) == ["error_cascades == 0", "overwrite_rate <= 0.2"]  # failing first
     assert checks.iloc[0]["verdict"] == "❌ fail"
+    # Two gates judged this run: the latest is shown, the earlier one is a choice away.
+    [gate] = [box for box in at.selectbox if box.label.startswith("Gate (2 judged")]
+    assert gate.value == "g1" and "gate `g1`" in text and "Checks (2)" in text
+    gate.set_value("g0").run()
+    assert list(at.dataframe[0].value["verdict"]) == ["✅ pass"] and "old.toml" in text_of(at)
     labels = [e.label for e in at.expander]
     assert labels[0].startswith("❌ error-cascade Error cascade · coder · step 3")
     assert labels[1].startswith("❌ overwrite")

@@ -23,7 +23,7 @@ CLUSTER_HINT = (
               "Distributed table sharded by cityHash64(TraceId).")
 @click.option("--cloud", is_flag=True,
               help="With --cluster: SharedReplacingMergeTree and no Distributed layer, for ClickHouse Cloud.")
-@click.option("--ttl-days", type=click.IntRange(min=0), default=store_schema.DEFAULT_TTL_DAYS,
+@click.option("--ttl-days", type=click.IntRange(min=0, max=store_schema.MAX_TTL_DAYS), default=store_schema.DEFAULT_TTL_DAYS,
               show_default=True, help="Span retention in days (0: keep forever).")
 def schema(cluster: str | None, cloud: bool, ttl_days: int) -> None:
     """Print the DDL the store applies, one statement per ';'."""
@@ -38,7 +38,7 @@ def schema(cluster: str | None, cloud: bool, ttl_days: int) -> None:
               help="Apply the clustered form ON CLUSTER NAME (the name under <remote_servers>).")
 @click.option("--cloud/--no-cloud", default=None,
               help="With --cluster: force or refuse the ClickHouse Cloud form (default: ask the server).")
-@click.option("--ttl-days", type=click.IntRange(min=0), default=None,
+@click.option("--ttl-days", type=click.IntRange(min=0, max=store_schema.MAX_TTL_DAYS), default=None,
               help="Set the span retention in days, on a new or an existing store (0: keep "
               f"forever). Default: leave it as it is ({store_schema.DEFAULT_TTL_DAYS} on a new store).")
 def migrate(store_url: str | None, cluster: str | None, cloud: bool | None,

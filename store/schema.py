@@ -39,6 +39,9 @@ RUNS_VIEW = "handoffs_runs_mv"
 LOCAL_SUFFIX = "_local"
 
 DEFAULT_TTL_DAYS = 90
+# DateTime ends in 2106: a span's start plus a longer retention wraps to the past, and the TTL
+# deletes every span at once (seen with 36,500 days). 0 keeps spans forever.
+MAX_TTL_DAYS = 20_000
 SHARDING_KEY = "cityHash64(TraceId)"
 
 # Cluster names are identifiers or a macro such as {cluster}; anything else is refused rather
@@ -175,6 +178,9 @@ SPAN_INDEXES = f"""
 
 def ttl_expression(ttl_days: int) -> str:
     """The span table's TTL: rows older than ``ttl_days`` days (by span start) are deleted."""
+    if not 0 < int(ttl_days) <= MAX_TTL_DAYS:
+        raise UsageError(f"a span retention of {ttl_days} days is out of range: 1 to {MAX_TTL_DAYS} "
+                         "days, or 0 to keep spans forever")
     return f"toDateTime(Timestamp) + toIntervalDay({int(ttl_days)})"
 
 

@@ -105,6 +105,21 @@ def test_retention_defaults_then_changes_on_an_existing_store(store: Store) -> N
     assert store.span_ttl_days() == 7
 
 
+def test_a_retention_past_the_end_of_datetime_is_refused_and_deletes_nothing(store: Store) -> None:
+    batch = SpanBatch()
+    batch.append(trace_id="ab" * 16, span_id="cd" * 8, name="kept", start_ns=time.time_ns(), duration_ns=1000)
+    store.insert_spans(batch)
+    # A hundred years from now is past 2106: the TTL would wrap to the past and delete every span.
+    with pytest.raises(UsageError, match="out of range: 1 to 20000 days, or 0"):
+        store.migrate(ttl_days=36_500)
+    store.command("OPTIMIZE TABLE otel_traces FINAL")
+    assert store.scalar("SELECT count() FROM otel_traces") == 1
+    assert store.span_ttl_days() == schema.DEFAULT_TTL_DAYS
+    store.migrate(ttl_days=schema.MAX_TTL_DAYS)
+    store.command("OPTIMIZE TABLE otel_traces FINAL")
+    assert store.scalar("SELECT count() FROM otel_traces") == 1
+
+
 def test_detected_traces_made_before_amplification_gain_its_columns(store: Store) -> None:
     """Migration 8 on a table of judged traces written before it: columns added, rows kept."""
     table = schema.DETECTED_TABLE

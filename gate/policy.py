@@ -7,6 +7,7 @@ message a person can act on instead of a traceback. ``handoffs.example.toml`` do
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -263,6 +264,8 @@ class _Parser:
         value = self._get(t, name, idx, key, (int, float), default, "a number")
         if value is None:
             return None
+        if not math.isfinite(value):  # TOML has nan and inf: no comparison with nan ever fails
+            raise self.error(self.line_of(name, idx, key), f"{key} must be a finite number, not {value}")
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise self.error(self.line_of(name, idx, key), f"{key} = {value} must be {bounds}")

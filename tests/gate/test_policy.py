@@ -61,6 +61,10 @@ def _error(text: str) -> str:
     ('[gate]\ntoo_few_runs = "maybe"\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2,
      "not one of fail, warn, pass"),
     ('[gate]\nsignificance = 2\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "between"),
+    # nan compares false with everything: a check with max = nan could never fail a build.
+    ('[[check]]\nmetric = "overwrite_rate"\nmax = nan\n', 3, "a finite number, not nan"),
+    ('[gate]\nsignificance = nan\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "finite"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmax_regression = inf\n', 3, "a finite number, not inf"),
     ('[runs]\nsince = "yesterday"\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "ISO 8601"),
     ('[[check]]\nmetric = "overwrite_rate"\nfailure_mode = "FM-3.1"\nmax = 1\n', 1, "exactly one of"),
     ('[[check]]\nmetric = "overwrite_rate"\nmax_count = 0\n', 3, "applies to failure_mode checks"),

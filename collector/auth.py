@@ -62,9 +62,12 @@ def load_tokens(path: str | Path | None = None, env: str | None = None) -> Token
     tokens = Tokens()
     if path is not None:
         try:
-            lines = Path(path).read_text().splitlines()
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise UsageError(f"cannot read the tokens file {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"the tokens file {path} is not UTF-8 text: expected lines of "
+                             "'project token'") from exc
         for number, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
             if not line:

@@ -174,6 +174,7 @@ class Collector:
                 context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
             except (OSError, ssl.SSLError) as exc:
                 self._server.server_close()
+                self._server = None  # never served: stop() must not wait for its loop
                 self.spool.close()
                 raise UsageError(f"cannot load the TLS certificate/key: {exc}") from exc
             # The handshake runs in the connection's own thread, not in the accept loop.
@@ -376,6 +377,9 @@ class Collector:
                     continue
                 self._insert_batch(sp.committed, None, replay=False)
                 first_seen = None
+        except StoreError as exc:  # stopping while the store is down: expected, no traceback
+            log.error("the collector's writer stopped with the store unreachable (%s); spooled spans "
+                      "stay on disk for the next start", exc)
         except Exception:  # the writer must never die silently: the spool keeps the data
             log.exception("the collector's writer stopped; spooled spans stay on disk for the next start")
         finally:
@@ -508,6 +512,9 @@ class _Handler(BaseHTTPRequestHandler):
     collector: Collector
     protocol_version = "HTTP/1.1"
     server_version = "handoffs-collector"
+    # A client that stalls mid-request (or keeps an idle connection) gives its thread back after
+    # this many seconds, and cannot hold up a shutdown for longer.
+    timeout = 30
     # A reply is two writes (headers, then body): with Nagle's algorithm on, the body waits for
     # the client's delayed acknowledgement of the headers, 40 ms a request on loopback.
     disable_nagle_algorithm = True

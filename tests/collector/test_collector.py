@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
 import ssl
 import subprocess
 import time
@@ -26,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from test_decoder import requests as generated_requests
 
 from handoffs import conventions as conv
-from handoffs.collector import Collector, Tokens, otlp
+from handoffs.collector import Collector, Tokens, load_tokens, otlp, server
 from handoffs.errors import UsageError
 from handoffs.store import Store
 
@@ -194,6 +195,38 @@ def test_tls(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     assert len(failed) == 2 and not any(r.exc_info for r in failed)
     assert "Traceback" not in capfd.readouterr().err
     assert wait_stored(store, 4) == 4
+
+
+def test_an_unreadable_certificate_is_one_error_and_nothing_left_running(store: Store, tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("not PEM at all\n")
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", tls_cert=bad, tls_key=bad)
+    with pytest.raises(UsageError, match="cannot load the TLS certificate/key"):
+        c.start()
+    assert c.stop()  # it used to wait forever for a serve loop that never started
+
+
+def test_a_binary_tokens_file_is_one_clear_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "tokens.bin"
+    garbage.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(UsageError, match="is not UTF-8 text: expected lines of 'project token'"):
+        load_tokens(garbage)
+
+
+def test_a_client_that_stalls_mid_body_is_let_go(store: Store, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server._Handler, "timeout", 0.5)  # 30 s in service
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05).start()
+    try:
+        with socket.create_connection(("127.0.0.1", c.port), timeout=30) as stalled:
+            stalled.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                            b"Content-Length: 1000\r\n\r\n" + b"\x00" * 10)
+            assert stalled.recv(1024) == b""  # the collector closed it rather than wait forever
+        # ...and still serves everyone else.
+        assert post(c.port, request(9, 0, 2).SerializeToString()).status == 200
+    finally:
+        assert c.stop()
+    assert wait_stored(store, 2) == 2
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

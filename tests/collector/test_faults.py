@@ -106,6 +106,17 @@ def test_a_collector_started_during_an_outage_spools_then_migrates_and_stores(st
     assert stored_ids(stored) == ids_of(12, 0, 2 * PER_REQUEST)
 
 
+def test_stopping_while_the_store_is_down_keeps_the_spool_and_says_so_in_one_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    down = open_store("clickhouse://default@127.0.0.1:1/default", wait_for_server=True)
+    c = Collector(down, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05).start()
+    assert post(c.port, request(13, 0, PER_REQUEST).SerializeToString()).status == 200
+    assert not c.stop(flush_timeout=3)  # not drained: the spool keeps the spans for the next start
+    [stopped] = [r for r in caplog.records if "writer stopped" in r.getMessage()]
+    assert "store unreachable" in stopped.getMessage() and stopped.exc_info is None
+    assert any((tmp_path / "spool").iterdir())
+
+
 def test_full_spool_answers_429_and_a_long_outage_503_with_retry_after(store: Store, tmp_path: Path) -> None:
     ep = owned_endpoint(store.url.path)  # type: ignore[arg-type]
     assert ep is not None

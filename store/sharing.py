@@ -71,10 +71,9 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False) ->
         # A reader never makes a store: a mistyped path would show an empty one.
         raise StoreError(f"no embedded store at {path}: check --store, or make one with "
                          "`handoffs collect` or `handoffs demo`")
-    path.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:
-        lock = open(path / LOCK_FILE, "a+")
+        lock = _lock_file(path)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -113,6 +112,16 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False) ->
     os.replace(tmp, info_path)
     _owned[path] = (engine, Ownership(lock, endpoint, info_path))
     return engine
+
+
+def _lock_file(path: Path) -> IO[str]:
+    """The store directory's lock file, opened (and the directory made) or one clear StoreError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return open(path / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise StoreError(f"cannot use {path} as the embedded store: {exc.strerror or exc}; "
+                         "pick another directory with --store chdb:///path") from exc
 
 
 def _read_endpoint(path: Path) -> dict | None:

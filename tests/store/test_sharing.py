@@ -73,6 +73,14 @@ def test_a_reader_never_makes_a_store(tmp_path: Path) -> None:
     assert not (tmp_path / "typo").exists()
 
 
+def test_a_directory_that_cannot_be_a_store_is_one_clear_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    for path in (a_file, a_file / "below"):
+        with pytest.raises(StoreError, match=f"cannot use {path} as the embedded store: .*pick another"):
+            open_store(f"chdb://{path}")
+
+
 def test_a_read_only_store_refuses_writes_and_still_reads(store) -> None:
     from handoffs.store import SpanBatch, Store
     from handoffs.store.engines import ReadOnlyEngine

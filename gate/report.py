@@ -15,6 +15,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from handoffs.errors import UsageError
+
 from .judge import CheckResult, GateResult
 from .policy import FAIL, PASS, WARN
 
@@ -108,8 +110,12 @@ def junit_tree(result: GateResult) -> ET.ElementTree:
 
 def write_junit(result: GateResult, path: str | Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    junit_tree(result).write(path, encoding="utf-8", xml_declaration=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        junit_tree(result).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the JUnit report to {path}: {exc.strerror or exc}; "
+                         "give --junit a file path you can write") from exc
 
 
 def _md_cell(text: str) -> str:
@@ -140,8 +146,12 @@ def append_step_summary(result: GateResult, env: dict[str, str] | None = None) -
     target = (env if env is not None else os.environ).get(ENV_STEP_SUMMARY)
     if not target:
         return None
-    with open(target, "a", encoding="utf-8") as fh:
-        fh.write(markdown(result) + "\n")
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(markdown(result) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot append the job summary to ${ENV_STEP_SUMMARY} ({target}): "
+                         f"{exc.strerror or exc}") from exc
     return Path(target)
 
 

@@ -143,6 +143,23 @@ def test_json_format_is_machine_readable(store: Store, seed: Seeder, chdb_dir: P
     assert len(doc["baseline_runs"]) == 6
 
 
+def test_report_files_that_cannot_be_written_are_exit_2_not_a_regression(
+        store: Store, seed: Seeder, chdb_dir: Path, policy_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Exit 1 tells CI the agents regressed; an unwritable report path is the job's own mistake.
+    seed_runs(seed, bad=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    code, out, err = gate(["--policy", str(policy_file), "--store", endpoint_url(store, chdb_dir),
+                           "--junit", str(tmp_path)], capsys)
+    assert code == 2 and "gate PASS" in out
+    assert err.strip() == (f"handoffs: error: cannot write the JUnit report to {tmp_path}: Is a directory; "
+                           "give --junit a file path you can write")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "missing" / "summary.md"))
+    code, _, err = gate(["--policy", str(policy_file), "--store", endpoint_url(store, chdb_dir)], capsys)
+    assert code == 2 and "cannot append the job summary to $GITHUB_STEP_SUMMARY" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_a_malformed_policy_is_exit_2_with_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "handoffs.toml"
     bad.write_text(POLICY.replace("max = 0.2", "max = 0.2\nthreshold = 3"))

@@ -66,7 +66,7 @@ def _documents(path: Path) -> Iterator[bytes]:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
     try:
-        json.loads(data)
+        _check_request(json.loads(data), str(path))
         yield data
         return
     except (ValueError, UnicodeDecodeError) as exc:
@@ -79,10 +79,19 @@ def _documents(path: Path) -> Iterator[bytes]:
 
 def _with_location(line: bytes, path: Path, number: int) -> bytes:
     try:
-        json.loads(line)
+        document = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}:{number}: not a JSON object ({exc})") from None
+    _check_request(document, f"{path}:{number}")
     return line
+
+
+def _check_request(document: object, where: str) -> None:
+    """Refuse JSON that is not a trace export request: OTLP's parser ignores unknown fields, so
+    any other JSON object (another tool's log) would import as zero spans without a word."""
+    if not isinstance(document, dict) or not ({"resourceSpans", "resource_spans"} & document.keys()):
+        raise UsageError(f"{where}: not OTLP/JSON (no resourceSpans); is it another format? "
+                         "See `handoffs import --help` for who-and-when and mast")
 
 
 def _read_file(path: Path) -> Iterator[pa.Table]:

@@ -42,6 +42,18 @@ def test_an_unreadable_file_is_named_in_a_usage_error(tmp_path: Path, content: b
         list(otlp_json.load([path]))
 
 
+@pytest.mark.parametrize("content", [
+    b'{"question": "who failed?", "history": []}',  # a Who&When log given to the wrong importer
+    b"{}",
+    b'{"resourceSpans": []}\n{"spans": []}\n',  # JSON lines: the second is not a request
+])
+def test_json_that_is_not_a_trace_export_is_refused_not_imported_as_nothing(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "other.json"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=r"other.json(:2)?: not OTLP/JSON \(no resourceSpans\)"):
+        list(otlp_json.load([path]))
+
+
 def test_cli_import_stores_the_spans(store: Store, tmp_path: Path) -> None:
     (tmp_path / "t1.json").write_bytes(to_otlp_json(request(23, 0, 4)))
     url = f"chdb://{store.url.path}?database={store.url.database}"

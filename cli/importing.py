@@ -8,11 +8,12 @@ from typing import Any
 
 import click
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from handoffs import importers
-from handoffs.store import SpanBatch, Store, open_store
+from handoffs.store import SpanBatch, Store, open_store, started_before
 
 from .options import store_option
 
@@ -28,13 +29,29 @@ def _progress() -> Progress:
                     transient=True, disable=not console.is_terminal)
 
 
-def _insert_loaded(store: Store, loaded: Any) -> int:
-    """Insert what ``otlp_json.load`` returned: span rows, or an iterable of them."""
-    if isinstance(loaded, int):
-        return loaded
-    if isinstance(loaded, (SpanBatch, pa.Table)):
-        return store.insert_spans(loaded) if len(loaded) else 0
-    return sum(_insert_loaded(store, part) for part in loaded)
+class _SpanInserter:
+    """Inserts what ``otlp_json.load`` returns (span rows, or an iterable of them), leaving out
+    the spans the store's retention would delete on arrival, and counting them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.start_ns = store.retention_start_ns()
+        self.expired = 0
+
+    def insert(self, loaded: Any) -> int:
+        if isinstance(loaded, int):
+            return loaded
+        if isinstance(loaded, SpanBatch):
+            loaded = loaded.to_arrow()
+        if isinstance(loaded, pa.Table):
+            if self.start_ns is not None and loaded.num_rows:
+                old = started_before(loaded, self.start_ns)
+                expired = pc.sum(old).as_py() or 0
+                if expired:
+                    self.expired += expired
+                    loaded = loaded.filter(pc.invert(old))
+            return self.store.insert_spans(loaded) if loaded.num_rows else 0
+        return sum(self.insert(part) for part in loaded)
 
 
 @click.command("import")
@@ -54,8 +71,14 @@ def import_(fmt: str, paths: tuple[Path, ...], store_url: str | None) -> None:
         if fmt == OTLP_JSON:
             from handoffs.importers import otlp_json
 
-            spans = _insert_loaded(store, otlp_json.load(list(paths)))
+            inserter = _SpanInserter(store)
+            spans = inserter.insert(otlp_json.load(list(paths)))
             click.echo(f"imported {spans} spans from {len(paths)} path(s)")
+            if inserter.expired:
+                click.echo(f"handoffs: left out {inserter.expired} span(s) that started more than "
+                           f"{store.span_ttl_days()} days ago: the store's retention would delete them on "
+                           "arrival. Keep them with `handoffs migrate --ttl-days 0` (or a longer "
+                           "retention), then import again", err=True)
             return
         files = importers.expand(paths)
         with _progress() as progress:

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from handoffs.errors import StoreError, UsageError
-from handoffs.store import Store
+from handoffs.store import Store, started_before
 from handoffs.store.url import StoreURL, default_store_dir
 
 from . import otlp, spool
@@ -69,6 +70,7 @@ class Counters:
         self.truncated = 0  # attribute values cut to the size limit
         self.unreadable = 0  # spooled records the writer could not decode (skipped, logged)
         self.decoded_again = 0  # spooled records the writer read back and decoded (not in memory)
+        self.expired = 0  # spans accepted that started before the store's retention: deleted on arrival
 
     def add(self, **deltas: int) -> None:
         with self.lock:
@@ -151,6 +153,8 @@ class Collector:
         self._unflushed = 0  # spans acknowledged since the last insert (wakes the writer early)
         self._last_arrival = 0.0  # monotonic time of the last request accepted
         self._store_down_since: float | None = None
+        self._retention_days: int | None = None  # the span table's, read when the writer pings
+        self._expired_warned = float("-inf")
         self._store_error = ""
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -315,12 +319,26 @@ class Collector:
                     self._decoded_bytes -= size
                     self._decoded_lock.notify_all()
         self.counters.add(accepted=decoded.accepted, rejected=decoded.rejected,
-                          truncated=decoded.truncated)
+                          truncated=decoded.truncated, expired=self._expired(decoded.table))
         with self._wake:
             self._unflushed += decoded.accepted
             self._last_arrival = time.monotonic()
             if self._unflushed >= self.batch_rows:
                 self._wake.notify()
+
+    def _expired(self, table: pa.Table) -> int:
+        """How many of these spans the store's retention deletes on arrival (warned once a minute:
+        the client's clock, or a replay of old spans, and the data is gone without a trace)."""
+        days = self._retention_days
+        if days is None or not table.num_rows:
+            return 0
+        expired = int(pc.sum(started_before(table, time.time_ns() - days * 86_400 * 10**9)).as_py() or 0)
+        if expired and time.monotonic() - self._expired_warned > 60:
+            self._expired_warned = time.monotonic()
+            log.warning("%d span(s) started more than %d days ago, before the store's retention: it "
+                        "deletes them on arrival (`handoffs migrate --ttl-days 0` keeps spans forever)",
+                        expired, days)
+        return expired
 
     def _reserve_room(self, size: int) -> bool:
         """Reserve ``size`` bytes of the memory the writer reads rows from, holding the request
@@ -473,6 +491,7 @@ class Collector:
     def _ping(self) -> None:
         try:
             self.store.scalar("SELECT 1")
+            self._retention_days = self.store.span_ttl_days()  # read again: `migrate` may change it
         except StoreError as exc:
             self._store_failed(exc)
         else:

@@ -139,3 +139,9 @@ def last_row_per_span(table: pa.Table) -> pa.Table:
     last = positions.group_by(["TraceId", "SpanId"], use_threads=False).aggregate([("_row", "max")])
     rows = last.column("_row_max")
     return table.take(pc.take(rows, pc.sort_indices(rows)))
+
+
+def started_before(table: pa.Table, start_ns: int) -> pa.ChunkedArray:
+    """Which rows of ``table`` (span rows) started before ``start_ns``: the ones a retention
+    starting there deletes on arrival."""
+    return pc.less(table.column("Timestamp"), pa.scalar(start_ns, _TS))

@@ -197,6 +197,19 @@ def test_tls(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     assert wait_stored(store, 4) == 4
 
 
+def test_spans_older_than_the_retention_are_counted_and_warned_about(
+        collector: Collector, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    assert post(collector.port, request(14, 0, 2).SerializeToString()).status == 200
+    assert wait_stored(store, 2) == 2  # by now the writer has read the store's retention
+    old = request(14, 2, 3)
+    for span in old.resource_spans[0].scope_spans[0].spans:  # a year ago: past the 90-day retention
+        span.start_time_unix_nano -= 365 * 86_400 * 10**9
+        span.end_time_unix_nano -= 365 * 86_400 * 10**9
+    assert post(collector.port, old.SerializeToString()).status == 200
+    assert get_json(collector.port)["expired"] == 3
+    assert any("3 span(s) started more than 90 days ago" in r.getMessage() for r in caplog.records)
+
+
 def test_an_unreadable_certificate_is_one_error_and_nothing_left_running(store: Store, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-cert.pem"
     bad.write_text("not PEM at all\n")

@@ -27,3 +27,23 @@ def test_otlp_json_files_are_imported(store: Store, tmp_path: Path, capsys: pyte
     main(["import", "otlp-json", str(path), "--store", f"chdb://{store.url.path}?database={store.url.database}"])
     assert "imported 1 spans" in capsys.readouterr().out
     assert store.scalar("SELECT SpanName FROM otel_traces") == "hello"
+
+
+def test_spans_older_than_the_retention_are_left_out_and_named(store: Store, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # The store would delete them on arrival: "imported 2 spans" and then none stored.
+    year_ago = _NOW - 365 * 86_400 * 10**9
+    old = json.loads(json.dumps(SPAN_FILE))
+    old_span = dict(old["resourceSpans"][0]["scopeSpans"][0]["spans"][0], spanId="0a0b0c0d0e0f0102", name="old",
+                    startTimeUnixNano=str(year_ago), endTimeUnixNano=str(year_ago + 10**9))
+    old["resourceSpans"][0]["scopeSpans"][0]["spans"].append(old_span)
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(old))
+    main(["import", "otlp-json", str(path), "--store", f"chdb://{store.url.path}?database={store.url.database}"])
+    out, err = capsys.readouterr()
+    assert "imported 1 spans" in out
+    assert "left out 1 span(s) that started more than 90 days ago" in err and "--ttl-days 0" in err
+    assert store.scalar("SELECT groupArray(SpanName) FROM otel_traces") == ["hello"]
+    store.migrate(ttl_days=0)  # kept forever: the same file imports whole
+    main(["import", "otlp-json", str(path), "--store", f"chdb://{store.url.path}?database={store.url.database}"])
+    assert "imported 2 spans" in capsys.readouterr().out

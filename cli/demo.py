@@ -8,6 +8,7 @@ metrics, read back from the store, beside what was injected.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import Counter, defaultdict
 from typing import Any
@@ -31,6 +32,12 @@ _SEED_METRICS = (
 )
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):  # nan passes FloatRange: every comparison with it is false
+        raise click.BadParameter(f"{value} is not a number between 0 and 1")
+    return value
+
+
 @click.command(help="Run a simulated agent team with injected failures through SDK -> OTLP -> collector "
                     "-> store, detect, and print the report per run.")
 @click.option("--runs", "n_runs", type=click.IntRange(1, 100_000), default=20, show_default=True,
@@ -39,7 +46,7 @@ _SEED_METRICS = (
 @click.option("--inject", default="all", show_default=True, metavar="KINDS",
               help=f"Failures to inject: 'all', 'none', or a comma list of {', '.join(KINDS)} "
                    "(or their codes).")
-@click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+@click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.6, show_default=True, callback=_finite,
               help="Share of runs with an injected failure; the rest are clean.")
 @store_option
 def demo(n_runs: int, seed: int, inject: str, failure_rate: float, store_url: str | None) -> None:

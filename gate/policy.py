@@ -329,15 +329,19 @@ class _Parser:
         run_ids = self._get(t, name, 0, "run_ids", list, [], "a list of run ids")
         if not all(isinstance(r, str) for r in run_ids):
             raise self.error(self.line_of(name, 0, "run_ids"), "run_ids must be a list of strings")
+        window = {}
         for key in ("since", "until"):
             value = self._str(t, name, 0, key)
             if value:
                 try:
-                    parse_time(value)
+                    window[key] = parse_time(value)
                 except ValueError:
                     raise self.error(self.line_of(name, 0, key),
                                      f"{key} = {value!r} is neither an ISO 8601 time "
                                      "(2026-01-31T12:00:00Z) nor a duration (90m, 24h, 7d)") from None
+        if len(window) == 2 and window["since"] >= window["until"]:
+            raise self.error(self.line_of(name, 0, "until"), f"until = {t['until']!r} is not after "
+                             f"since = {t['since']!r}: no run could match")
         return RunFilter(
             run_ids=tuple(run_ids),
             commit=self._str(t, name, 0, "commit"),

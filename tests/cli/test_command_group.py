@@ -45,3 +45,18 @@ def test_an_unreachable_store_is_one_line_on_stderr() -> None:
     assert done.stderr.splitlines() == ["handoffs: error: cannot reach ClickHouse at clickhouse://u@127.0.0.1:1/db: "
                                         "Connection refused. Check the host, port and credentials, and that "
                                         "the server is running."]
+
+
+def test_an_empty_store_option_is_refused_not_read_as_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--store "$STORE"` with the variable unset would otherwise judge ~/.handoffs without a word.
+    with pytest.raises(SystemExit) as exit_:
+        main(["detect", "--store", ""])
+    assert exit_.value.code == 2
+    assert "Invalid value for '--store': is empty" in capsys.readouterr().err
+
+
+def test_nan_is_not_a_failure_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--failure-rate", "nan"])
+    assert exit_.value.code == 2
+    assert "Invalid value for '--failure-rate': nan is not a number between 0 and 1" in capsys.readouterr().err

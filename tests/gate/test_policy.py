@@ -66,6 +66,8 @@ def _error(text: str) -> str:
     ('[gate]\nsignificance = nan\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "finite"),
     ('[[check]]\nmetric = "overwrite_rate"\nmax_regression = inf\n', 3, "a finite number, not inf"),
     ('[runs]\nsince = "yesterday"\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "ISO 8601"),
+    ('[runs]\nsince = "2026-02-01T00:00:00Z"\nuntil = "2026-01-01T00:00:00Z"\n[[check]]\n'
+     'metric = "overwrite_rate"\nmax = 0.2\n', 3, "is not after since"),
     ('[[check]]\nmetric = "overwrite_rate"\nfailure_mode = "FM-3.1"\nmax = 1\n', 1, "exactly one of"),
     ('[[check]]\nmetric = "overwrite_rate"\nmax_count = 0\n', 3, "applies to failure_mode checks"),
     ('[[check]]\nfailure_mode = "FM-3.1"\nmax = 0\n', 3, "applies to metric checks"),

@@ -9,6 +9,7 @@ owns it itself (``handoffs.store.sharing``).
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import click
@@ -37,6 +38,16 @@ def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
     ]
 
 
+def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As Streamlit's server binds: a port left in TIME_WAIT by the last dashboard is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from exc
+
+
 @click.command()
 @store_option
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True,
@@ -47,6 +58,7 @@ def dashboard(store_url: str | None, port: int, project: str) -> None:
     """Start the Streamlit dashboard on 127.0.0.1 (Ctrl-C stops it)."""
     url = store_url or default_store_url()
     parse_store_url(url)  # a malformed URL is a one-line usage error here, not in the browser
+    _check_port_free(port)  # Streamlit would print its own error after our banner and exit 1
     env = dict(os.environ, **{ENV_STORE: url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
                               ENV_PROJECT: project})
     click.echo(f"handoffs dashboard: http://127.0.0.1:{port}  (store {parse_store_url(url).redacted()})",

@@ -191,6 +191,14 @@ class HttpEngine:
                 settings={k: v for k, v in url.options.items() if k not in _ENGINE_OPTIONS} or None,
             )
         except Exception as exc:
+            text = str(exc)
+            if "UNKNOWN_DATABASE" in text:  # the server answered: the rest of the URL is right
+                raise StoreError(f"ClickHouse at {url.redacted()} has no database {url.database!r}: "
+                                 f"create it (CREATE DATABASE `{url.database}`) or name another in the URL"
+                                 ) from exc
+            if "AUTHENTICATION_FAILED" in text or "Code: 516" in text:
+                raise StoreError(f"ClickHouse at {url.redacted()} refused the password of user "
+                                 f"{url.username!r}: check the credentials in the URL") from exc
             # OperationalError: no answer at all (refused, unknown host, timed out).
             error = StoreUnreachableError if isinstance(exc, OperationalError) else StoreError
             raise error(

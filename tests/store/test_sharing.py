@@ -11,6 +11,7 @@ import pytest
 
 from handoffs.errors import StoreError
 from handoffs.store import open_store
+from handoffs.store.sharing import owned_endpoint
 
 OWNER = textwrap.dedent("""
     import sys, time
@@ -64,6 +65,15 @@ def test_unreachable_server_is_one_clear_error() -> None:
         open_store("clickhouse://127.0.0.1:1/default")
     # The operating system's reason, not the client's 300-character wrapping of it cut mid-word.
     assert ": Connection refused. Check the host" in str(info.value)
+
+
+def test_a_server_that_answers_and_refuses_says_what_is_wrong(chdb_dir: Path, store) -> None:
+    ep = owned_endpoint(chdb_dir)
+    assert ep is not None
+    with pytest.raises(StoreError, match="has no database 'nosuchdb': create it"):
+        open_store(f"clickhouse://default:{ep.password}@{ep.host}:{ep.port}/nosuchdb?compress=0")
+    with pytest.raises(StoreError, match="refused the password of user 'default': check the credentials"):
+        open_store(f"clickhouse://default:wrong@{ep.host}:{ep.port}/{store.url.database}?compress=0")
 
 
 def test_a_reader_never_makes_a_store(tmp_path: Path) -> None:

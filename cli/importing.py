@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from handoffs import importers
-from handoffs.store import SpanBatch, Store, open_store, started_before
+from handoffs.store import SpanBatch, Store, expired, open_store
 
 from .options import store_option
 
@@ -35,7 +35,7 @@ class _SpanInserter:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.start_ns = store.retention_start_ns()
+        self.ttl_days = store.span_ttl_days()
         self.expired = 0
 
     def insert(self, loaded: Any) -> int:
@@ -44,11 +44,11 @@ class _SpanInserter:
         if isinstance(loaded, SpanBatch):
             loaded = loaded.to_arrow()
         if isinstance(loaded, pa.Table):
-            if self.start_ns is not None and loaded.num_rows:
-                old = started_before(loaded, self.start_ns)
-                expired = pc.sum(old).as_py() or 0
-                if expired:
-                    self.expired += expired
+            if self.ttl_days is not None and loaded.num_rows:
+                old = expired(loaded, self.ttl_days)
+                count = pc.sum(old).as_py() or 0
+                if count:
+                    self.expired += count
                     loaded = loaded.filter(pc.invert(old))
             return self.store.insert_spans(loaded) if loaded.num_rows else 0
         return sum(self.insert(part) for part in loaded)
@@ -76,7 +76,7 @@ def import_(fmt: str, paths: tuple[Path, ...], store_url: str | None) -> None:
             click.echo(f"imported {spans} spans from {len(paths)} path(s)")
             if inserter.expired:
                 click.echo(f"handoffs: left out {inserter.expired} span(s) that started more than "
-                           f"{store.span_ttl_days()} days ago: the store's retention would delete them on "
+                           f"{inserter.ttl_days} days ago: the store's retention would delete them on "
                            "arrival. Keep them with `handoffs migrate --ttl-days 0` (or a longer "
                            "retention), then import again", err=True)
             return

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from handoffs.errors import StoreError, UsageError
-from handoffs.store import Store, started_before
+from handoffs.store import Store, expired
 from handoffs.store.url import StoreURL, default_store_dir
 
 from . import otlp, spool
@@ -332,13 +332,13 @@ class Collector:
         days = self._retention_days
         if days is None or not table.num_rows:
             return 0
-        expired = int(pc.sum(started_before(table, time.time_ns() - days * 86_400 * 10**9)).as_py() or 0)
-        if expired and time.monotonic() - self._expired_warned > 60:
+        count = int(pc.sum(expired(table, days)).as_py() or 0)
+        if count and time.monotonic() - self._expired_warned > 60:
             self._expired_warned = time.monotonic()
             log.warning("%d span(s) started more than %d days ago, before the store's retention: it "
                         "deletes them on arrival (`handoffs migrate --ttl-days 0` keeps spans forever)",
-                        expired, days)
-        return expired
+                        count, days)
+        return count
 
     def _reserve_room(self, size: int) -> bool:
         """Reserve ``size`` bytes of the memory the writer reads rows from, holding the request

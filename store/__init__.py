@@ -10,7 +10,6 @@ from user input. Both engines run the same DDL (``handoffs.store.schema``) and t
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pyarrow as pa
@@ -20,13 +19,13 @@ from handoffs.errors import StoreError, StoreUnreachableError, UsageError
 from . import schema
 from .engines import ChdbEngine, DeferredEngine, Engine, HttpEngine, Params, ReadOnlyEngine
 from .sharing import open_embedded
-from .spans import SPAN_ARROW_SCHEMA, Event, Link, SpanBatch, last_row_per_span, started_before
+from .spans import SPAN_ARROW_SCHEMA, Event, Link, SpanBatch, expired, last_row_per_span
 from .url import StoreURL, default_store_url, parse_store_url
 
 __all__ = [
     "Event", "Link", "SPAN_ARROW_SCHEMA", "SpanBatch", "Store", "StoreError", "StoreURL",
     "UsageError", "among", "default_store_url", "open_store", "parse_store_url", "schema",
-    "started_before",
+    "expired",
 ]
 
 
@@ -95,12 +94,6 @@ class Store:
         table = schema.spans_table().storage_name(cluster, cloud)
         create = self.scalar(schema.CREATE_QUERY_SQL, {"table": table})
         return schema.ttl_days_of(create or "")
-
-    def retention_start_ns(self) -> int | None:
-        """Spans that started before this instant (ns) are deleted by the retention as soon as
-        they are stored; None when spans are kept forever."""
-        days = self.span_ttl_days()
-        return None if days is None else time.time_ns() - days * 86_400 * 10**9
 
     def schema_version(self) -> int:
         rows = self.query(f"SELECT max(version) AS v FROM {schema.MIGRATIONS_TABLE}")

@@ -6,6 +6,7 @@ importers all append to it, and the store inserts its Arrow table in one stateme
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -141,7 +142,8 @@ def last_row_per_span(table: pa.Table) -> pa.Table:
     return table.take(pc.take(rows, pc.sort_indices(rows)))
 
 
-def started_before(table: pa.Table, start_ns: int) -> pa.ChunkedArray:
-    """Which rows of ``table`` (span rows) started before ``start_ns``: the ones a retention
-    starting there deletes on arrival."""
+def expired(table: pa.Table, ttl_days: int) -> pa.ChunkedArray:
+    """Which rows of ``table`` (span rows) started more than ``ttl_days`` days ago: the ones a
+    span table with that retention deletes as soon as they are stored."""
+    start_ns = time.time_ns() - ttl_days * 86_400 * 10**9
     return pc.less(table.column("Timestamp"), pa.scalar(start_ns, _TS))

@@ -542,10 +542,22 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http: " + format, *args)
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == HEALTH_PATH:
+        path = self.path.split("?", 1)[0]
+        if path == HEALTH_PATH:
             body = json.dumps(self.collector.health()).encode()
             return self._send(200, body, "application/json")
+        if path == TRACES_PATH:
+            return self._not_allowed()
         self._fail(404, f"no such endpoint: GET {self.path}; POST spans to {TRACES_PATH}", otlp.JSON)
+
+    def _not_allowed(self) -> None:
+        """405 for a method the path does not take (PUT, DELETE, PATCH; GET on the traces path)."""
+        self._drain()
+        allowed = "GET" if self.path.split("?", 1)[0] == HEALTH_PATH else "POST"
+        self._fail(405, f"{self.command} is not accepted here: {allowed} {self.path.split('?', 1)[0]}",
+                   otlp.JSON, headers={"Allow": allowed})
+
+    do_PUT = do_DELETE = do_PATCH = _not_allowed
 
     def do_POST(self) -> None:
         c = self.collector
@@ -656,7 +668,7 @@ class _Handler(BaseHTTPRequestHandler):
         if retry:
             extra["Retry-After"] = str(self.collector.retry_after)
         # google.rpc.Code: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, UNAVAILABLE 14, ...
-        code = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
+        code = {400: 3, 401: 16, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
         self._send(status, otlp.status_body(message, code, reply_type), reply_type, extra)
 
     def _send(self, status: int, body: bytes, content_type: str,

@@ -126,6 +126,20 @@ def test_bad_requests_get_clear_4xx_and_the_collector_keeps_serving(store: Store
         c.stop()
 
 
+def test_a_method_a_path_does_not_take_is_405_with_allow(collector: Collector) -> None:
+    for method, path, allowed in (("GET", "/v1/traces", "POST"), ("PUT", "/v1/traces", "POST"),
+                                  ("DELETE", "/health", "GET")):
+        conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
+        try:
+            conn.request(method, path)
+            reply = conn.getresponse()
+            body = json.loads(reply.read())
+        finally:
+            conn.close()
+        assert (reply.status, reply.getheader("Allow")) == (405, allowed), (method, path)
+        assert f"{method} is not accepted here: {allowed} {path}" in body["message"]
+
+
 def test_stop_flushes_what_was_acknowledged(store: Store, tmp_path: Path) -> None:
     c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=3600,
                   batch_rows=10**6).start()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -74,18 +75,41 @@ class Decoded:
     # Rows without ``handoff.span.type``: spans of other instrumentations, to be normalised.
     foreign: list[int] = field(default_factory=list)
     truncated: int = 0  # attribute values cut to ``Limits.max_value_bytes``
+    # Of ``rejected``: valid spans left out as a group (``without``), each group told in ``notes``.
+    left_out: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
         return self.table.num_rows
 
+    def without(self, drop: pa.ChunkedArray | pa.Array, note: str) -> Decoded:
+        """These rows with those marked in ``drop`` left out and counted as rejected, ``note``
+        saying why; itself when none is marked."""
+        count = int(pc.sum(drop).as_py() or 0)  # vectorised: most requests leave nothing out
+        if not count:
+            return self
+        marked = drop.to_pylist()
+        position, kept = {}, 0
+        for i, d in enumerate(marked):
+            if not d:
+                position[i] = kept
+                kept += 1
+        return Decoded(table=self.table.filter(pa.array([not d for d in marked])),
+                       rejected=self.rejected + count, errors=self.errors,
+                       foreign=[position[i] for i in self.foreign if i in position],
+                       truncated=self.truncated, left_out=self.left_out + count,
+                       notes=[*self.notes, f"{count} {note}"])
+
     def error_message(self) -> str:
         """One line for OTLP's ``partial_success.error_message``."""
         if not self.rejected:
             return ""
-        more = self.rejected - len(self.errors)
-        text = "; ".join(self.errors)
-        return f"{self.rejected} span(s) rejected: {text}" + (f"; and {more} more" if more > 0 else "")
+        parts = []
+        if self.errors:
+            more = self.rejected - self.left_out - len(self.errors)
+            parts.append("; ".join(self.errors) + (f"; and {more} more" if more > 0 else ""))
+        return f"{self.rejected} span(s) rejected: " + "; ".join(parts + self.notes)
 
 
 def accelerated() -> bool:

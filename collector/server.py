@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from handoffs.errors import StoreError, UsageError
 from handoffs.store import Store, expired
@@ -319,26 +318,30 @@ class Collector:
                     self._decoded_bytes -= size
                     self._decoded_lock.notify_all()
         self.counters.add(accepted=decoded.accepted, rejected=decoded.rejected,
-                          truncated=decoded.truncated, expired=self._expired(decoded.table))
+                          truncated=decoded.truncated)
         with self._wake:
             self._unflushed += decoded.accepted
             self._last_arrival = time.monotonic()
             if self._unflushed >= self.batch_rows:
                 self._wake.notify()
 
-    def _expired(self, table: pa.Table) -> int:
-        """How many of these spans the store's retention deletes on arrival (warned once a minute:
-        the client's clock, or a replay of old spans, and the data is gone without a trace)."""
+    def drop_expired(self, decoded: otlp.Decoded) -> otlp.Decoded:
+        """The request without the spans the store's retention would delete on arrival: they are
+        rejected in the partial success, counted, and warned about once a minute, instead of
+        acknowledged and then gone."""
         days = self._retention_days
-        if days is None or not table.num_rows:
-            return 0
-        count = int(pc.sum(expired(table, days)).as_py() or 0)
-        if count and time.monotonic() - self._expired_warned > 60:
-            self._expired_warned = time.monotonic()
-            log.warning("%d span(s) started more than %d days ago, before the store's retention: it "
-                        "deletes them on arrival (`handoffs migrate --ttl-days 0` keeps spans forever)",
-                        count, days)
-        return count
+        if days is None or not decoded.accepted:
+            return decoded
+        kept = decoded.without(expired(decoded.table, days), f"started more than {days} days ago, "
+                               "before the store's retention, which would delete them on arrival")
+        count = kept.left_out - decoded.left_out
+        if count:
+            self.counters.add(expired=count)
+            if time.monotonic() - self._expired_warned > 60:
+                self._expired_warned = time.monotonic()
+                log.warning("rejected %d span(s) that started more than %d days ago, before the store's "
+                            "retention (`handoffs migrate --ttl-days 0` keeps spans forever)", count, days)
+        return kept
 
     def _reserve_room(self, size: int) -> bool:
         """Reserve ``size`` bytes of the memory the writer reads rows from, holding the request
@@ -475,7 +478,7 @@ class Collector:
             log.error("skipping unreadable spooled record at %d: %s", record.start, exc)
             self.counters.add(unreadable=1)
             return record.end, None
-        return record.end, normalise_decoded(decoded)
+        return record.end, normalise_decoded(self.drop_expired(decoded))
 
     def _spool_io(self, action: Callable[[], Any]) -> Any:
         """Run a spool state write, retrying while the disk refuses (full, read-only)."""
@@ -615,7 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
                                   reply_type)
             if content_type == otlp.JSON:
                 body = otlp.json_to_protobuf(body)
-            decoded = otlp.decode_protobuf(body, project, c.limits)
+            decoded = c.drop_expired(otlp.decode_protobuf(body, project, c.limits))
         except otlp.BodyTooLarge as exc:
             return self._fail(413, str(exc), reply_type)
         except otlp.DecodeFailure as exc:

@@ -12,6 +12,7 @@ import threading
 import time
 import zlib
 
+import pyarrow as pa
 import pytest
 from collector_helpers import random_request, request, to_otlp_json
 from hypothesis import HealthCheck, given, settings
@@ -104,6 +105,23 @@ def test_bad_spans_are_rejected_and_good_ones_kept(reference: bool) -> None:
     assert "start time 18446744073709551615 is out of range" in message
     assert "parent span id must be 8 bytes, got 2" in message
     assert [r["SpanName"] for r in decoded.table.to_pylist()] == ["span 0", "span 5"]
+
+
+def test_rows_left_out_as_a_group_keep_the_rest_and_their_normalisation_marks() -> None:
+    req = request(2, 0, 5, bad={0})
+    spans = req.resource_spans[0].scope_spans[0].spans
+    for i in (2, 4):  # spans of another instrumentation: no handoff.span.type
+        del spans[i].attributes[:]
+    decoded = otlp.decode_protobuf(req.SerializeToString())
+    assert (decoded.accepted, decoded.rejected, decoded.foreign) == (4, 1, [1, 3])
+    names = decoded.table.column("SpanName").to_pylist()
+    kept = decoded.without(pa.array([name in ("span 1", "span 2") for name in names]), "were too old")
+    assert kept.table.column("SpanName").to_pylist() == ["span 3", "span 4"]
+    assert kept.foreign == [1]  # span 4, now the second row
+    assert (kept.accepted, kept.rejected, kept.left_out) == (2, 3, 2)
+    assert kept.error_message() == (
+        "3 span(s) rejected: span #0 0000000300000001: trace id must be 16 bytes, got 3; 2 were too old")
+    assert decoded.without(pa.array([False] * 4), "were too old") is decoded
 
 
 @pytest.mark.parametrize("reference", [True, False])

@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -524,7 +526,12 @@ class _Server(ThreadingHTTPServer):
         """One line for a connection the client broke (a TLS handshake it refused, plain HTTP
         to a TLS port, a reset), not socketserver's traceback on stderr for each."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
+        if isinstance(exc, (BlockingIOError, TimeoutError, ssl.SSLWantReadError)):
+            # The receive timeout: an idle keep-alive connection (every exporter has them) or a
+            # client stalled mid-request.
+            log.info("closed the connection from %s: nothing received for %g s", client_address[0],
+                     _Handler.read_timeout)
+        elif isinstance(exc, (ssl.SSLError, ConnectionError)):
             log.warning("connection from %s failed: %s", client_address[0], exc)
         else:  # a fault of ours: keep the traceback
             log.error("error serving %s", client_address[0], exc_info=exc)
@@ -535,8 +542,15 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "handoffs-collector"
     # A client that stalls mid-request (or keeps an idle connection) gives its thread back after
-    # this many seconds, and cannot hold up a shutdown for longer.
-    timeout = 30
+    # this many seconds, and cannot hold up a shutdown for longer. Set as the kernel's receive
+    # timeout: Python's own socket timeout polls before every read, 3% of the collector's CPU.
+    read_timeout = 30.0
+
+    def setup(self) -> None:
+        super().setup()
+        seconds = int(self.read_timeout)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                   struct.pack("ll", seconds, int((self.read_timeout - seconds) * 1e6)))
     # A reply is two writes (headers, then body): with Nagle's algorithm on, the body waits for
     # the client's delayed acknowledgement of the headers, 40 ms a request on loopback.
     disable_nagle_algorithm = True
@@ -601,7 +615,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain(length)
             return self._fail(503, "too many requests in flight; retry", reply_type, retry=True)
         try:
-            self._ingest(self.rfile.read(length), content_type, reply_type, project)
+            body = self.rfile.read(length)
+            if len(body) < length:  # the receive timeout ended the read: the client stalled
+                self.close_connection = True
+                return self._fail(408, f"the body stopped after {len(body)} of {length} bytes "
+                                  f"(nothing for {self.read_timeout:g} s)", reply_type)
+            self._ingest(body, content_type, reply_type, project)
         finally:
             with c._idle:
                 c._inflight -= 1
@@ -671,7 +690,7 @@ class _Handler(BaseHTTPRequestHandler):
         if retry:
             extra["Retry-After"] = str(self.collector.retry_after)
         # google.rpc.Code: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, UNAVAILABLE 14, ...
-        code = {400: 3, 401: 16, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
+        code = {400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
         self._send(status, otlp.status_body(message, code, reply_type), reply_type, extra)
 
     def _send(self, status: int, body: bytes, content_type: str,

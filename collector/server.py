@@ -327,17 +327,18 @@ class Collector:
             if self._unflushed >= self.batch_rows:
                 self._wake.notify()
 
-    def drop_expired(self, decoded: otlp.Decoded) -> otlp.Decoded:
+    def drop_expired(self, decoded: otlp.Decoded, counted: bool = True) -> otlp.Decoded:
         """The request without the spans the store's retention would delete on arrival: they are
         rejected in the partial success, counted, and warned about once a minute, instead of
-        acknowledged and then gone."""
+        acknowledged and then gone. A spooled request read back (``counted=False``) was counted
+        when it arrived: its spans are only left out again."""
         days = self._retention_days
         if days is None or not decoded.accepted:
             return decoded
         kept = decoded.without(expired(decoded.table, days), f"started more than {days} days ago, "
                                "before the store's retention, which would delete them on arrival")
         count = kept.left_out - decoded.left_out
-        if count:
+        if count and counted:
             self.counters.add(expired=count)
             if time.monotonic() - self._expired_warned > 60:
                 self._expired_warned = time.monotonic()
@@ -480,7 +481,7 @@ class Collector:
             log.error("skipping unreadable spooled record at %d: %s", record.start, exc)
             self.counters.add(unreadable=1)
             return record.end, None
-        return record.end, normalise_decoded(self.drop_expired(decoded))
+        return record.end, normalise_decoded(self.drop_expired(decoded, counted=False))
 
     def _spool_io(self, action: Callable[[], Any]) -> Any:
         """Run a spool state write, retrying while the disk refuses (full, read-only)."""
@@ -558,8 +559,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         log.debug("http: " + format, *args)
 
+    @property
+    def route(self) -> str:
+        """The request's path without its query string."""
+        return self.path.split("?", 1)[0]
+
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path = self.route
         if path == HEALTH_PATH:
             body = json.dumps(self.collector.health()).encode()
             return self._send(200, body, "application/json")
@@ -570,8 +576,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_allowed(self) -> None:
         """405 for a method the path does not take (PUT, DELETE, PATCH; GET on the traces path)."""
         self._drain()
-        allowed = "GET" if self.path.split("?", 1)[0] == HEALTH_PATH else "POST"
-        self._fail(405, f"{self.command} is not accepted here: {allowed} {self.path.split('?', 1)[0]}",
+        allowed = "GET" if self.route == HEALTH_PATH else "POST"
+        self._fail(405, f"{self.command} is not accepted here: {allowed} {self.route}",
                    otlp.JSON, headers={"Allow": allowed})
 
     do_PUT = do_DELETE = do_PATCH = _not_allowed
@@ -580,7 +586,7 @@ class _Handler(BaseHTTPRequestHandler):
         c = self.collector
         content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         reply_type = otlp.JSON if content_type == otlp.JSON else otlp.PROTOBUF
-        if self.path.split("?", 1)[0] != TRACES_PATH:
+        if self.route != TRACES_PATH:
             self._drain()
             return self._fail(404, f"no such endpoint: POST {self.path}; spans go to {TRACES_PATH}", reply_type)
         if c._stopping.is_set():

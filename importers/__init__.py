@@ -40,12 +40,16 @@ def read(fmt: str, paths: Iterable[str | Path]) -> Iterator[Conversation]:
         yield from reader(path)
 
 
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named, and the ``*.json`` / ``*.jsonl`` files of directories named, sorted."""
+def expand(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".json", ".jsonl")) -> list[Path]:
+    """Files named, and the files of directories named whose suffix is one of ``suffixes``,
+    sorted. A directory with none of them is an error: importing nothing is never the intent."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".json", ".jsonl") and f.is_file()))
+            found = sorted(f for f in p.rglob("*") if f.suffix in suffixes and f.is_file())
+            if not found:
+                raise UsageError(f"{p}: no {' or '.join('*' + s for s in suffixes)} files in this directory")
+            files.extend(found)
         elif p.exists():
             files.append(p)
         else:

@@ -23,6 +23,8 @@ from handoffs.collector import otlp
 from handoffs.collector.normalise import normalise_decoded
 from handoffs.errors import UsageError
 
+from . import expand
+
 log = logging.getLogger(__name__)
 
 FORMAT = "otlp-json"
@@ -34,7 +36,7 @@ def load(paths: Iterable[str | Path], batch_rows: int = BATCH_ROWS) -> Iterator[
     """Span rows (Arrow tables of about ``batch_rows``) from OTLP/JSON files or directories."""
     pending: list[pa.Table] = []
     rows = 0
-    for path in expand(paths):
+    for path in expand(paths, SUFFIXES):
         for table in _read_file(path):
             pending.append(table)
             rows += table.num_rows
@@ -43,20 +45,6 @@ def load(paths: Iterable[str | Path], batch_rows: int = BATCH_ROWS) -> Iterator[
                 pending, rows = [], 0
     if pending:
         yield pa.concat_tables(pending)
-
-
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and the OTLP/JSON files inside directories, sorted."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UsageError(f"{path}: no such file or directory")
-    return files
 
 
 def _documents(path: Path) -> Iterator[bytes]:

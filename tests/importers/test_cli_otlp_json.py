@@ -47,3 +47,15 @@ def test_spans_older_than_the_retention_are_left_out_and_named(store: Store, tmp
     store.migrate(ttl_days=0)  # kept forever: the same file imports whole
     main(["import", "otlp-json", str(path), "--store", f"chdb://{store.url.path}?database={store.url.database}"])
     assert "imported 2 spans" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["otlp-json", "who-and-when", "mast"])
+def test_a_directory_with_nothing_to_import_is_an_error(fmt: str, store: Store, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "logs"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a log")
+    with pytest.raises(SystemExit) as exit_:
+        main(["import", fmt, str(empty), "--store", f"chdb://{store.url.path}?database={store.url.database}"])
+    assert exit_.value.code == 2
+    assert f"{empty}: no *.json or *.jsonl" in capsys.readouterr().err

@@ -342,7 +342,8 @@ def resolve_trace(trace_id: str, spans: Sequence[TraceSpan]) -> dict[str, dict[s
       it to a run at ingest) and the agent it ran under (nearest agent ancestor);
     - a hand-off gets its source agent (nearest agent ancestor, or the AutoGen message naming
       both ends) and, when no status was recorded, ``open`` if its target never ran after it,
-      ``completed`` otherwise (``failed`` if the span failed);
+      ``completed`` otherwise (``failed`` if the span failed), marked as inferred so that it is
+      inferred again when more of the trace arrives;
     - a tool whose span encloses another agent's span (agents as tools) becomes a delegation
       to that agent, its output the deliverable.
     Spans of our own SDK (no ``handoff.normalised_from``) are left alone.
@@ -392,8 +393,12 @@ def resolve_trace(trace_id: str, spans: Sequence[TraceSpan]) -> dict[str, dict[s
                                         if m.attributes[c.TARGET_AGENT] == target and m.start_ns >= s.start_ns), "")
                 if source:
                     add[c.SOURCE_AGENT] = add[c.GEN_AI_HANDOFF_SOURCE_NAME] = source
-            if not a.get(c.DELEGATION_STATUS):
-                add[c.DELEGATION_STATUS] = _status(s, target, agent_starts, add.get(c.MODE) or a.get(c.MODE, ""))
+            if not a.get(c.DELEGATION_STATUS) or a.get(c.STATUS_INFERRED):
+                # Inferred, not recorded: inferred again, as spans of the trace may have arrived since.
+                status = _status(s, target, agent_starts, add.get(c.MODE) or a.get(c.MODE, ""))
+                if status != a.get(c.DELEGATION_STATUS):
+                    add[c.DELEGATION_STATUS] = status
+                    add[c.STATUS_INFERRED] = "1"
         if add:
             updates[s.span_id] = add
     return updates

@@ -136,6 +136,9 @@ NORMALISED_FROM: Final = "handoff.normalised_from"
 # Set by ``resolve_traces`` on those spans once their trace's read-time facts were added, so
 # detection completes a trace once (and again when spans of it arrive later).
 NORMALISED_RESOLVED: Final = "handoff.normalised.resolved"
+# Set with a hand-off's status that ``resolve_traces`` inferred (none was recorded): it is
+# inferred again when more of the trace arrives (an ``open`` transfer whose target then ran).
+STATUS_INFERRED: Final = "handoff.delegation.status_inferred"
 
 # --- Event names ----------------------------------------------------------------------------
 EVENT_OUTPUT: Final = "handoff.output"

@@ -219,3 +219,28 @@ def test_resolve_traces_rewrites_only_what_changes(store: Store):
         ("triage", "writer", "completed"), ("editor", "researcher", "completed"), ("triage", "writer", "failed")]
     assert all(r["run_is_trace"] for r in rows)
     assert store.scalar("SELECT count() FROM otel_traces FINAL") == len(spans)
+
+
+def test_an_inferred_status_is_inferred_again_when_the_target_runs_later() -> None:
+    # A transfer arrives before its target's spans: inferred open. The target's agent span
+    # comes in a later request: the same trace resolved again makes it completed.
+    def span(span_id: str, start: int, attributes: dict[str, str], parent: str = "root") -> TraceSpan:
+        return TraceSpan(span_id, parent, start, start + 10, span_id,
+                         {c.NORMALISED_FROM: FROM_OPENINFERENCE, **attributes})
+
+    triage = span("triage", 1, {c.SPAN_TYPE: c.SpanType.AGENT.value, c.GEN_AI_AGENT_NAME: "triage"})
+    transfer = span("handoff", 2, {c.SPAN_TYPE: c.SpanType.DELEGATION.value, c.TARGET_AGENT: "billing",
+                                   c.MODE: c.HandoffMode.TRANSFER.value}, parent="triage")
+    first = resolve_trace("t", [triage, transfer])["handoff"]
+    assert (first[c.DELEGATION_STATUS], first[c.STATUS_INFERRED]) == ("open", "1")
+    transfer.attributes.update(first)
+    billing = span("billing", 3, {c.SPAN_TYPE: c.SpanType.AGENT.value, c.GEN_AI_AGENT_NAME: "billing"})
+    again = resolve_trace("t", [triage, transfer, billing])
+    assert again["handoff"][c.DELEGATION_STATUS] == "completed"
+    transfer.attributes.update(again["handoff"])
+    assert "handoff" not in resolve_trace("t", [triage, transfer, billing])  # nothing left to change
+    # A status the instrumentation recorded is never second-guessed.
+    recorded = span("handoff", 2, {c.SPAN_TYPE: c.SpanType.DELEGATION.value, c.TARGET_AGENT: "billing",
+                                   c.MODE: c.HandoffMode.TRANSFER.value, c.DELEGATION_STATUS: "open"},
+                    parent="triage")
+    assert c.DELEGATION_STATUS not in resolve_trace("t", [triage, recorded, billing]).get("handoff", {})

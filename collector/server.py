@@ -496,8 +496,8 @@ class Collector:
 
     def _ping(self) -> None:
         try:
-            self.store.scalar("SELECT 1")
-            self._retention_days = self.store.span_ttl_days()  # read again: `migrate` may change it
+            # Reading the retention is the ping: one query, and `migrate` may have changed it.
+            self._retention_days = self.store.span_ttl_days()
         except StoreError as exc:
             self._store_failed(exc)
         else:

@@ -85,8 +85,8 @@ checks_tab, trace_tab, graph_tab = st.tabs([
 with checks_tab:
     if gates:
         # Every gate that covered the run judged it whole: one gate's checks at a time.
-        gate_at = checks.groupby("gate_id")["gate_at"].first()
-        policy = checks.groupby("gate_id")["policy"].first()
+        per_gate = checks.groupby("gate_id")[["gate_at", "policy"]].first()
+        gate_at, policy = per_gate["gate_at"], per_gate["policy"]
         gate = gates[0] if len(gates) == 1 else st.selectbox(
             f"Gate ({len(gates)} judged this run, the latest first)", gates,
             format_func=lambda g: f"{pd.Timestamp(gate_at[g]):%Y-%m-%d %H:%M} · {policy[g]} · {g}")

@@ -123,7 +123,7 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
 
     if only_new and trace_ids:
         raise UsageError("--new reports the traces judged now and --trace names traces: use one of them")
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)  # judging a mistyped path must not make an empty store
     asked = list(trace_ids) or None
     # A full pass judges every trace: it gathers the metrics from the shape it reads anyway,
     # instead of reading every trace again afterwards.
@@ -173,7 +173,7 @@ def attribute(store_url: str | None, fmt: str, trace_ids: tuple[str, ...]) -> No
     from handoffs.detectors.attribution import attribute as run_attribute
     from handoffs.detectors.attribution import stored_traces
 
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)  # judging a mistyped path must not make an empty store
     with _progress("attributing") as progress:
         rows = run_attribute(store, list(trace_ids) or None, progress=progress)
     if trace_ids:

@@ -139,7 +139,7 @@ class Store:
 
 
 def open_store(url: str | None = None, migrate: bool = True, read_only: bool = False,
-               wait_for_server: bool = False) -> Store:
+               wait_for_server: bool = False, create: bool = True) -> Store:
     """Open the store at ``url`` (default: ``$HANDOFFS_STORE`` or the embedded store).
 
     On the embedded store, the first process owns the chDB directory and serves it to the
@@ -147,11 +147,12 @@ def open_store(url: str | None = None, migrate: bool = True, read_only: bool = F
     (the dashboard) refuses every write and never migrates; on a server, also give it a
     ClickHouse user with read-only rights. ``wait_for_server`` (the collector): a server that
     does not answer yet is connected to, and migrated, on first use instead of failing here.
+    ``create=False`` (commands that judge what is stored): an embedded store must exist already.
     """
     parsed = parse_store_url(url)
     engine: Engine
     if parsed.embedded:
-        engine = open_embedded(parsed, read_only=read_only)
+        engine = open_embedded(parsed, read_only=read_only, create=create)
     else:
         try:
             engine = HttpEngine(parsed)

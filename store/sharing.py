@@ -58,17 +58,19 @@ def _release_all() -> None:
     ChdbEngine.shutdown()
 
 
-def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False) -> ChdbEngine | HttpEngine:
+def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False,
+                  create: bool = True) -> ChdbEngine | HttpEngine:
     """Open the embedded store at ``url.path``: own it, or connect to its owner (with the
-    owner's read-only password when ``read_only``, so the owner refuses its writes too)."""
+    owner's read-only password when ``read_only``, so the owner refuses its writes too).
+    ``create=False`` (and ``read_only``) refuse a directory that holds no store yet."""
     assert url.path is not None
     path = url.path.expanduser().resolve()
     if path in _owned:
         owned = _owned[path][0]
         # The one session serves every database in the directory; honour ?database= too.
         return owned if url.database == owned.database else ChdbEngine(path, url.database)
-    if read_only and not path.is_dir():
-        # A reader never makes a store: a mistyped path would show an empty one.
+    if (read_only or not create) and not (path / _STORE_MARK).is_dir():
+        # Only commands that fill a store make one: a mistyped path would show, or judge, an empty one.
         raise StoreError(f"no embedded store at {path}: check --store, or make one with "
                          "`handoffs collect` or `handoffs demo`")
     deadline = time.monotonic() + wait
@@ -112,6 +114,10 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False) ->
     os.replace(tmp, info_path)
     _owned[path] = (engine, Ownership(lock, endpoint, info_path))
     return engine
+
+
+# chDB makes this directory when it first opens a store; an empty or foreign directory lacks it.
+_STORE_MARK = "metadata"
 
 
 def _lock_file(path: Path) -> IO[str]:

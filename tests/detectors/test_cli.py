@@ -79,6 +79,21 @@ def test_bad_input_is_one_line_and_exit_2(store: Store, chdb_dir: Path,
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["detect", "attribute"])
+def test_judging_a_mistyped_store_path_makes_no_store(command: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # It made an empty store there and reported 0 traces judged, exit 0.
+    typo = tmp_path / "stroe"
+    code, out, err = _run([command, "--store", f"chdb://{typo}"], capsys)
+    assert code == 2 and out == ""
+    assert f"no embedded store at {typo}" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists()
+    empty = tmp_path / "empty"  # an existing directory that holds no store is no store either
+    empty.mkdir()
+    code, _, err = _run([command, "--store", f"chdb://{empty}"], capsys)
+    assert code == 2 and "no embedded store at" in err and list(empty.iterdir()) == []
+
+
 def test_a_full_detect_gathers_the_metrics_on_its_way(store: Store, chdb_dir: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``detect --full`` stores the metrics ``compute_metrics`` would, without reading any trace

@@ -176,6 +176,13 @@ def test_an_unreachable_store_is_exit_2(policy_file: Path, capsys: pytest.Captur
     assert code == 2 and "cannot reach ClickHouse" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_mistyped_store_path_is_exit_2_and_makes_no_store(policy_file: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    typo = tmp_path / "stroe"
+    code, out, err = gate(["--policy", str(policy_file), "--store", f"chdb://{typo}"], capsys)
+    assert code == 2 and f"no embedded store at {typo}" in err and not typo.exists()
+
+
 def test_another_process_gates_the_embedded_store_through_its_owner(
         store: Store, seed: Seeder, chdb_dir: Path, policy_file: Path, tmp_path: Path) -> None:
     seed_runs(seed, bad=True)

@@ -83,6 +83,12 @@ def test_a_reader_never_makes_a_store(tmp_path: Path) -> None:
     assert not (tmp_path / "typo").exists()
 
 
+def test_create_false_opens_only_an_existing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no embedded store at"):
+        open_store(f"chdb://{tmp_path / 'typo'}", create=False)
+    assert not (tmp_path / "typo").exists()
+
+
 def test_a_directory_that_cannot_be_a_store_is_one_clear_error(tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory")

@@ -538,9 +538,24 @@ class _Server(ThreadingHTTPServer):
             log.error("error serving %s", client_address[0], exc_info=exc)
 
 
+# HTTP status -> google.rpc.Code: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, UNAVAILABLE 14, ...
+_RPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 411: 3, 413: 8, 415: 3, 429: 8, 431: 3,
+              501: 12, 503: 14}
+
+
+class _BodyRefused(Exception):
+    """A request body we do not read: its HTTP status and the reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Handler(BaseHTTPRequestHandler):
     collector: Collector
     protocol_version = "HTTP/1.1"
+    # A request line that is not HTTP still gets a status line and headers (HTTP/0.9 would not).
+    default_request_version = "HTTP/1.0"
     server_version = "handoffs-collector"
     # A client that stalls mid-request (or keeps an idle connection) gives its thread back after
     # this many seconds, and cannot hold up a shutdown for longer. Set as the kernel's receive
@@ -604,28 +619,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             return self._fail(415, f"unsupported Content-Type {content_type or '(none)'!r}: send "
                               f"{otlp.PROTOBUF} or {otlp.JSON}", reply_type)
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
-            self.close_connection = True
-            return self._fail(411, "a Content-Length header is required", reply_type)
-        length = int(length_text)
-        if length > c.max_body_bytes:
+        try:
+            length = self._declared_length()
+        except _BodyRefused as exc:
             self.close_connection = True  # the body is not read: this connection is spent
-            return self._fail(413, f"the body is {length} bytes, over the {c.max_body_bytes}-byte "
-                              "limit; send smaller batches", reply_type)
+            return self._fail(exc.status, str(exc), reply_type)
         with c._idle:  # checked under the lock stop() waits on: no request slips past a stop
             busy = c._inflight >= c.max_inflight or c._stopping.is_set()
             if not busy:
                 c._inflight += 1
         if busy:
-            self._drain(length)
+            self._drain()
             return self._fail(503, "too many requests in flight; retry", reply_type, retry=True)
         try:
-            body = self.rfile.read(length)
-            if len(body) < length:  # the receive timeout ended the read: the client stalled
+            try:
+                body = self.rfile.read(length) if length is not None else self._read_chunked()
+                if length is not None and len(body) < length:
+                    raise _BodyRefused(408, f"the body stopped after {len(body)} of {length} bytes "
+                                            f"(nothing for {self.read_timeout:g} s)")
+            except _BodyRefused as exc:
                 self.close_connection = True
-                return self._fail(408, f"the body stopped after {len(body)} of {length} bytes "
-                                  f"(nothing for {self.read_timeout:g} s)", reply_type)
+                return self._fail(exc.status, str(exc), reply_type)
             self._ingest(body, content_type, reply_type, project)
         finally:
             with c._idle:
@@ -674,11 +688,72 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, otlp.response_body(decoded, reply_type), reply_type)
 
     # --- responses -------------------------------------------------------------------------------
+    def _declared_length(self) -> int | None:
+        """The body's length from Content-Length, or None for a chunked body (read with
+        ``_read_chunked``); ``_BodyRefused`` for framing we cannot read or a body over the limit."""
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            # Transfer-Encoding wins over Content-Length (RFC 9112 6.3); chunked must be last.
+            if [t.strip().lower() for t in coding.split(",")] != ["chunked"]:
+                raise _BodyRefused(501, f"unsupported Transfer-Encoding {coding!r}: send the body "
+                                        "chunked or with a Content-Length (compress with Content-Encoding)")
+            return None
+        text = (self.headers.get("Content-Length") or "").strip()
+        if not text.isdigit():
+            raise _BodyRefused(411, "a Content-Length header (or Transfer-Encoding: chunked) is required")
+        length = int(text)
+        if length > self.collector.max_body_bytes:
+            raise _BodyRefused(413, f"the body is {length} bytes, over the {self.collector.max_body_bytes}"
+                                    "-byte limit; send smaller batches")
+        return length
+
+    def _read_chunked(self) -> bytes:
+        """A chunked body (RFC 9112 7.1), at most the collector's body limit; trailers dropped."""
+        limit, parts, size = self.collector.max_body_bytes, [], 0
+        while True:
+            line = self._chunk_line(size)
+            try:
+                n = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BodyRefused(400, f"a malformed chunk size line {line[:40]!r}") from None
+            if n == 0:
+                break
+            size += n
+            if size > limit:
+                raise _BodyRefused(413, f"the chunked body passed the {limit}-byte limit; send smaller batches")
+            data = self.rfile.read(n)
+            parts.append(data)
+            if len(data) < n:
+                raise self._stalled(size - n + len(data))
+            if self._chunk_line(size).strip():
+                raise _BodyRefused(400, "a chunk longer than its size line says")
+        while self._chunk_line(size).strip():  # trailer fields, up to the empty line
+            pass
+        return b"".join(parts)
+
+    def _chunk_line(self, received: int) -> bytes:
+        try:
+            line = self.rfile.readline(1 << 12)
+        except (BlockingIOError, TimeoutError):  # the receive timeout
+            line = b""
+        if not line.endswith(b"\n"):
+            raise self._stalled(received) if len(line) < 1 << 12 else _BodyRefused(400, "a chunk line over 4 KiB")
+        return line
+
+    def _stalled(self, received: int) -> _BodyRefused:
+        return _BodyRefused(408, f"the chunked body stopped after {received} bytes "
+                                 f"(nothing for {self.read_timeout:g} s)")
+
     def _drain(self, length: int | None = None) -> None:
         """Read and drop a body we refuse, so the connection can carry the next request."""
         if length is None:
-            text = self.headers.get("Content-Length") or "0"
-            length = int(text) if text.isdigit() else 0
+            try:
+                length = self._declared_length()
+            except _BodyRefused:
+                length = None
+            if length is None:  # chunked, or framing we cannot read: the connection is spent
+                self.close_connection = True
+                return
         if length > self.collector.max_body_bytes:
             self.close_connection = True
             return
@@ -695,9 +770,16 @@ class _Handler(BaseHTTPRequestHandler):
         extra = dict(headers or {})
         if retry:
             extra["Retry-After"] = str(self.collector.retry_after)
-        # google.rpc.Code: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, UNAVAILABLE 14, ...
-        code = {400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
-        self._send(status, otlp.status_body(message, code, reply_type), reply_type, extra)
+        self._send(status, otlp.status_body(message, _RPC_CODES.get(status, 2), reply_type), reply_type, extra)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server refuses itself (a malformed request line or header, a header too
+        long, an unknown method): an OTLP Status in JSON like every other answer, not its HTML."""
+        text = message or self.responses.get(code, ("refused",))[0]
+        log.info("refused a request from %s: %d %s", self.client_address[0], code, text)
+        self.close_connection = True
+        self.collector.counters.add(bad_requests=1)
+        self._send(code, otlp.status_body(text, _RPC_CODES.get(code, 2), otlp.JSON), otlp.JSON)
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: dict[str, str] | None = None) -> None:

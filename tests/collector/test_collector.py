@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -269,6 +270,81 @@ def test_a_client_that_stalls_mid_body_is_let_go(store: Store, tmp_path: Path,
     finally:
         assert c.stop()
     assert wait_stored(store, 2) == 2
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    """Send ``data`` as is and read the answer until the collector closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        return conn.makefile("rb").read()
+
+
+def _chunked(body: bytes, sizes: tuple[int, ...]) -> bytes:
+    out, at = b"", 0
+    for n in sizes:
+        out += f"{n:x};ext=1\r\n".encode() + body[at:at + n] + b"\r\n"
+        at += n
+    return out + b"0\r\nX-Trailer: t\r\n\r\n"
+
+
+_POST = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+         b"Connection: close\r\n")
+
+
+def test_a_chunked_body_is_read_and_stored(store: Store, tmp_path: Path) -> None:
+    # Proxies and some exporters send chunked bodies: they got 411 and were lost.
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05, max_body_bytes=4096).start()
+    try:
+        body = request(12, 0, 3).SerializeToString()
+        third = len(body) // 3
+        reply = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\n\r\n"
+                     + _chunked(body, (third, third, len(body) - 2 * third)))
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        # Transfer-Encoding wins over a Content-Length that disagrees (RFC 9112 6.3).
+        body = request(12, 3, 2).SerializeToString()
+        reply = _raw(c.port, _POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + _chunked(body, (7, len(body) - 7)))
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        big = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(b"\x00" * 5000, (3000, 2000)))
+        assert big.startswith(b"HTTP/1.1 413 ") and b"passed the 4096-byte limit" in big
+        bad = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+        assert bad.startswith(b"HTTP/1.1 400 ") and b"malformed chunk size" in bad
+        cut = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\n\r\n10\r\nabc")
+        assert cut.startswith(b"HTTP/1.1 408 ") and b"stopped after 3 bytes" in cut
+        other = _raw(c.port, _POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n")
+        assert other.startswith(b"HTTP/1.1 501 ") and b"unsupported Transfer-Encoding" in other
+        neither = _raw(c.port, _POST + b"\r\n")
+        assert neither.startswith(b"HTTP/1.1 411 ")
+        # A real client's chunked requests, two on one kept-alive connection.
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+        for start in (5, 7):
+            data = request(12, start, 2).SerializeToString()
+            conn.request("POST", "/v1/traces", body=iter([data[:10], data[10:]]),
+                         headers={"Content-Type": "application/x-protobuf"})
+            answer = conn.getresponse()
+            assert answer.status == 200 and not answer.will_close
+            answer.read()
+        conn.close()
+    finally:
+        assert c.stop()
+    assert wait_stored(store, 9) == 9
+
+
+@pytest.mark.parametrize("line", [b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"BREW /v1/traces HTTP/1.1\r\n\r\n",
+                                  b"POST /v1/traces HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n"])
+def test_what_http_server_refuses_itself_is_an_otlp_status_not_html(store: Store, tmp_path: Path,
+                                                                     line: bytes) -> None:
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool").start()
+    try:
+        reply = _raw(c.port, line)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert re.match(rb"HTTP/1\.[01] (400|431|501|505) ", head), reply[:200]
+        assert b"Content-Type: application/json" in head and b"<html" not in body.lower()
+        assert json.loads(body)["message"]
+        assert c.health()["bad_requests"] == 1
+    finally:
+        assert c.stop()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

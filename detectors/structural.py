@@ -635,13 +635,9 @@ def statement(scratch: Scratch | None = None) -> str:
 
 
 def reference() -> str:
-    """The per-mode reference table of ``docs/detectors.md`` (``python -m handoffs.detectors.structural``)."""
+    """The per-mode reference table of ``docs/detectors.md`` (``python -m handoffs.detectors``)."""
     rows = ["| code | mode | signal | needs from a trace | blind spots |", "|---|---|---|---|---|"]
     for d in sorted(DETECTORS, key=lambda d: (d.code[:2] != "FM", d.code)):
         name = t.BY_CODE[d.code].name
         rows.append(f"| {d.code} | {name} | {d.signal} | {d.needs} | {d.blind_spots} |")
     return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    print(reference(), end="")

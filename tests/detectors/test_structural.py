@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handoffs import sdk
-from handoffs.detectors import detect
+from handoffs.detectors import detect, structural
 from handoffs.store import Store
 
 
@@ -231,3 +231,15 @@ def test_detect_through_both_engines(any_store: Store) -> None:
     [tf] = detect(any_store)
     assert "FM-3.1" in tf.codes()
     assert any_store.scalar("SELECT count() FROM system.tables WHERE name LIKE 'handoffs_scratch_%'") == 0
+
+
+def test_the_reference_in_the_docs_is_the_one_the_detectors_generate() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    printed = subprocess.run([sys.executable, "-W", "error", "-m", "handoffs.detectors"], capture_output=True,
+                             text=True, check=True)
+    assert printed.stdout == structural.reference() and printed.stderr == ""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "detectors.md"
+    assert structural.reference() in docs.read_text(), "run `python -m handoffs.detectors` and paste its table"

@@ -697,6 +697,8 @@ class _Handler(BaseHTTPRequestHandler):
             if [t.strip().lower() for t in coding.split(",")] != ["chunked"]:
                 raise _BodyRefused(501, f"unsupported Transfer-Encoding {coding!r}: send the body "
                                         "chunked or with a Content-Length (compress with Content-Encoding)")
+            if "Content-Length" in self.headers:
+                self.close_connection = True  # both framings: never read another request after it
             return None
         text = (self.headers.get("Content-Length") or "").strip()
         if not text.isdigit():

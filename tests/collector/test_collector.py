@@ -303,9 +303,12 @@ def test_a_chunked_body_is_read_and_stored(store: Store, tmp_path: Path) -> None
         assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
         # Transfer-Encoding wins over a Content-Length that disagrees (RFC 9112 6.3).
         body = request(12, 3, 2).SerializeToString()
-        reply = _raw(c.port, _POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + _chunked(body, (7, len(body) - 7)))
-        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        reply = _raw(c.port, _POST.replace(b"Connection: close\r\n", b"")
+                     + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + _chunked(body, (7, len(body) - 7)) + b"GET /health HTTP/1.1\r\n\r\n")
+        # ...and the connection is closed after it, the next request unread (no smuggling).
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in reply, reply[:200]
+        assert reply.count(b"HTTP/1.1 ") == 1
         big = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(b"\x00" * 5000, (3000, 2000)))
         assert big.startswith(b"HTTP/1.1 413 ") and b"passed the 4096-byte limit" in big
         bad = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")

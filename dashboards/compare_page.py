@@ -8,7 +8,7 @@ import streamlit as st
 
 from handoffs import taxonomy as T
 from handoffs.dashboards import charts, ui
-from handoffs.dashboards.verdict import ALPHA, compare_figure, compare_share
+from handoffs.dashboards.verdict import ALPHA, MIN_RUNS, compare_figure, compare_share
 
 # Figures compared, with the direction that is harmful (True: higher is worse).
 FIGURES: dict[str, bool] = {
@@ -29,7 +29,7 @@ project, since = ui.window()
 mode = st.radio("Compare", ["two commits", "two runs"], horizontal=True)
 
 if mode == "two runs":
-    runs = ui.q("run_list", project, 500)
+    runs = ui.q("run_list", project, 500, since)
     if len(runs) < 2:
         ui.empty_state("pair of runs")
         st.stop()
@@ -68,8 +68,12 @@ if regressed:
     st.error(f"B regressed against A on {', '.join(regressed)} (significant at {ALPHA:g}, "
              "the gate's test).")
 elif (table["verdict"] == "too few runs").all():
-    st.info("One run per side: differences are shown, but the gate's verdict needs at least "
-            "two runs per side (compare two commits with several runs each).")
+    st.info(f"{len(sa)} run(s) against {len(sb)}: differences are shown, but the gate decides only "
+            f"with at least {MIN_RUNS} runs a side (its default `min_runs`): compare two commits "
+            "with that many runs each.")
+elif (table["verdict"] == "too few runs").any():
+    st.success(f"No significant regression of B against A at {ALPHA:g} (the gate's test) where "
+               f"there were {MIN_RUNS} runs a side to judge; the rest is shown without a verdict.")
 else:
     st.success(f"No significant regression of B against A at {ALPHA:g} (the gate's test).")
 table["verdict"] = table["verdict"].map(VERDICT_ICONS)

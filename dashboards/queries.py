@@ -206,9 +206,9 @@ def run_stats(store: Store, run_ids: Sequence[str], trace_ids: Sequence[str]) ->
     } | _METRIC_PARAMS)
 
 
-def run_list(store: Store, project: str = "", limit: int = 200) -> pd.DataFrame:
-    """The latest runs' ids and CI metadata only (the run picker; no figures)."""
-    return _frame(store, RUN_LIST_SQL, _run_params(project, 0, limit=limit) | {"runs": []})
+def run_list(store: Store, project: str = "", limit: int = 200, since: int = 0) -> pd.DataFrame:
+    """The window's latest runs' ids and CI metadata only (the run picker; no figures)."""
+    return _frame(store, RUN_LIST_SQL, _run_params(project, since, limit=limit) | {"runs": []})
 
 
 def runs(store: Store, project: str = "", since: int = 0, branches: Sequence[str] = (),

@@ -47,20 +47,25 @@ def finding_context(spans: pd.DataFrame, finding: pd.Series) -> pd.DataFrame:
 
 
 st.title("Run detail")
-project, _ = ui.window()
-recent = ui.q("run_list", project, 200)
+project, since = ui.window()
+recent = ui.q("run_list", project, 200, since)
 wanted = st.query_params.get("run", "")
 if wanted and wanted not in set(recent["run_id"]):
-    recent = pd.concat([ui.q("runs", run=wanted, limit=1), recent], ignore_index=True)
+    # A link (from CI, from another page) opens its run whatever the window, never another
+    # project's: a dashboard pinned to one project must not show the others by URL.
+    linked = ui.q("runs", project, run=wanted, limit=1, trend=False)
+    if not linked.empty:
+        st.caption(f"Run `{wanted}` is outside the sidebar's time window; the picker lists the window's runs.")
+    recent = pd.concat([linked, recent], ignore_index=True)
 if recent.empty:
     ui.empty_state("runs")
     st.stop()
 ids = list(recent["run_id"])
 if wanted and wanted not in ids:
-    st.warning(f"No run `{wanted}` in this store; showing the latest run instead.")
+    st.warning(f"No run `{wanted}` in this {'project' if project else 'store'}; showing the latest run instead.")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0)
 st.query_params["run"] = run_id
-run = ui.q("runs", run=run_id, limit=1).iloc[0]
+run = ui.q("runs", project, run=run_id, limit=1, trend=False).iloc[0]
 
 st.subheader(f"{ui.status_label(run['status'])} · {run_id}")
 st.caption(f"status from {run['status_from']} · project {run['project'] or '–'} · system "

@@ -2,8 +2,9 @@
 
 B is the candidate and A the baseline. Per-run figures go through the gate's Welch test
 (``handoffs.gate.stats.compare_means``), shares of runs showing a failure mode through its
-Fisher exact test (``compare_proportions``), at the gate's default significance, so the
-dashboard and ``handoffs gate`` never disagree on whether a change is a regression.
+Fisher exact test (``compare_proportions``), at the gate's default significance and with its
+default minimum of runs a side, so the dashboard and ``handoffs gate`` never disagree on
+whether a change is a regression.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from handoffs.gate import stats
 from handoffs.gate.policy import Policy
 
 ALPHA: Final[float] = Policy.significance  # the gate's default significance level
+MIN_RUNS: Final[int] = Policy.min_runs  # below this many runs a side the gate does not decide
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,11 @@ def _from(figure: str, cmp: stats.Comparison) -> Difference:
 
 
 def compare_figure(figure: str, a: Sequence[float], b: Sequence[float],
-                   higher_is_worse: bool = True, alpha: float = ALPHA) -> Difference:
+                   higher_is_worse: bool = True, alpha: float = ALPHA,
+                   min_runs: int = MIN_RUNS) -> Difference:
     """Per-run values of A and B: is B's mean significantly worse (Welch, one-sided)?"""
     xa, xb = _clean(a), _clean(b)
-    if len(xa) < 2 or len(xb) < 2:
+    if len(xa) < max(min_runs, 2) or len(xb) < max(min_runs, 2):
         ma = stats.mean(xa) if xa else None
         mb = stats.mean(xb) if xb else None
         sign = 1.0 if higher_is_worse else -1.0
@@ -61,9 +64,13 @@ def compare_figure(figure: str, a: Sequence[float], b: Sequence[float],
 
 
 def compare_share(figure: str, hits_a: int, runs_a: int, hits_b: int, runs_b: int,
-                  alpha: float = ALPHA) -> Difference:
+                  alpha: float = ALPHA, min_runs: int = MIN_RUNS) -> Difference:
     """Share of runs with a failure mode: is B's share significantly higher (Fisher)?"""
-    if runs_a < 1 or runs_b < 1:
-        return Difference(figure, None, None, None, None, None, None, runs_a, runs_b,
+    if runs_a < max(min_runs, 1) or runs_b < max(min_runs, 1):
+        # With one run a side no share can differ significantly: a verdict would always be green.
+        a = hits_a / runs_a if runs_a else None
+        b = hits_b / runs_b if runs_b else None
+        worse = b - a if a is not None and b is not None else None
+        return Difference(figure, a, b, worse, None, None, None, runs_a, runs_b,
                           "too few runs", "fisher-exact")
     return _from(figure, stats.compare_proportions(hits_b, runs_b, hits_a, runs_a, alpha))

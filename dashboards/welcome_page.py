@@ -6,10 +6,11 @@ import streamlit as st
 
 from handoffs.dashboards import ui
 from handoffs.errors import HandoffsError
+from handoffs.store.url import redact
 
 st.title("handoffs: is delegation working?")
 
-url = ui.store_url()
+url = redact(ui.store_url(), "PASSWORD")  # the page may be on a shared screen: never the password
 try:
     state = ui.q("store_state")
 except HandoffsError as exc:

@@ -153,9 +153,12 @@ def test_compare_page_two_runs_and_two_commits(app_url: str) -> None:
     at.selectbox(key="run_b").select("run-bad").run()
     table = at.dataframe[0].value.set_index("figure")
     assert table.loc["findings", "worse_by"] == 2 and table.loc["findings", "verdict"] == "– too few runs"
-    # Shares of runs with a mode go through the gate's Fisher test even with one run a side.
+    # One run a side is below the gate's minimum: Fisher's test could never find a regression
+    # there, so no green verdict either (it showed "no regression" for every pair of runs).
     share = table.loc["runs with error-cascade Error cascade"]
-    assert share["worse_by"] == 1.0 and share["verdict"] == "🟢 no regression"
+    assert share["worse_by"] == 1.0 and share["verdict"] == "– too few runs"
+    assert "gate decides only with at least 5 runs a side" in text_of(at)
+    assert "No significant regression" not in text_of(at)
     modes = at.dataframe[1].value
     assert modes.loc["error-cascade Error cascade", "B"] == 1
     assert modes.loc["error-cascade Error cascade", "A"] == 0
@@ -174,9 +177,12 @@ def test_empty_store_shows_first_run_page(store: Store, monkeypatch: pytest.Monk
 
 
 def test_unreachable_store_is_a_message_not_a_stack_trace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV_STORE, "clickhouse://default:x@127.0.0.1:9/nowhere")
+    monkeypatch.setenv(ENV_STORE, "clickhouse://dash:s3cretPW@127.0.0.1:9/nowhere")
     at = page()
-    assert "Cannot read the store" in text_of(at)
+    text = text_of(at)
+    # The page may be on a shared screen: the URL without its password (it showed it whole).
+    assert "Cannot read the store at `clickhouse://dash:PASSWORD@127.0.0.1:9/nowhere`" in text
+    assert "s3cretPW" not in text
 
 
 def test_a_hundred_runs_list_over_both_engines(app_url: str, store: Store) -> None:
@@ -208,3 +214,18 @@ def test_a_dashboard_pinned_to_a_project_shows_no_other_team(app_url: str,
     at = page()
     assert set(at.dataframe[0].value["run_id"]) == {r.run_id for r in RUNS}
     assert f"Project: `{PROJECT}`" in text_of(at)
+
+
+def test_a_pinned_dashboard_opens_no_other_projects_run_by_url(app_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.dashboards import ENV_PROJECT
+
+    # Run ids are easy to guess: /run?run=ID showed another project's whole run.
+    monkeypatch.setenv(ENV_PROJECT, "another-team")
+    at = page("run_page.py", run="run-bad")
+    assert "run-bad" not in {sb.value for sb in at.selectbox}
+    assert not at.dataframe and not at.tabs
+    monkeypatch.setenv(ENV_PROJECT, PROJECT)
+    at = page("run_page.py", run="run-bad")
+    assert at.selectbox[0].value == "run-bad"
+

@@ -72,3 +72,11 @@ def test_capped_pages_keep_the_newest_runs(store: Store, monkeypatch: pytest.Mon
     monkeypatch.setattr(queries, "HEATMAP_RUNS", 1)
     cells = queries.mode_heatmap(store, "", 0, "run")
     assert cells["grp"].tolist() == [RUNS[-1].run_id]  # the latest run, and only it
+
+
+def test_the_run_pickers_list_follow_the_window(store: Store) -> None:
+    import time
+
+    seed(store)
+    assert set(queries.run_list(store, "")["run_id"]) == {r.run_id for r in RUNS}
+    assert queries.run_list(store, "", since=int(time.time()) + 3600).empty

@@ -30,3 +30,12 @@ def test_one_run_a_side_gets_a_difference_but_no_verdict() -> None:
 def test_shares_of_runs_with_a_mode() -> None:
     assert compare_share("cascade", 0, 20, 12, 20).verdict == "regression"
     assert compare_share("cascade", 1, 20, 2, 20).verdict == "no regression"
+
+
+def test_below_the_gates_minimum_of_runs_there_is_no_verdict() -> None:
+    # The gate (default min_runs 5) does not decide on 4 runs a side; neither does the page.
+    four = compare_figure("overwrite_rate", CLEAN[:4], OVERWRITING[:4])
+    assert four.verdict == "too few runs" and four.worse_by == pytest.approx(0.8375)
+    single = compare_share("cascade", 0, 1, 1, 1)
+    assert single.verdict == "too few runs" and (single.a, single.b, single.worse_by) == (0.0, 1.0, 1.0)
+    assert compare_share("cascade", 0, 4, 4, 4).verdict == "too few runs"

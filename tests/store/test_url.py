@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from handoffs.errors import UsageError
-from handoffs.store.url import parse_store_url
+from handoffs.store.url import parse_store_url, redact
 
 
 def test_embedded_url_with_database() -> None:
@@ -36,3 +36,13 @@ def test_default_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
 def test_bad_urls_say_what_a_good_one_looks_like(bad: str) -> None:
     with pytest.raises(UsageError, match="chdb:///path/to/dir or clickhouse://"):
         parse_store_url(bad)
+
+
+def test_no_message_carries_the_password() -> None:
+    assert redact("clickhouse://bob:s3cret@h:8123/d", "PASSWORD") == "clickhouse://bob:PASSWORD@h:8123/d"
+    assert redact("clickhouse://bob@h/d", "PASSWORD") == "clickhouse://bob@h:8123/d"  # none to stand in for
+    assert redact("chdb:///tmp/x?database=team") == "chdb:///tmp/x?database=team"
+    assert redact("clickhouse://bob:s3cret@h:port/d") == "clickhouse://bob@h:port/d"  # does not parse
+    with pytest.raises(UsageError) as info:
+        parse_store_url("clickhouse://bob:s3cret@h:port/d")
+    assert "s3cret" not in str(info.value) and "bob@h:port" in str(info.value)

@@ -98,6 +98,18 @@ def grow(store: Store, target: int, seed_spans: int, copy_base: int) -> int:
     return copy_base + copies
 
 
+@contextlib.contextmanager
+def bench_store(directory: Path | None, prefix: str) -> Iterator[Store]:
+    """The store a benchmark fills and measures: ``directory`` (kept), or a temporary one
+    removed afterwards."""
+    workdir = directory or Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield open_store(f"chdb://{workdir}")
+    finally:
+        if directory is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def grown(store: Store, seed_spans: int, sizes: list[int]) -> Iterator[str]:
     """Grow the store to each of ``sizes`` in turn (replicas of the seed), yielding its label."""
     base = 0
@@ -408,19 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:
             record.append(RESULTS, out)
         return 0
-    workdir = args.dir or Path(tempfile.mkdtemp(prefix="handoffs-bench-detect-"))
-    store = open_store(f"chdb://{workdir}")
     out = record.header("detection.py", argv)
-    try:
+    with bench_store(args.dir, "handoffs-bench-detect-") as store:
         seed_spans = seed(store, args.seed_runs)
         out.append(f"# seed: {args.seed_runs} simulated demo runs = {seed_spans:,} spans, replicated in SQL")
         print(out[-1], flush=True)
         for label in grown(store, seed_spans, args.sizes):
             if not args.build_only:
                 measure(store, label, out, args.by_detector)
-    finally:
-        if args.dir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_write:
         record.append(RESULTS, out)
     return 0

@@ -25,19 +25,17 @@ Results go to bench/results/detection_design.txt with the command and the date.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import record
-from detection import grown, seed
+from detection import bench_store, grown, seed
 
 from handoffs import taxonomy as t
 from handoffs.conventions import SpanType
 from handoffs.detectors import structural
 from handoffs.detectors.normalise import RANGE_FILTER, Scratch, prelude
-from handoffs.store import Store, open_store, schema
+from handoffs.store import Store, schema
 
 RESULTS = Path(__file__).parent / "results" / "detection_design.txt"
 MODES = (t.STEP_REPETITION, "duplicate-side-effect", "FM-2.1", "FM-1.5")
@@ -149,17 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = record.header("detection_design.py", argv)
     print("\n".join(out), flush=True)
-    workdir = args.dir or Path(tempfile.mkdtemp(prefix="handoffs-bench-design-"))
-    try:
-        store = open_store(f"chdb://{workdir}")
+    with bench_store(args.dir, "handoffs-bench-design-") as store:
         if args.dir is None:
             for _ in grown(store, seed(store, 300), [args.size]):
                 pass
         for traces in args.chunks:
             chunk(store, traces, out)
-    finally:
-        if args.dir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_write:
         record.append(RESULTS, out)
     return 0

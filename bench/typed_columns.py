@@ -24,17 +24,15 @@ Results go to bench/results/typed_columns.txt with the command and the date.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import record
-from detection import grown, seed
+from detection import bench_store, grown, seed
 
 from handoffs.detectors.normalise import SPANS
-from handoffs.store import Store, open_store, schema
+from handoffs.store import Store, schema
 
 RESULTS = Path(__file__).parent / "results" / "typed_columns.txt"
 KEYS = {"trace_id", "span_id", "parent_id", "ts", "end_ts", "name"}  # plain columns already
@@ -129,16 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="handoffs-bench-typed-"))
-    store = open_store(f"chdb://{workdir}")
     out = record.header("typed_columns.py", argv, f"median of {args.rounds} interleaved rounds")
     print("\n".join(out), flush=True)
-    try:
+    with bench_store(None, "handoffs-bench-typed-") as store:
         seed_spans = seed(store, args.seed_runs)
         for label in grown(store, seed_spans, args.sizes):
             measure(store, label, args.rounds, out)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_write:
         record.append(RESULTS, out)
     return 0

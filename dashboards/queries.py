@@ -411,7 +411,8 @@ def supervisor_overwrites(store: Store, project: str, since: int) -> pd.DataFram
 
 def cascade_roots(store: Store, project: str, since: int) -> pd.DataFrame:
     """Which worker's errors cascade furthest: error-cascade findings by root agent, with the
-    agent-scoped error amplification (erroneous spans per root error) where it was computed."""
+    agent-scoped error amplification (erroneous spans per root error) where it was computed,
+    NULL where it was not (a 0 there ranked every agent by a column of zeros)."""
     return _frame(store, f"""
         WITH r AS (SELECT run_id, trace_id FROM {RUNS_TABLE} FINAL WHERE {_RUN_FILTER}),
         c AS (
@@ -433,8 +434,9 @@ def cascade_roots(store: Store, project: str, since: int) -> pd.DataFrame:
                c.traces AS runs_affected, a.amplification AS mean_amplification,
                a.max_amplification AS max_amplification
         FROM c FULL OUTER JOIN a ON a.agent = c.agent
-        ORDER BY max_amplification DESC, cascades DESC
-        LIMIT 50""", {"project": project, "since": int(since), "code": T.ERROR_CASCADE,
+        ORDER BY max_amplification DESC NULLS LAST, cascades DESC
+        LIMIT 50
+        SETTINGS join_use_nulls = 1""", {"project": project, "since": int(since), "code": T.ERROR_CASCADE,
                       "agent_scope": T.SCOPE_AGENT, "metric": T.ERROR_AMPLIFICATION})
 
 

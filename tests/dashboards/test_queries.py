@@ -80,3 +80,11 @@ def test_the_run_pickers_list_follow_the_window(store: Store) -> None:
     seed(store)
     assert set(queries.run_list(store, "")["run_id"]) == {r.run_id for r in RUNS}
     assert queries.run_list(store, "", since=int(time.time()) + 3600).empty
+
+
+def test_cascade_roots_without_agent_amplification_are_null_not_zero(store: Store) -> None:
+    seed(store)
+    store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE scope = '{T.SCOPE_AGENT}'")
+    roots = queries.cascade_roots(store, "", 0)
+    coder = roots.set_index("agent").loc["coder"]
+    assert coder["cascades"] >= 1 and pd.isna(coder["max_amplification"]) and pd.isna(coder["mean_amplification"])

@@ -30,7 +30,8 @@ if not has_runs:
 else:
     page = st.navigation({
         "Delegation CI": [
-            st.Page(HERE / "runs_page.py", title="Runs", icon="🧪", url_path="runs", default=True),
+            # The default page is served at / whatever its url_path: naming one made /runs a dead link.
+            st.Page(HERE / "runs_page.py", title="Runs", icon="🧪", default=True),
             st.Page(HERE / "run_page.py", title="Run detail", icon="🔎", url_path="run"),
         ],
         "Analysis": [

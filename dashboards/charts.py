@@ -6,6 +6,8 @@ they read in light and dark mode; the few fixed colours are mid-tones visible on
 
 from __future__ import annotations
 
+import json
+
 import altair as alt
 import pandas as pd
 
@@ -14,6 +16,10 @@ from handoffs import taxonomy as T
 from .ui import STATUS_COLORS
 
 _STATUS_SCALE = alt.Scale(domain=list(STATUS_COLORS), range=list(STATUS_COLORS.values()))
+# Streamlit fits a chart's axes and legend inside its height: room for them on top of the rows
+# (without it a five-row heatmap drew its rows 9 px high and dropped their labels).
+_AXES = 60
+_SLANTED = 90  # a heatmap's slanted column labels
 FLAG_COLORS = {"flagged by a finding": "#e5484d", "error status": "#f5a524", "ok": "#3e63dd"}
 
 
@@ -43,18 +49,22 @@ def runs_timeline(runs: pd.DataFrame) -> alt.Chart:
 
 
 def waterfall(spans: pd.DataFrame) -> alt.Chart:
-    """The trace as a waterfall: one bar per span from its start to its end, tree-indented."""
+    """The trace as a waterfall: one row per span from its start to its end, tree-indented."""
     data = spans[["label", "offset_ms", "end_ms", "flag", "name", "agent", "status",
                   "duration_ms", "order"]].copy()
+    # Rows are keyed by tree order, not by label: spans of the same name (every agent's
+    # execute_tool search) would otherwise share one row. The axis shows each row's label.
+    labels = json.dumps({str(o): label for o, label in zip(data["order"], data["label"], strict=True)})
     return alt.Chart(data).mark_bar(cornerRadius=2).encode(
         x=alt.X("offset_ms:Q", title="ms since the run started"),
         x2="end_ms:Q",
-        y=alt.Y("label:N", sort=alt.EncodingSortField("order"), title=None,
-                axis=alt.Axis(labelLimit=380)),
-        color=alt.Color("flag:N", title=None,
+        y=alt.Y("order:O", sort="ascending", title=None,
+                axis=alt.Axis(labelLimit=300, labelExpr=f"{labels}[datum.value]")),
+        # The legend above the bars: at its side it took the width a narrow window needs for them.
+        color=alt.Color("flag:N", title=None, legend=alt.Legend(orient="top", direction="vertical"),
                         scale=alt.Scale(domain=list(FLAG_COLORS), range=list(FLAG_COLORS.values()))),
         tooltip=["name", "agent", "status", "flag", alt.Tooltip("duration_ms:Q", format=",.1f")],
-    ).properties(height=max(120, 22 * len(data)))
+    ).properties(height=_AXES + 22 * len(data))
 
 
 def mode_heatmap(cells: pd.DataFrame, group_title: str, value: str = "share",
@@ -81,7 +91,7 @@ def mode_heatmap(cells: pd.DataFrame, group_title: str, value: str = "share",
         color=alt.condition(f"datum['{value}'] > {domain[1] / 2}", alt.value("white"),
                             alt.value("black")),
     )
-    return (rect + text).properties(height=max(160, 28 * len(rows)))
+    return (rect + text).properties(height=_AXES + _SLANTED + 28 * len(rows))
 
 
 def trend_lines(data: pd.DataFrame, x: str, y: str, series: str, y_title: str,
@@ -104,7 +114,7 @@ def ranked_bars(data: pd.DataFrame, category: str, value: str, title: str,
         x=alt.X(f"{value}:Q", title=title),
         y=alt.Y(f"{category}:N", sort="-x", title=None),
         tooltip=list(data.columns),
-    ).properties(height=max(110, 30 * len(data)))
+    ).properties(height=_AXES + 30 * len(data))
 
 
 def side_by_side(data: pd.DataFrame) -> alt.Chart:
@@ -119,7 +129,7 @@ def side_by_side(data: pd.DataFrame) -> alt.Chart:
         color=alt.Color("side:N", title=None,
                         scale=alt.Scale(domain=["A", "B"], range=["#3e63dd", "#e5484d"])),
         tooltip=["side", "mode", "findings", "runs_with_mode"],
-    ).properties(height=max(120, 40 * data["code"].nunique()))
+    ).properties(height=_AXES + 40 * data["code"].nunique())
 
 
 def _rate_color(rate: float) -> str:

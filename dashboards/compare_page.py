@@ -31,7 +31,7 @@ mode = st.radio("Compare", ["two commits", "two runs"], horizontal=True)
 if mode == "two runs":
     runs = ui.q("run_list", project, 500, since)
     if len(runs) < 2:
-        ui.empty_state("pair of runs")
+        ui.empty_state("pair of runs", ui.WINDOW_HINT)
         st.stop()
     ids = list(runs["run_id"])
     a_col, b_col = st.columns(2)
@@ -41,7 +41,9 @@ if mode == "two runs":
 else:
     commits = ui.q("commits", project, since)
     if len(commits) < 2:
-        ui.empty_state("pair of commits")
+        ui.empty_state("pair of commits", "Widen the time window, or compare two runs: a run has a "
+                       "commit when it ran in CI (GitHub Actions, GitLab CI, Jenkins) or with "
+                       "`HANDOFFS_COMMIT` set.")
         st.stop()
     labels = {c: f"{c[:10]} · {br} · {n} run(s)"
               for c, br, n in zip(commits["commit"], commits["branch"], commits["runs"], strict=True)}
@@ -52,7 +54,7 @@ else:
 
 sa, sb, ma, mb = ui.q("compare_sides", side_a, side_b)
 if sa.empty or sb.empty:
-    ui.empty_state("runs on one of the two sides")
+    ui.empty_state("runs on one of the two sides", ui.WINDOW_HINT)
     st.stop()
 hits_a = dict(zip(ma["code"], ma["runs_with_mode"], strict=True))
 hits_b = dict(zip(mb["code"], mb["runs_with_mode"], strict=True))

@@ -58,7 +58,7 @@ if wanted and wanted not in set(recent["run_id"]):
         st.caption(f"Run `{wanted}` is outside the sidebar's time window; the picker lists the window's runs.")
     recent = pd.concat([linked, recent], ignore_index=True)
 if recent.empty:
-    ui.empty_state("runs")
+    ui.empty_state("runs", ui.WINDOW_HINT)
     st.stop()
 ids = list(recent["run_id"])
 if wanted and wanted not in ids:
@@ -70,13 +70,14 @@ run = ui.q("runs", project, run=run_id, limit=1, trend=False).iloc[0]
 st.subheader(f"{ui.status_label(run['status'])} · {run_id}")
 st.caption(f"status from {run['status_from']} · project {run['project'] or '–'} · system "
            f"{run['system'] or '–'} · topology {run['topology'] or '–'} · trace `{run['trace_id']}`")
-cols = st.columns(6)
-cols[0].metric("When", pd.Timestamp(run["started_at"]).strftime("%m-%d %H:%M"))
-cols[1].metric("Commit", (run["commit"] or "–")[:10])
-cols[2].metric("Branch", run["branch"] or "–")
-cols[3].metric("Duration", ui.fmt_duration(run["duration_s"]))
-cols[4].metric("Tokens", f"{int(run['tokens'] or 0):,}")
-cols[5].metric("Overwrite rate", "–" if pd.isna(run[T.OVERWRITE_RATE])
+# When, commit and branch as text, which wraps; tiles only for figures: a tile cuts its value
+# short ("2026-1…", "aaaaa…") as soon as the window is narrower than the widest screens.
+st.markdown(f"**When** {pd.Timestamp(run['started_at']):%Y-%m-%d %H:%M:%S} · **Commit** "
+            f"`{run['commit'] or '–'}` · **Branch** `{run['branch'] or '–'}`")
+cols = st.columns(3)
+cols[0].metric("Duration", ui.fmt_duration(run["duration_s"]))
+cols[1].metric("Tokens", f"{int(run['tokens'] or 0):,}")
+cols[2].metric("Overwrite rate", "–" if pd.isna(run[T.OVERWRITE_RATE])
                else f"{run[T.OVERWRITE_RATE]:.0%}")
 
 checks = ui.q("run_checks", run_id)

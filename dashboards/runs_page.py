@@ -21,7 +21,8 @@ limit = right.selectbox("Show", [50, 100, 200, 500], index=1, key="limit",
 
 runs = ui.q("runs", project=project, since=since, branches=branches, tag=tag, limit=limit)
 if runs.empty:
-    ui.empty_state("runs match these filters")
+    ui.empty_state("runs match these filters", "Widen the time window or clear the filters; runs "
+                   "arrive through `handoffs collect` (or `handoffs demo`, `handoffs import`).")
     st.stop()
 
 failed = int((runs["status"] == "failed").sum())

@@ -109,7 +109,11 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def empty_state(what: str) -> None:
+DETECT_HINT: Final = ("Widen the time window in the sidebar, or run `handoffs detect` so findings and "
+                      "metrics exist for the stored runs.")
+WINDOW_HINT: Final = "Widen the time window in the sidebar."
+
+
+def empty_state(what: str, hint: str = DETECT_HINT) -> None:
     """A short note instead of an empty chart, saying how to get data onto this page."""
-    st.info(f"No {what} in this window yet. Widen the time window in the sidebar, or run "
-            "`handoffs detect` so findings and metrics exist for the stored runs.")
+    st.info(f"No {what} in this window yet. {hint}")

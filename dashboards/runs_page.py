@@ -30,7 +30,8 @@ checked = int((runs["status"] != "not checked").sum())
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Runs", len(runs))
 c2.metric("Failed", failed)
-c3.metric("Pass rate", f"{1 - failed / checked:.0%}" if checked else "–")
+c3.metric("Pass rate", f"{1 - failed / checked:.0%}" if checked else "–",
+          help="Checked runs that did not fail: a warning passes, as it does in the gate (exit 0).")
 c4.metric("Mean overwrite rate",
           f"{runs[T.OVERWRITE_RATE].mean():.0%}" if runs[T.OVERWRITE_RATE].notna().any() else "–")
 
@@ -57,7 +58,7 @@ st.dataframe(
         "run_id": st.column_config.TextColumn("run"),
         "link": st.column_config.LinkColumn("detail", display_text="open ↗"),
         "started_at": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm"),
-        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.3g"),  # 3 ms is not 0.0
         "tags": st.column_config.ListColumn("tags"),
         "findings": st.column_config.NumberColumn("findings"),
         "trend": st.column_config.BarChartColumn(

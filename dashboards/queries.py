@@ -280,7 +280,9 @@ SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name,
                         arrayMap(a -> a[{{a_out:String}}], `Events.Attributes`)), ' | ')),
                  1, 600) AS message,
        arrayStringConcat(arrayFilter(x -> x != '',
-           arrayMap(a -> a[{{a_action:String}}], `Events.Attributes`)), ',') AS decisions
+           arrayMap(a -> if(a[{{a_action:String}}] != '' AND a[{{a_reason:String}}] != '',
+                            concat(a[{{a_action:String}}], ' (', a[{{a_reason:String}}], ')'),
+                            a[{{a_action:String}}]), `Events.Attributes`)), ', ') AS decisions
 FROM {SPAN_TABLE}
 WHERE TraceId = {{trace:String}}
 ORDER BY Timestamp, SpanId
@@ -297,6 +299,7 @@ def trace_spans(store: Store, trace_id: str, limit: int = MAX_TRACE_SPANS) -> pd
         "a_step": C.STEP, "in_tok": C.GEN_AI_USAGE_INPUT_TOKENS,
         "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS, "a_task": C.TASK, "a_role": C.MESSAGE_ROLE,
         "a_msg": C.MESSAGE_CONTENT, "a_out": C.OUTPUT_CONTENT, "a_action": C.DECISION_ACTION,
+        "a_reason": C.DECISION_REASON,
     })
 
 

@@ -41,6 +41,7 @@ RUNS = (
 )
 BAD = RUNS[1]
 CASCADE_EVIDENCE = "coder's failing output step 3 was accepted by reviewer without a check"
+OVERWRITE_REASON = "faster to write it myself"
 OVERWRITE_EVIDENCE = "planner overwrote coder's output at step 2 after 12 tokens"
 CONTEXT_MESSAGE = "def total(cart): return sum(cart)  # ignores discounts"
 GATE_AT = dt.datetime(2026, 11, 20, 12, 0)  # when the seed's latest gate judged run-bad
@@ -80,7 +81,9 @@ def _add_run(batch: SpanBatch, run: SeededRun, start: int, *, overwrite: bool, e
             events=[Event(start + (3 + 3 * i) * 10**9, C.EVENT_OUTPUT,
                           {C.OUTPUT_CONTENT: CONTEXT_MESSAGE if target == "coder" else "looks fine"}),
                     Event(start + (3 + 3 * i) * 10**9 + 1, C.EVENT_DECISION,
-                          {C.DECISION_ACTION: decision.value, C.DECISION_AGENT: "planner"})])
+                          {C.DECISION_ACTION: decision.value, C.DECISION_AGENT: "planner",
+                           C.DECISION_REASON: OVERWRITE_REASON if decision is C.DecisionAction.OVERWROTE
+                           else ""})])
     batch.append(trace_id=t, span_id=_sid(t, 5), parent_span_id=_sid(t, 3),
                  name="chat gpt", start_ns=start + 3 * 10**9, duration_ns=5 * 10**8,
                  service_name=SERVICE, resource_attributes=res,

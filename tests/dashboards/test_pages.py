@@ -11,7 +11,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from dashboard_seed import BAD, CASCADE_EVIDENCE, CONTEXT_MESSAGE, OVERWRITE_EVIDENCE, PROJECT, RUNS, seed
+from dashboard_seed import (
+    BAD,
+    CASCADE_EVIDENCE,
+    CONTEXT_MESSAGE,
+    OVERWRITE_EVIDENCE,
+    OVERWRITE_REASON,
+    PROJECT,
+    RUNS,
+    seed,
+)
 from streamlit.testing.v1 import AppTest
 
 from handoffs import conventions as C
@@ -122,6 +131,9 @@ def test_run_detail_trace_marks_flagged_spans_and_draws_the_handoff_graph(app_ur
     graph = at.get("graphviz_chart")[0].proto.spec
     assert '"planner" -> "coder"' in graph and "overwrite 100%" in graph
     assert "1 cascade root(s)" in graph
+    # The supervisor's reason stands next to its decision (it was shown nowhere).
+    delegated = tree.set_index("span")["decisions"]
+    assert f"overwrote ({OVERWRITE_REASON})" in delegated[next(s for s in flagged if "transfer_to_coder" in s)]
 
 
 def test_agents_page_names_the_overwriting_supervisor_and_cascading_worker(app_url: str) -> None:

@@ -125,12 +125,13 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id,
     if(min(d.step) >= 0, min(d.step), any(x.step)) AS step,
     max(if(d.action = {OVERWROTE} AND (o.units = 0 OR d.ts < o.first_unit), 1.0,
            if(d.action = {OVERWROTE}, 0.9, 0.7))) AS confidence,
-    format('{{}} {{}} the output of {{}} (task {{}}, step {{}}) after {{}} output(s), {{}} tokens, {{}}',
+    format('{{}} {{}} the output of {{}} (task {{}}, step {{}}) after {{}} output(s), {{}} tokens, {{}}{{}}',
         if(any(d.agent) != '', any(d.agent), any(x.delegator)), any(d.action), any(x.delegate),
         if(any(x.task) != '', substring(any(x.task), 1, 80), any(x.task_hash)), toString(any(x.step)),
         toString(any(o.n_out)), toString(any(o.tokens)),
         if(any(o.units) = 0 OR min(d.ts) < any(o.first_unit),
-           'before its first logical unit completed', 'after its first logical unit')) AS evidence
+           'before its first logical unit completed', 'after its first logical unit'),
+        if(anyIf(d.reason, d.reason != '') != '', concat(': ', anyIf(d.reason, d.reason != '')), '')) AS evidence
 FROM decisions AS d
 INNER JOIN e AS x ON d.trace_id = x.trace_id AND d.span_id = x.span_id
 LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id

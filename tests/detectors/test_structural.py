@@ -48,12 +48,13 @@ def test_overwrite_before_first_unit(store: Store, traced) -> None:
                         with w.llm(input_tokens=10, output_tokens=40):
                             pass
                         out = d.output("def f(", tokens=40, unit_complete=False)
-                    step = d.decision("overwrote", output=out, result="def f(): return 1")
+                    step = d.decision("overwrote", output=out, result="def f(): return 1",
+                                      reason="faster to write it myself")
             run.terminate("done", success_claimed=True, agent="supervisor")
     [tf] = detect(store)
     [f] = [f for f in tf.findings if f.code == "overwrite"]
     assert (f.agent, f.step, f.confidence) == ("supervisor", step, 1.0)
-    assert "before its first logical unit" in f.evidence
+    assert f.evidence.endswith("before its first logical unit completed: faster to write it myself")
 
 
 def test_premature_termination_with_open_delegation(store: Store, traced) -> None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from handoffs import conventions as c
 from handoffs import taxonomy as tx
 from handoffs.errors import UsageError
-from handoffs.sdk.ci import ci_metadata
+from handoffs.sdk.ci import ci_metadata, git_metadata
 from handoffs.store import Store
 from handoffs.store.schema import (
     FINDINGS_TABLE,
@@ -420,15 +420,23 @@ def _ns(value: str, default: int) -> int:
 
 
 def _resolve(flt: RunFilter, ci: dict[str, str]) -> RunFilter:
-    """Replace "current" commit/branch with what the CI environment says."""
-    updates = {}
+    """Replace "current" commit/branch with what the CI environment says, or outside CI with
+    the git checkout's (asked for by name, so reading git surprises no one; the pytest plugin
+    records runs with it outside CI)."""
+    updates: dict[str, str] = {}
+    git: dict[str, str] | None = None
     for key, attr in (("commit", c.RUN_COMMIT), ("branch", c.RUN_BRANCH)):
         if getattr(flt, key) == "current":
-            if not ci.get(attr):
+            value = ci.get(attr)
+            if not value:
+                git = git_metadata() if git is None else git
+                value = git.get(attr)
+            if not value:
                 var = "HANDOFFS_COMMIT" if key == "commit" else "HANDOFFS_BRANCH"
                 raise UsageError(f"the policy asks for the current {key}, but none is known here: "
-                                 f"run under CI, inside a git checkout, or set {var}")
-            updates[key] = ci[attr]
+                                 f"run under CI or inside a git checkout (with a {key} checked out), "
+                                 f"or set {var}")
+            updates[key] = value
     return replace(flt, **updates) if updates else flt
 
 

@@ -153,3 +153,24 @@ def test_findings_by_run_or_by_trace_count_once_at_their_latest(store: Store) ->
                                     'max_count = 0'), env={})
     assert result.checks[0].value_text == "3 findings in 3/4 runs"
     assert sorted(e.span_id for e in result.checks[0].evidence) == ["s0", "s1", "s2"]
+
+
+def test_current_commit_outside_ci_is_the_git_checkouts(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    # The docs promised git outside CI; only the CI's variables were read, so a checkout
+    # with a commit got "none is known here: run ... inside a git checkout".
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q", "-b", "feature/x"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    flt = RunFilter(commit="current", branch="current")
+    assert judge._resolve(flt, {}) == RunFilter(commit=sha, branch="feature/x")
+    # What the CI says still wins.
+    assert judge._resolve(flt, {c.RUN_COMMIT: "c" * 40, c.RUN_BRANCH: "main"}) == RunFilter(commit="c" * 40, branch="main")
+    monkeypatch.chdir(tmp_path)  # no checkout here
+    with pytest.raises(judge.UsageError, match="run under CI or inside a git checkout"):
+        judge._resolve(flt, {})

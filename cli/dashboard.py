@@ -15,7 +15,8 @@ import sys
 import click
 
 from handoffs.dashboards import APP_PATH, ENV_PROJECT
-from handoffs.errors import UsageError
+from handoffs.errors import StoreError, UsageError
+from handoffs.store.sharing import holds_store, no_store_message
 from handoffs.store.url import ENV_STORE, default_store_url, parse_store_url
 
 from .options import store_option
@@ -57,11 +58,14 @@ def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
 def dashboard(store_url: str | None, port: int, project: str) -> None:
     """Start the Streamlit dashboard on 127.0.0.1 (Ctrl-C stops it)."""
     url = store_url or default_store_url()
-    parse_store_url(url)  # a malformed URL is a one-line usage error here, not in the browser
+    parsed = parse_store_url(url)  # a malformed URL is a one-line usage error here, not in the browser
+    if parsed.embedded and parsed.path is not None and not holds_store(parsed.path):
+        # A mistyped path would serve an error page from a process that looks healthy.
+        raise StoreError(no_store_message(parsed.path))
     _check_port_free(port)  # Streamlit would print its own error after our banner and exit 1
     env = dict(os.environ, **{ENV_STORE: url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
                               ENV_PROJECT: project})
-    click.echo(f"handoffs dashboard: http://127.0.0.1:{port}  (store {parse_store_url(url).redacted()})",
+    click.echo(f"handoffs dashboard: http://127.0.0.1:{port}  (store {parsed.redacted()})",
                err=True)
     command = streamlit_command(port)
     try:

@@ -69,10 +69,9 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False,
         owned = _owned[path][0]
         # The one session serves every database in the directory; honour ?database= too.
         return owned if url.database == owned.database else ChdbEngine(path, url.database)
-    if (read_only or not create) and not (path / _STORE_MARK).is_dir():
+    if (read_only or not create) and not holds_store(path):
         # Only commands that fill a store make one: a mistyped path would show, or judge, an empty one.
-        raise StoreError(f"no embedded store at {path}: check --store, or make one with "
-                         "`handoffs collect` or `handoffs demo`")
+        raise StoreError(no_store_message(path))
     deadline = time.monotonic() + wait
     while True:
         lock = _lock_file(path)
@@ -118,6 +117,16 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False,
 
 # chDB makes this directory when it first opens a store; an empty or foreign directory lacks it.
 _STORE_MARK = "metadata"
+
+
+def holds_store(path: Path) -> bool:
+    """Whether the directory ``path`` holds an embedded store (without opening it)."""
+    return (path.expanduser() / _STORE_MARK).is_dir()
+
+
+def no_store_message(path: Path) -> str:
+    return (f"no embedded store at {path}: check --store, or make one with `handoffs collect`, "
+            "`handoffs demo` or `handoffs import`")
 
 
 def _lock_file(path: Path) -> IO[str]:

@@ -14,6 +14,7 @@ LangChain's scripted ``FakeMessagesListChatModel``. Needs ``pip install 'handoff
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any, Literal
 
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
@@ -23,10 +24,15 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import create_react_agent
 from langgraph.types import Command
+from langgraph.warnings import LangGraphDeprecatedSinceV10
 
 from handoffs import sdk
 from handoffs.integrations import langgraph as handoffs_langgraph
 from handoffs.store import open_store
+
+# create_react_agent's successor, langchain.agents.create_agent, needs the whole langchain
+# package; this example keeps to langgraph and langchain-core (the extra), so not its warning.
+warnings.filterwarnings("ignore", category=LangGraphDeprecatedSinceV10, message=".*create_react_agent")
 
 TASK = "Explain why the sky is blue, in two sentences."
 RESEARCH = ("Sunlight is scattered by the molecules of the air, and short blue wavelengths are scattered "

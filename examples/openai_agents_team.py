@@ -16,7 +16,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from agents import Agent
+from agents import Agent, set_tracing_disabled
 from agents.exceptions import MaxTurnsExceeded
 from agents.testing import ScriptedModel, assistant_message, function_call
 
@@ -64,6 +64,9 @@ if __name__ == "__main__":
     parser.add_argument("--store", default=None, help="store URL (default: $HANDOFFS_STORE or the embedded store)")
     args = parser.parse_args()
     sdk.configure("openai-agents-example", store=open_store(args.store), capture_content=True)
+    # The Agents SDK's own traces go to OpenAI's platform, which needs an API key; there is none
+    # here (scripted models), so they would only warn. handoffs reads the run through its hooks.
+    set_tracing_disabled(True)
     outcome = asyncio.run(main(args.scenario))
     sdk.flush()
     print(f"run stopped: {type(outcome).__name__}" if isinstance(outcome, Exception)

@@ -55,7 +55,8 @@ if wanted and wanted not in set(recent["run_id"]):
     # project's: a dashboard pinned to one project must not show the others by URL.
     linked = ui.q("runs", project, run=wanted, limit=1, trend=False)
     if not linked.empty:
-        st.caption(f"Run `{wanted}` is outside the sidebar's time window; the picker lists the window's runs.")
+        st.caption(f"Run `{wanted}` is opened by its link: it is not among the {len(recent)} latest runs "
+                   "of the sidebar's time window that the picker lists.")
     recent = pd.concat([linked, recent], ignore_index=True)
 if recent.empty:
     ui.empty_state("runs", ui.WINDOW_HINT)

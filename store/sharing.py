@@ -125,6 +125,7 @@ def holds_store(path: Path) -> bool:
 
 
 def no_store_message(path: Path) -> str:
+    """The one error for a path that holds no store, for every command that needs one."""
     return (f"no embedded store at {path}: check --store, or make one with `handoffs collect`, "
             "`handoffs demo` or `handoffs import`")
 

@@ -241,3 +241,22 @@ def test_a_pinned_dashboard_opens_no_other_projects_run_by_url(app_url: str,
     at = page("run_page.py", run="run-bad")
     assert at.selectbox[0].value == "run-bad"
 
+
+
+def test_a_link_opens_its_run_outside_the_window_and_the_picker_follows_the_window(
+        app_url: str, store: Store) -> None:
+    batch = SpanBatch()
+    old = time.time_ns() - 10 * 86_400 * 10**9
+    for i in range(2):
+        batch.append(trace_id=f"{i + 7:032x}", span_id="0" * 15 + "1", name="handoffs.run old",
+                     start_ns=old + i, duration_ns=1, attributes={
+                         C.SPAN_TYPE: C.SpanType.RUN.value, C.RUN_ID: f"old-{i}"})
+    store.insert_spans(batch)
+    at = page()
+    at.selectbox(key="window").select("last 24 hours").run()
+    at.query_params["run"] = "old-0"
+    at.switch_page("run_page.py").run()
+    assert not at.exception
+    picker = next(box for box in at.selectbox if box.label == "Run")
+    assert picker.value == "old-0" and "old-1" not in picker.options  # the window's runs, and the linked one
+    assert "is opened by its link" in text_of(at)

@@ -4,6 +4,7 @@ significant, too few runs, an empty store, the last-green baseline, recorded res
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from gate_seed import PROJECT, Seeder
@@ -307,13 +308,15 @@ def test_results_are_recorded(store: Store, seed: Seeder) -> None:
                      "limit_value": 0.2, "run_ids": ["x"], "commit": HEAD, "branch": "main"}]
 
 
-def test_current_commit_comes_from_ci(store: Store, seed: Seeder) -> None:
+def test_current_commit_comes_from_ci(store: Store, seed: Seeder, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     seed.run("mine", commit=HEAD, metrics={tx.OVERWRITE_RATE: 0.1})
     seed.run("other", commit=BASE, metrics={tx.OVERWRITE_RATE: 0.9})
     check = '[[check]]\nmetric = "overwrite_rate"\nmax = 0.2'
     env = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": HEAD, "GITHUB_REF_NAME": "main"}
     result = run_gate(store, policy(check, runs=""), env=env)
     assert [r.run_id for r in result.runs] == ["mine"] and result.commit == HEAD
+    monkeypatch.chdir(tmp_path)  # outside CI and outside a git checkout (test_selection covers git's)
     with pytest.raises(UsageError, match="HANDOFFS_COMMIT"):
         run_gate(store, policy(check, runs='commit = "current"'), env={})
 

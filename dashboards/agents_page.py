@@ -19,8 +19,9 @@ def ranking(title: str, frame: pd.DataFrame, category: str, value: str, what: st
     st.altair_chart(charts.ranked_bars(frame.fillna({value: 0}), category, value,
                                        value.replace("_", " "), ",.2g"),
                     width="stretch", theme="streamlit")
+    labels = {column: column.replace("_", " ") for column in frame.columns}  # not runs_affected
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "overwrite_rate": st.column_config.NumberColumn("overwrite rate", format="percent")})
+        **labels, "overwrite_rate": st.column_config.NumberColumn("overwrite rate", format="percent")})
 
 
 st.title("Agents")

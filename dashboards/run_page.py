@@ -104,7 +104,10 @@ with checks_tab:
         st.dataframe(shown.assign(verdict=shown["verdict"].map(lambda v: icons.get(v, "") + v))
                      .drop(columns=["gate_id", "gate_at", "evaluated_at", "policy"])
                      .rename(columns={"check_name": "check", "limit_value": "limit"}),
-                     hide_index=True, width="stretch")
+                     hide_index=True, width="stretch", column_config={
+                         # Figures to 4 significant digits (p-sized values read 1.68e-06, not .00000168).
+                         name: st.column_config.NumberColumn(name, format="%.4g")
+                         for name in ("value", "limit", "baseline")})
     if findings.empty:
         st.success("No findings: the detectors flagged nothing in this run."
                    if run["status"] != "not checked" else

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import socket
 import ssl
@@ -539,8 +540,9 @@ class _Server(ThreadingHTTPServer):
 
 
 # HTTP status -> google.rpc.Code: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, UNAVAILABLE 14, ...
-_RPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 411: 3, 413: 8, 415: 3, 429: 8, 431: 3,
-              501: 12, 503: 14}
+_RPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 411: 3, 413: 8, 414: 3, 415: 3, 429: 8, 431: 3,
+              501: 12, 503: 14, 505: 12}
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class _BodyRefused(Exception):
@@ -561,6 +563,7 @@ class _Handler(BaseHTTPRequestHandler):
     # this many seconds, and cannot hold up a shutdown for longer. Set as the kernel's receive
     # timeout: Python's own socket timeout polls before every read, 3% of the collector's CPU.
     read_timeout = 30.0
+    _head_only = False  # answering a HEAD: headers only
 
     def setup(self) -> None:
         super().setup()
@@ -580,6 +583,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.path.split("?", 1)[0]
 
     def do_GET(self) -> None:
+        # A body on a GET is read and dropped (or the connection closed): parsed as the next
+        # request it would smuggle one past whatever proxy forwarded this one.
+        self._drain()
         path = self.route
         if path == HEALTH_PATH:
             body = json.dumps(self.collector.health()).encode()
@@ -587,6 +593,26 @@ class _Handler(BaseHTTPRequestHandler):
         if path == TRACES_PATH:
             return self._not_allowed()
         self._fail(404, f"no such endpoint: GET {self.path}; POST spans to {TRACES_PATH}", otlp.JSON)
+
+    def do_HEAD(self) -> None:
+        """``HEAD /health``, as load balancers probe: the GET's status and headers, no body."""
+        self._head_only = True
+        try:
+            self.do_GET()
+        finally:
+            self._head_only = False  # the connection's next request may be a GET
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: a body over the limit, or framed so it cannot be read, is
+        refused before the client sends it, not after."""
+        if self.command == "POST":
+            try:
+                self._declared_length()
+            except _BodyRefused as exc:
+                self.close_connection = True
+                self._fail(exc.status, str(exc), self._reply_type)
+                return False
+        return super().handle_expect_100()
 
     def _not_allowed(self) -> None:
         """405 for a method the path does not take (PUT, DELETE, PATCH; GET on the traces path)."""
@@ -597,10 +623,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = _not_allowed
 
+    @property
+    def _content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def _reply_type(self) -> str:
+        """Answers go in the request's encoding (protobuf unless it sent JSON)."""
+        return otlp.JSON if self._content_type == otlp.JSON else otlp.PROTOBUF
+
     def do_POST(self) -> None:
         c = self.collector
-        content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-        reply_type = otlp.JSON if content_type == otlp.JSON else otlp.PROTOBUF
+        content_type, reply_type = self._content_type, self._reply_type
         if self.route != TRACES_PATH:
             self._drain()
             return self._fail(404, f"no such endpoint: POST {self.path}; spans go to {TRACES_PATH}", reply_type)
@@ -633,7 +667,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._fail(503, "too many requests in flight; retry", reply_type, retry=True)
         try:
             try:
-                body = self.rfile.read(length) if length is not None else self._read_chunked()
+                # None: the receive timeout ended the read before its first byte.
+                body = (self.rfile.read(length) or b"") if length is not None else self._read_chunked()
                 if length is not None and len(body) < length:
                     raise _BodyRefused(408, f"the body stopped after {len(body)} of {length} bytes "
                                             f"(nothing for {self.read_timeout:g} s)")
@@ -691,7 +726,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _declared_length(self) -> int | None:
         """The body's length from Content-Length, or None for a chunked body (read with
         ``_read_chunked``); ``_BodyRefused`` for framing we cannot read or a body over the limit."""
-        coding = self.headers.get("Transfer-Encoding")
+        codings = self.headers.get_all("Transfer-Encoding")
+        coding = ", ".join(codings) if codings else None  # two headers are one list (RFC 9110 5.3)
         if coding is not None:
             # Transfer-Encoding wins over Content-Length (RFC 9112 6.3); chunked must be last.
             if [t.strip().lower() for t in coding.split(",")] != ["chunked"]:
@@ -700,8 +736,11 @@ class _Handler(BaseHTTPRequestHandler):
             if "Content-Length" in self.headers:
                 self.close_connection = True  # both framings: never read another request after it
             return None
-        text = (self.headers.get("Content-Length") or "").strip()
-        if not text.isdigit():
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or ()}
+        if len(lengths) > 1:
+            raise _BodyRefused(400, f"Content-Length headers disagree: {', '.join(sorted(lengths))}")
+        text = lengths.pop() if lengths else ""
+        if not (text.isascii() and text.isdigit()):  # not "²", which str.isdigit() takes
             raise _BodyRefused(411, "a Content-Length header (or Transfer-Encoding: chunked) is required")
         length = int(text)
         if length > self.collector.max_body_bytes:
@@ -714,16 +753,17 @@ class _Handler(BaseHTTPRequestHandler):
         limit, parts, size = self.collector.max_body_bytes, [], 0
         while True:
             line = self._chunk_line(size)
-            try:
-                n = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BodyRefused(400, f"a malformed chunk size line {line[:40]!r}") from None
+            digits = line.split(b";", 1)[0].strip()
+            # Hex digits only (RFC 9112 7.1): int() would also take "-1", "+16", "0x16" and "1_6".
+            if not _HEX.fullmatch(digits):
+                raise _BodyRefused(400, f"a malformed chunk size line {line[:40]!r}")
+            n = int(digits, 16)
             if n == 0:
                 break
             size += n
             if size > limit:
                 raise _BodyRefused(413, f"the chunked body passed the {limit}-byte limit; send smaller batches")
-            data = self.rfile.read(n)
+            data = self.rfile.read(n) or b""  # None: the receive timeout, before any byte
             parts.append(data)
             if len(data) < n:
                 raise self._stalled(size - n + len(data))
@@ -793,7 +833,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if not self._head_only:
+            self.wfile.write(body)
 
 
 __all__ = ["Collector", "Counters", "HEALTH_PATH", "TRACES_PATH", "default_spool_dir"]

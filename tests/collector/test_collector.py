@@ -334,6 +334,51 @@ def test_a_chunked_body_is_read_and_stored(store: Store, tmp_path: Path) -> None
     assert wait_stored(store, 9) == 9
 
 
+def test_framing_a_proxy_could_read_differently_is_refused(store: Store, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server._Handler, "read_timeout", 0.5)  # 30 s in service
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05, max_body_bytes=4096).start()
+    chunked = _POST + b"Transfer-Encoding: chunked\r\n\r\n"
+    try:
+        # int(x, 16) takes all of these; "-1" read to the end of the stream past --max-body.
+        for size in (b"-1", b"-5", b"+16", b"0x16", b"1_6"):
+            reply = _raw(c.port, chunked + size + b"\r\n" + b"a" * 5000 + b"\r\n0\r\n\r\n")
+            assert reply.startswith(b"HTTP/1.1 400 ") and b"malformed chunk size" in reply, (size, reply[:120])
+        # Two Transfer-Encoding headers are one list: "chunked, gzip" is not chunked last.
+        two = _raw(c.port, _POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n")
+        assert two.startswith(b"HTTP/1.1 501 ")
+        lengths = _raw(c.port, _POST + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+        assert lengths.startswith(b"HTTP/1.1 400 ") and b"Content-Length headers disagree: 5, 6" in lengths
+        superscript = _raw(c.port, _POST + "Content-Length: ²\r\n\r\n".encode())
+        assert superscript.startswith(b"HTTP/1.1 411 ")
+        # A GET's body is never read as the next request.
+        smuggled = (_POST.replace(b"Connection: close\r\n", b"") + b"Content-Length: %d\r\n\r\n"
+                    % len(request(13, 0, 2).SerializeToString()) + request(13, 0, 2).SerializeToString())
+        reply = _raw(c.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                     % len(smuggled) + smuggled)
+        assert reply.count(b"HTTP/1.1 ") == 1 and c.health()["accepted"] == 0
+        # A body that stalls before its first byte gets its 408 (the read returned None).
+        for stalled in (_POST + b"Content-Length: 361\r\n\r\n", chunked + b"10\r\n"):
+            with socket.create_connection(("127.0.0.1", c.port), timeout=30) as conn:
+                conn.sendall(stalled)
+                assert conn.makefile("rb").read().startswith(b"HTTP/1.1 408 ")
+        # Expect: 100-continue over the limit is refused before the client uploads anything.
+        with socket.create_connection(("127.0.0.1", c.port), timeout=30) as conn:
+            conn.sendall(_POST + b"Expect: 100-continue\r\nContent-Length: 99999999\r\n\r\n")
+            answer = conn.makefile("rb").read()
+            assert answer.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in answer
+        # HEAD /health, as load balancers probe: headers only, then a GET on the same connection.
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+        conn.request("HEAD", "/health")
+        head = conn.getresponse()
+        assert head.status == 200 and head.read() == b""
+        conn.request("GET", "/health")
+        assert json.loads(conn.getresponse().read())["bad_requests"] >= 8
+        conn.close()
+    finally:
+        assert c.stop()
+
+
 @pytest.mark.parametrize("line", [b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"BREW /v1/traces HTTP/1.1\r\n\r\n",
                                   b"POST /v1/traces HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n"])
 def test_what_http_server_refuses_itself_is_an_otlp_status_not_html(store: Store, tmp_path: Path,

@@ -15,8 +15,8 @@ import sys
 import click
 
 from handoffs.dashboards import APP_PATH, ENV_PROJECT
-from handoffs.errors import StoreError, UsageError
-from handoffs.store.sharing import holds_store, no_store_message
+from handoffs.errors import UsageError
+from handoffs.store.sharing import check_store
 from handoffs.store.url import ENV_STORE, default_store_url, parse_store_url
 
 from .options import store_option
@@ -59,9 +59,9 @@ def dashboard(store_url: str | None, port: int, project: str) -> None:
     """Start the Streamlit dashboard on 127.0.0.1 (Ctrl-C stops it)."""
     url = store_url or default_store_url()
     parsed = parse_store_url(url)  # a malformed URL is a one-line usage error here, not in the browser
-    if parsed.embedded and parsed.path is not None and not holds_store(parsed.path):
+    if parsed.embedded and parsed.path is not None:
         # A mistyped path would serve an error page from a process that looks healthy.
-        raise StoreError(no_store_message(parsed.path))
+        check_store(parsed.path, parsed.database)
     _check_port_free(port)  # Streamlit would print its own error after our banner and exit 1
     env = dict(os.environ, **{ENV_STORE: url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
                               ENV_PROJECT: project})

@@ -64,14 +64,14 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False,
     owner's read-only password when ``read_only``, so the owner refuses its writes too).
     ``create=False`` (and ``read_only``) refuse a directory that holds no store yet."""
     assert url.path is not None
-    path = url.path.expanduser().resolve()
+    path = _resolved(url.path)
+    if read_only or not create:
+        # Only commands that fill a store make one: a mistyped path would show, or judge, an empty one.
+        check_store(path, url.database)
     if path in _owned:
         owned = _owned[path][0]
         # The one session serves every database in the directory; honour ?database= too.
         return owned if url.database == owned.database else ChdbEngine(path, url.database)
-    if (read_only or not create) and not holds_store(path):
-        # Only commands that fill a store make one: a mistyped path would show, or judge, an empty one.
-        raise StoreError(no_store_message(path))
     deadline = time.monotonic() + wait
     while True:
         lock = _lock_file(path)
@@ -119,15 +119,31 @@ def open_embedded(url: StoreURL, wait: float = 10.0, read_only: bool = False,
 _STORE_MARK = "metadata"
 
 
-def holds_store(path: Path) -> bool:
-    """Whether the directory ``path`` holds an embedded store (without opening it)."""
-    return (path.expanduser() / _STORE_MARK).is_dir()
+def check_store(path: Path, database: str = "default") -> None:
+    """Raise the one StoreError for a directory that holds no embedded store, or none with
+    ``database`` (``?database=``), without opening it: for commands that need one to exist."""
+    path = _resolved(path)
+    try:
+        has_store = (path / _STORE_MARK).is_dir()
+        # The engine always has "default"; another database has its metadata entry once made.
+        has_database = has_store and (database == "default" or (path / _STORE_MARK / database).exists())
+    except OSError as exc:  # a directory this user may not read
+        raise StoreError(f"cannot read the embedded store at {path}: {exc.strerror or exc}") from exc
+    if not has_store:
+        raise StoreError(f"no embedded store at {path}: check --store, or make one with `handoffs collect`, "
+                         "`handoffs demo` or `handoffs import`")
+    if not has_database:
+        raise StoreError(f"the embedded store at {path} has no database {database!r}: check ?database= in "
+                         "--store, or fill it with `handoffs collect`, `handoffs demo` or `handoffs import`")
 
 
-def no_store_message(path: Path) -> str:
-    """The one error for a path that holds no store, for every command that needs one."""
-    return (f"no embedded store at {path}: check --store, or make one with `handoffs collect`, "
-            "`handoffs demo` or `handoffs import`")
+def _resolved(path: Path) -> Path:
+    """``path`` made absolute, or one StoreError when this user may not look inside it."""
+    try:
+        return path.expanduser().resolve()
+    except OSError as exc:
+        raise StoreError(f"cannot use {path} as the embedded store: {exc.strerror or exc}; "
+                         "pick another directory with --store chdb:///path") from exc
 
 
 def _lock_file(path: Path) -> IO[str]:

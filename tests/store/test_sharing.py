@@ -83,10 +83,26 @@ def test_a_reader_never_makes_a_store(tmp_path: Path) -> None:
     assert not (tmp_path / "typo").exists()
 
 
-def test_create_false_opens_only_an_existing_store(tmp_path: Path) -> None:
+def test_create_false_opens_only_an_existing_store(tmp_path: Path, chdb_dir: Path, store) -> None:
     with pytest.raises(StoreError, match="no embedded store at"):
         open_store(f"chdb://{tmp_path / 'typo'}", create=False)
     assert not (tmp_path / "typo").exists()
+    # A mistyped ?database= made a new, empty database in the store and judged it.
+    with pytest.raises(StoreError, match=f"the embedded store at {chdb_dir} has no database 'typo2'"):
+        open_store(f"chdb://{chdb_dir}?database=typo2", create=False)
+    assert "typo2" not in {r["name"] for r in store.query("SELECT name FROM system.databases")}
+    assert open_store(f"chdb://{chdb_dir}?database={store.url.database}", create=False).scalar("SELECT 1") == 1
+
+
+def test_a_store_this_user_may_not_read_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # /proc/1/root in a container, or another user's 0700 directory: a PermissionError traceback.
+    def denied(self: Path, strict: bool = False) -> Path:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "resolve", denied)
+    for create in (True, False):
+        with pytest.raises(StoreError, match="cannot use .* as the embedded store: Permission denied"):
+            open_store(f"chdb://{tmp_path / 'private'}", create=create)
 
 
 def test_a_directory_that_cannot_be_a_store_is_one_clear_error(tmp_path: Path) -> None:

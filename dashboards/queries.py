@@ -25,7 +25,8 @@ import pandas as pd
 
 from handoffs import conventions as C
 from handoffs import taxonomy as T
-from handoffs.gate.policy import FAIL, WARN
+from handoffs.gate.judge import query_runs
+from handoffs.gate.policy import FAIL, WARN, RunFilter
 from handoffs.store import Store
 from handoffs.store.schema import (
     DETECTED_TABLE,
@@ -518,13 +519,10 @@ def commits(store: Store, project: str, since: int) -> pd.DataFrame:
 
 
 def runs_of_commit(store: Store, project: str, commit: str, limit: int = 200) -> list[str]:
-    """Run ids of one commit (newest first)."""
-    rows = store.query(f"""
-        SELECT run_id FROM {RUNS_TABLE} FINAL
-        WHERE ({{project:String}} = '' OR project = {{project:String}}) AND commit = {{commit:String}}
-        ORDER BY started_at DESC LIMIT {{limit:UInt32}}""",
-        {"project": project, "commit": commit, "limit": int(limit)})
-    return [r["run_id"] for r in rows]
+    """Run ids of one commit (newest first), chosen as the gate chooses them: the pytest
+    plugin's runs in which no agent worked are left out (their zeros dilute the rates, and
+    counted here they gave the page verdicts the gate refuses as "too few runs")."""
+    return [r.run_id for r in query_runs(store, RunFilter(commit=commit, max_runs=limit), project)]
 
 
 # Findings per failure mode on each side of a comparison: a run on both sides counts on both.

@@ -88,3 +88,26 @@ def test_cascade_roots_without_agent_amplification_are_null_not_zero(store: Stor
     roots = queries.cascade_roots(store, "", 0)
     coder = roots.set_index("agent").loc["coder"]
     assert coder["cascades"] >= 1 and pd.isna(coder["max_amplification"]) and pd.isna(coder["mean_amplification"])
+
+
+def test_a_commits_runs_are_the_ones_the_gate_judges(store: Store) -> None:
+    import time
+
+    from handoffs import conventions as C
+    from handoffs.store import SpanBatch
+
+    # Two pytest runs in which no agent worked (the run span alone) beside three that worked:
+    # the gate judges 3 and says "too few runs"; the page counted 5 and gave verdicts.
+    batch, now = SpanBatch(), time.time_ns()
+    for i in range(5):
+        trace, idle = f"{i + 40:032x}", i >= 3
+        batch.append(trace_id=trace, span_id="0" * 15 + "1", name="handoffs.run test", start_ns=now + i,
+                     duration_ns=10, attributes={C.SPAN_TYPE: C.SpanType.RUN.value, C.RUN_ID: f"t-{i}",
+                                                 C.RUN_COMMIT: "f" * 40, C.RUN_TEST_ID: f"tests/test_a.py::t{i}"})
+        if not idle:
+            batch.append(trace_id=trace, span_id="0" * 15 + "2", parent_span_id="0" * 15 + "1",
+                         name="invoke_agent a", start_ns=now + i, duration_ns=5,
+                         attributes={C.SPAN_TYPE: C.SpanType.AGENT.value, C.GEN_AI_AGENT_NAME: "a",
+                                     C.RUN_ID: f"t-{i}"})
+    store.insert_spans(batch)
+    assert sorted(queries.runs_of_commit(store, "", "f" * 40)) == ["t-0", "t-1", "t-2"]

@@ -583,15 +583,15 @@ class _Handler(BaseHTTPRequestHandler):
         return self.path.split("?", 1)[0]
 
     def do_GET(self) -> None:
+        path = self.route
+        if path == TRACES_PATH:
+            return self._not_allowed()  # which drains the body
         # A body on a GET is read and dropped (or the connection closed): parsed as the next
         # request it would smuggle one past whatever proxy forwarded this one.
         self._drain()
-        path = self.route
         if path == HEALTH_PATH:
             body = json.dumps(self.collector.health()).encode()
             return self._send(200, body, "application/json")
-        if path == TRACES_PATH:
-            return self._not_allowed()
         self._fail(404, f"no such endpoint: GET {self.path}; POST spans to {TRACES_PATH}", otlp.JSON)
 
     def do_HEAD(self) -> None:

@@ -357,6 +357,10 @@ def test_framing_a_proxy_could_read_differently_is_refused(store: Store, tmp_pat
         reply = _raw(c.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
                      % len(smuggled) + smuggled)
         assert reply.count(b"HTTP/1.1 ") == 1 and c.health()["accepted"] == 0
+        # A GET on the traces path with a body, then a pipelined request: each answered once.
+        reply = _raw(c.port, b"GET /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 405 ") and reply.count(b"HTTP/1.1 200 ") == 1
         # A body that stalls before its first byte gets its 408 (the read returned None).
         for stalled in (_POST + b"Content-Length: 361\r\n\r\n", chunked + b"10\r\n"):
             with socket.create_connection(("127.0.0.1", c.port), timeout=30) as conn:

@@ -64,6 +64,17 @@ def page(name: str | None = None, **query: str) -> AppTest:
     return at
 
 
+def old_runs(store: Store, prefix: str, count: int, first_trace: int = 0) -> None:
+    """``count`` bare run spans ten days old, run ids ``{prefix}-0``, ``{prefix}-1``..."""
+    batch = SpanBatch()
+    start = time.time_ns() - 10 * 86_400 * 10**9
+    for i in range(count):
+        batch.append(trace_id=f"{i + first_trace:032x}", span_id="0" * 15 + "1", name=f"handoffs.run {prefix}",
+                     start_ns=start + i, duration_ns=1, attributes={
+                         C.SPAN_TYPE: C.SpanType.RUN.value, C.RUN_ID: f"{prefix}-{i}"})
+    store.insert_spans(batch)
+
+
 def text_of(at: AppTest) -> str:
     """Everything the page wrote as text: markdown, captions, metrics, alerts, labels."""
     parts: list[str] = []
@@ -200,13 +211,7 @@ def test_unreachable_store_is_a_message_not_a_stack_trace(monkeypatch: pytest.Mo
 def test_a_hundred_runs_list_over_both_engines(app_url: str, store: Store) -> None:
     """The runs page passes every listed run's ids as parameters: over HTTP more than 4 KB of
     them travel as form fields, which the store's endpoint must read."""
-    batch = SpanBatch()
-    start = time.time_ns() - 10 * 86_400 * 10**9
-    for i in range(120):
-        batch.append(trace_id=f"{i:032x}", span_id="0" * 15 + "1", name="handoffs.run bulk",
-                     start_ns=start + i, duration_ns=1, attributes={
-                         C.SPAN_TYPE: C.SpanType.RUN.value, C.RUN_ID: f"bulk-{i:03d}"})
-    store.insert_spans(batch)
+    old_runs(store, "bulk", 120)
     table = page().dataframe[0].value
     assert len(table) == 100  # the default "latest 100"
     assert set(table["run_id"]) >= {r.run_id for r in RUNS}
@@ -245,13 +250,7 @@ def test_a_pinned_dashboard_opens_no_other_projects_run_by_url(app_url: str,
 
 def test_a_link_opens_its_run_outside_the_window_and_the_picker_follows_the_window(
         app_url: str, store: Store) -> None:
-    batch = SpanBatch()
-    old = time.time_ns() - 10 * 86_400 * 10**9
-    for i in range(2):
-        batch.append(trace_id=f"{i + 7:032x}", span_id="0" * 15 + "1", name="handoffs.run old",
-                     start_ns=old + i, duration_ns=1, attributes={
-                         C.SPAN_TYPE: C.SpanType.RUN.value, C.RUN_ID: f"old-{i}"})
-    store.insert_spans(batch)
+    old_runs(store, "old", 2, first_trace=7)
     at = page()
     at.selectbox(key="window").select("last 24 hours").run()
     at.query_params["run"] = "old-0"

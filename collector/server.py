@@ -667,11 +667,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._fail(503, "too many requests in flight; retry", reply_type, retry=True)
         try:
             try:
-                # None: the receive timeout ended the read before its first byte.
-                body = (self.rfile.read(length) or b"") if length is not None else self._read_chunked()
-                if length is not None and len(body) < length:
-                    raise _BodyRefused(408, f"the body stopped after {len(body)} of {length} bytes "
-                                            f"(nothing for {self.read_timeout:g} s)")
+                body = self._read_body(length)
             except _BodyRefused as exc:
                 self.close_connection = True
                 return self._fail(exc.status, str(exc), reply_type)
@@ -747,6 +743,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BodyRefused(413, f"the body is {length} bytes, over the {self.collector.max_body_bytes}"
                                     "-byte limit; send smaller batches")
         return length
+
+    def _read_body(self, length: int | None) -> bytes:
+        """The body ``_declared_length`` announced: ``length`` bytes, or chunked when None;
+        ``_BodyRefused`` (408) when the client stalls before the end."""
+        if length is None:
+            return self._read_chunked()
+        body = self.rfile.read(length) or b""  # None: the receive timeout, before the first byte
+        if len(body) < length:
+            raise _BodyRefused(408, f"the body stopped after {len(body)} of {length} bytes "
+                                    f"(nothing for {self.read_timeout:g} s)")
+        return body
 
     def _read_chunked(self) -> bytes:
         """A chunked body (RFC 9112 7.1), at most the collector's body limit; trailers dropped."""

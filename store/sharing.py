@@ -23,6 +23,7 @@ from handoffs.errors import StoreError
 
 from .endpoint import ClickHouseEndpoint
 from .engines import ChdbEngine, HttpEngine
+from .schema import SPAN_TABLE
 from .url import StoreURL
 
 LOCK_FILE = ".handoffs.lock"
@@ -123,18 +124,25 @@ def check_store(path: Path, database: str = "default") -> None:
     """Raise the one StoreError for a directory that holds no embedded store, or none with
     ``database`` (``?database=``), without opening it: for commands that need one to exist."""
     path = _resolved(path)
+    metadata = path / _STORE_MARK
     try:
-        has_store = (path / _STORE_MARK).is_dir()
+        has_store = metadata.is_dir()
         # The engine always has "default"; another database has its metadata entry once made.
-        has_database = has_store and (database == "default" or (path / _STORE_MARK / database).exists())
+        has_database = has_store and (database == "default" or (metadata / database).exists())
+        # Every command that fills a store makes the span table first: a directory without it
+        # (an empty "metadata" folder, a chDB directory of another program) holds no store of ours.
+        has_spans = has_database and (metadata / database / f"{SPAN_TABLE}.sql").exists()
     except OSError as exc:  # a directory this user may not read
         raise StoreError(f"cannot read the embedded store at {path}: {exc.strerror or exc}") from exc
+    fill = "`handoffs collect`, `handoffs demo` or `handoffs import`"
     if not has_store:
-        raise StoreError(f"no embedded store at {path}: check --store, or make one with `handoffs collect`, "
-                         "`handoffs demo` or `handoffs import`")
+        raise StoreError(f"no embedded store at {path}: check --store, or make one with {fill}")
     if not has_database:
         raise StoreError(f"the embedded store at {path} has no database {database!r}: check ?database= in "
-                         "--store, or fill it with `handoffs collect`, `handoffs demo` or `handoffs import`")
+                         f"--store, or fill it with {fill}")
+    if not has_spans:
+        raise StoreError(f"no handoffs store at {path} (database {database!r} has no {SPAN_TABLE} table): "
+                         f"check --store, or fill it with {fill}")
 
 
 def _resolved(path: Path) -> Path:

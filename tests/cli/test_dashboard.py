@@ -15,7 +15,7 @@ def test_a_port_in_use_is_one_line_and_exit_2(store, chdb_dir, capsys: pytest.Ca
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(SystemExit) as exit_:
-            main(["dashboard", "--port", str(port), "--store", f"chdb://{chdb_dir}"])
+            main(["dashboard", "--port", str(port), "--store", f"chdb://{chdb_dir}?database={store.url.database}"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().endswith(f"cannot listen on 127.0.0.1:{port}: Address already in use; "
                                                     "pick another --port")

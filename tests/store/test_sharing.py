@@ -94,6 +94,14 @@ def test_create_false_opens_only_an_existing_store(tmp_path: Path, chdb_dir: Pat
     assert open_store(f"chdb://{chdb_dir}?database={store.url.database}", create=False).scalar("SELECT 1") == 1
 
 
+def test_a_directory_without_our_span_table_is_no_store(tmp_path: Path) -> None:
+    # An empty "metadata" folder passed the check: detect then made tables there and judged 0 traces.
+    (tmp_path / "other" / "metadata").mkdir(parents=True)
+    with pytest.raises(StoreError, match=r"no handoffs store at .*other \(database 'default' has no otel_traces table\)"):
+        open_store(f"chdb://{tmp_path / 'other'}", create=False)
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["metadata"]
+
+
 def test_a_store_this_user_may_not_read_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # /proc/1/root in a container, or another user's 0700 directory: a PermissionError traceback.
     def denied(self: Path, strict: bool = False) -> Path:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -419,17 +420,19 @@ def _ns(value: str, default: int) -> int:
     return int(parse_time(value).timestamp() * 1_000_000_000)
 
 
-def _resolve(flt: RunFilter, ci: dict[str, str]) -> RunFilter:
+def _resolve(flt: RunFilter, ci: dict[str, str], policy: Policy) -> RunFilter:
     """Replace "current" commit/branch with what the CI environment says, or outside CI with
     the git checkout's (asked for by name, so reading git surprises no one; the pytest plugin
-    records runs with it outside CI)."""
+    records runs with it outside CI): the checkout that holds the policy file, wherever the
+    gate runs from, else the working directory's."""
     updates: dict[str, str] = {}
     git: dict[str, str] | None = None
     for key, attr in (("commit", c.RUN_COMMIT), ("branch", c.RUN_BRANCH)):
         if getattr(flt, key) == "current":
             value = ci.get(attr)
             if not value:
-                git = git_metadata() if git is None else git
+                source = Path(policy.source)
+                git = git_metadata(str(source.parent) if source.is_file() else None) if git is None else git
                 value = git.get(attr)
             if not value:
                 var = "HANDOFFS_COMMIT" if key == "commit" else "HANDOFFS_BRANCH"
@@ -450,7 +453,7 @@ def _select_judged(store: Store, policy: Policy, run_ids: Sequence[str] | None,
     if flt.empty and ci.get(c.RUN_COMMIT):
         # Nothing said: judge what this CI job (or checkout) produced.
         flt = replace(flt, commit="current")
-    flt = _resolve(flt, ci)
+    flt = _resolve(flt, ci, policy)
     runs = query_runs(store, flt, policy.project)
     return runs, f"{len(runs)} runs ({_describe(flt)})", flt.commit
 
@@ -478,7 +481,7 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
                              "(or it is one of the runs being judged)")
         return found, f"{len(found)} runs given by --baseline"
     spec = policy.baseline
-    flt = _resolve(spec.filter, ci)
+    flt = _resolve(spec.filter, ci, policy)
     if spec.explicit:
         runs = query_runs(store, flt, policy.project, exclude)
         return runs, f"{len(runs)} runs ({_describe(flt)})"

@@ -14,7 +14,7 @@ from gate_seed import PROJECT, Seeder
 
 from handoffs import conventions as c
 from handoffs import taxonomy as tx
-from handoffs.gate import judge, parse_policy, run_gate
+from handoffs.gate import judge, load_policy, parse_policy, run_gate
 from handoffs.gate.policy import RunFilter
 from handoffs.store import SpanBatch, Store
 from handoffs.store.schema import FINDINGS_TABLE, METRICS_TABLE, RUNS_TABLE
@@ -168,9 +168,13 @@ def test_current_commit_outside_ci_is_the_git_checkouts(tmp_path, monkeypatch: p
     sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     monkeypatch.chdir(repo)
     flt = RunFilter(commit="current", branch="current")
-    assert judge._resolve(flt, {}) == RunFilter(commit=sha, branch="feature/x")
+    inline = policy('[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n')  # no file: the working directory
+    assert judge._resolve(flt, {}, inline) == RunFilter(commit=sha, branch="feature/x")
     # What the CI says still wins.
-    assert judge._resolve(flt, {c.RUN_COMMIT: "c" * 40, c.RUN_BRANCH: "main"}) == RunFilter(commit="c" * 40, branch="main")
+    assert judge._resolve(flt, {c.RUN_COMMIT: "c" * 40, c.RUN_BRANCH: "main"}, inline) == RunFilter(commit="c" * 40, branch="main")
     monkeypatch.chdir(tmp_path)  # no checkout here
     with pytest.raises(judge.UsageError, match="run under CI or inside a git checkout"):
-        judge._resolve(flt, {})
+        judge._resolve(flt, {}, inline)
+    # `handoffs gate --policy repo/handoffs.toml` from outside the checkout: the policy's checkout.
+    (repo / "handoffs.toml").write_text('[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n')
+    assert judge._resolve(flt, {}, load_policy(repo / "handoffs.toml")) == RunFilter(commit=sha, branch="feature/x")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 import click
 
@@ -64,8 +66,17 @@ def cli(verbose: bool) -> None:
         quiet_client_logs()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a CI job cancelled, ``timeout``, ``kill``) unwinds like Ctrl-C: what a command
+    holds is released on the way out (a detection pass drops its scratch tables)."""
+    click.echo("terminated", err=True)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: HandoffsError becomes one line on stderr."""
+    on_main = threading.current_thread() is threading.main_thread()  # only it may take signals
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main else None
     try:
         # Without standalone mode click returns the code of ctx.exit(n) instead of exiting.
         code = cli.main(args=argv, prog_name="handoffs", standalone_mode=False)
@@ -80,5 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(code, int):
         sys.exit(code)

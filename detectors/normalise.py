@@ -13,6 +13,7 @@ one reading serves every source. ``FINAL`` drops duplicate rows of at-least-once
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any, Self
 
@@ -241,14 +242,22 @@ def prelude(scratch: Scratch | None = None, body: str | None = None) -> str:
     return "WITH\n" + ",\n".join(text for name, text in zip(_NAMES, _ALL, strict=True) if name in needed) + "\n"
 
 
+SCRATCH_PREFIX = "handoffs_scratch_"
+# A scratch table older than this was left by a process that died without dropping it (SIGKILL,
+# a lost machine): no detection pass holds one so long (a day judges some 10 billion spans here).
+STALE_SCRATCH_SECONDS = 24 * 3600
+_SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(\d+)_[0-9a-f]{{12}}_\w+$")
+
+
 class ScratchTables:
     """Tables in the store's database for one piece of work: named uniquely (``name(kind)``),
-    made by ``_create`` on entry, all dropped on exit, or at once if making them fails."""
+    made by ``_create`` on entry, all dropped on exit, or at once if making them fails. Each
+    name carries the second it was made, so ``drop_stale_scratch`` can tell a dead process's."""
 
     def __init__(self, store: Store, *kinds: str) -> None:
         self.store = store
-        tag = uuid.uuid4().hex[:12]
-        self._names = {kind: f"handoffs_scratch_{tag}_{kind}" for kind in kinds}
+        tag = f"{int(time.time())}_{uuid.uuid4().hex[:12]}"
+        self._names = {kind: f"{SCRATCH_PREFIX}{tag}_{kind}" for kind in kinds}
 
     def name(self, kind: str) -> str:
         return self._names[kind]
@@ -270,6 +279,22 @@ class ScratchTables:
     def _drop(self) -> None:
         for table in self._names.values():
             self.store.command(f"DROP TABLE IF EXISTS {table}")
+
+
+def drop_stale_scratch(store: Store, now: float | None = None) -> list[str]:
+    """Drop the scratch tables of processes that died holding them; return their names.
+
+    A pass that is stopped (Ctrl-C, SIGTERM) drops its own; one that is killed cannot, and its
+    tables (Memory ones, and the metrics' MergeTree ones with their data) would stay for good.
+    """
+    cutoff = (time.time() if now is None else now) - STALE_SCRATCH_SECONDS
+    names = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
+                        "AND startsWith(name, {prefix:String})", {"prefix": SCRATCH_PREFIX})
+    stale = [r["name"] for r in names
+             if (m := _SCRATCH_NAME.match(r["name"])) and int(m.group(1)) < cutoff]
+    for table in stale:
+        store.command(f"DROP TABLE IF EXISTS `{table}`")
+    return stale
 
 
 class Scratch(ScratchTables):

@@ -21,7 +21,7 @@ from handoffs.store import Store, schema
 
 from . import cascade, structural
 from .findings import Finding, TraceFindings, dedupe, load, mark, pending, span_blocks, watermark, write
-from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch
+from .normalise import RANGE_FILTER, TRACE_FILTER, Scratch, drop_stale_scratch
 
 log = logging.getLogger("handoffs.detectors")
 
@@ -199,6 +199,9 @@ def judge_pending(store: Store, trace_ids: Sequence[str] | None = None, incremen
     detection mark moves only when the iterator is exhausted (a caller that stops early leaves
     the rest pending)."""
     ver = version()
+    dropped = drop_stale_scratch(store)
+    if dropped:
+        log.info("dropped %d scratch table(s) left by a detection that was killed", len(dropped))
     blocks = span_blocks(store) if trace_ids is None else {}
     since = watermark(store, ver) if blocks and incremental else {}
     with _stage("traces to judge"):

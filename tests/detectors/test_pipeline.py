@@ -3,13 +3,17 @@ the findings as if built in line; a graph that fails fails the judgement."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from handoffs import taxonomy as t
+from handoffs.cli import main
 from handoffs.demo import simulate
 from handoffs.detectors import cascade, pipeline
 from handoffs.store import Store
@@ -56,3 +60,46 @@ def test_a_failing_graph_fails_the_judgement(demo: tuple[Store, list[str]],
     monkeypatch.setattr(cascade, "table_results", broken)
     with pytest.raises(RuntimeError, match="graph broke"):
         pipeline.judge(store, ids, "v")
+
+
+def _scratch_tables(store: Store) -> set[str]:
+    return {r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
+                                           "AND name LIKE 'handoffs_scratch_%'")}
+
+
+def test_detection_drops_the_scratch_tables_a_killed_pass_left(demo: tuple[Store, list[str]]) -> None:
+    store, _ = demo
+    # A pass killed a day ago left its tables (a MergeTree one with data); one made now is live.
+    dead = f"handoffs_scratch_{int(time.time()) - 25 * 3600}_{'a' * 12}_pairs"
+    live = f"handoffs_scratch_{int(time.time()) - 60}_{'b' * 12}_s"
+    store.command(f"CREATE TABLE {dead} ENGINE = MergeTree ORDER BY x AS SELECT 1 AS x")
+    store.command(f"CREATE TABLE {live} (x UInt8) ENGINE = Memory")
+    pipeline.detect_pending(store)
+    assert _scratch_tables(store) == {live}
+    store.command(f"DROP TABLE {live}")
+
+
+def test_a_pass_stopped_by_sigterm_drops_its_scratch_tables(demo: tuple[Store, list[str]], chdb_dir,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # SIGTERM (a cancelled CI job, `timeout`) killed the process where it stood: every scratch
+    # table of the chunk being judged stayed in the store for good.
+    store, _ = demo
+    held: list[set[str]] = []
+    nodes_table = cascade.nodes_table
+
+    def terminated_midway(*args: Any, **kwargs: Any) -> Any:
+        held.append(_scratch_tables(store))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs here
+        return nodes_table(*args, **kwargs)
+
+    monkeypatch.setattr(cascade, "nodes_table", terminated_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_:
+        main(["detect", "--full", "--store", f"chdb://{chdb_dir}?database={store.url.database}"])
+    assert exit_.value.code == 128 + signal.SIGTERM
+    assert held and held[0]  # the pass was inside a chunk's scratch
+    assert _scratch_tables(store) == set()
+    assert capsys.readouterr().err.strip().endswith("terminated")
+    assert signal.getsignal(signal.SIGTERM) is before  # main() puts back the handler it found

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from handoffs.errors import UsageError
@@ -42,24 +44,25 @@ def write_table(result: GateResult, out: TextIO | None = None, width: int = 140)
     """The table CI logs show: one row per check, then what broke each failing one."""
     console = Console(file=out, width=width, highlight=False, soft_wrap=False,
                       force_terminal=None if out is None else False)
-    console.print(f"handoffs gate: policy {result.policy.name} ({result.policy.source})")
-    console.print(f"  judged:   {result.runs_text}")
-    console.print(f"  baseline: {result.baseline_text}")
+    console.print(f"handoffs gate: policy {escape(result.policy.name)} ({escape(result.policy.source)})")
+    console.print(f"  judged:   {escape(result.runs_text)}")
+    console.print(f"  baseline: {escape(result.baseline_text)}")
     for note in result.notes:
-        console.print(f"  note: {note}")
+        console.print(f"  note: {escape(note)}")
     table = Table(show_lines=False, header_style="bold")
     for col in ("check", "value", "limit", "baseline", "change (worse +) [interval]", "verdict"):
         table.add_column(col, overflow="fold")
     for r in result.checks:
-        table.add_row(r.check.name, r.value_text, r.limit_text or "-", r.baseline_text or "-",
-                      _change(r), f"[{_STYLE[r.verdict]}]{verdict_label(r)}[/]")
+        table.add_row(*(escape(x) for x in (r.check.name, r.value_text, r.limit_text or "-",
+                                            r.baseline_text or "-", _change(r))),
+                      f"[{_STYLE[r.verdict]}]{escape(verdict_label(r))}[/]")
     console.print(table)
     for r in result.checks:
         if r.verdict == PASS:
             continue
-        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/] {r.check.name}: {r.message}")
+        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/] {escape(r.check.name)}: {escape(r.message)}")
         for ev in r.evidence:
-            console.print(f"    - {ev.describe()}")
+            console.print(f"    - {escape(ev.describe())}")
     style = _STYLE[result.verdict]
     n_fail = sum(r.verdict == FAIL for r in result.checks)
     n_warn = sum(r.verdict == WARN for r in result.checks)
@@ -104,8 +107,20 @@ def junit_tree(result: GateResult) -> ET.ElementTree:
         out.text = (f"WARN: {_failure_text(r)}" if r.verdict == WARN else
                     f"{r.message}\nvalue: {r.value_text}; limit: {r.limit_text}; "
                     f"baseline: {r.baseline_text or '-'}")
+    for element in root.iter():  # names, messages and evidence are the agents' own text
+        element.text = element.text and _xml_safe(element.text)
+        element.attrib = {k: _xml_safe(v) for k, v in element.attrib.items()}
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+# Characters XML 1.0 cannot carry at all, not even escaped (control characters, lone surrogates).
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """``text`` with what XML cannot carry replaced by U+FFFD, so a CI's JUnit reader parses the file."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def write_junit(result: GateResult, path: str | Path) -> None:

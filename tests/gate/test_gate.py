@@ -337,3 +337,23 @@ def test_the_gate_judges_new_traces_without_reading_every_stored_finding_back(
     monkeypatch.undo()
     [stored] = load_findings(store, [run.trace_id])
     assert "overwrite" in stored.codes()
+
+
+def test_agent_text_reaches_every_report_as_written(store: Store, seed: Seeder, tmp_path: Path) -> None:
+    import io
+    import xml.etree.ElementTree as ET
+
+    # Square brackets in evidence were read as rich markup ("[/]" crashed the table after the
+    # gate had judged, so no JUnit was written); control characters made the JUnit unparsable.
+    evidence = "terminated (done; see logs[/] and [bold]x\x1b[31m\x00\x07)"
+    for i in range(5):
+        seed.run(f"m{i}", commit=HEAD, findings=[{"code": "FM-3.1", "evidence": evidence}])
+    result = run_gate(store, policy('[[check]]\nname = "no early stop [strict]"\nfailure_mode = "FM-3.1"\n'
+                                    'max_count = 0'))
+    out = io.StringIO()
+    report.write_table(result, out)
+    table = out.getvalue()
+    assert "no early stop [strict]" in table and "see logs[/] and [bold]x" in table
+    report.write_junit(result, tmp_path / "gate.xml")
+    failure = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite/testcase/failure")
+    assert failure is not None and "see logs[/] and [bold]x\ufffd[31m\ufffd\ufffd)" in (failure.text or "")

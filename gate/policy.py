@@ -165,7 +165,7 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate the policy file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM, as some Windows editors save
     except FileNotFoundError:
         raise UsageError(f"policy file {path} not found; copy handoffs.example.toml to start one") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -384,12 +384,17 @@ class _Parser:
                                  f"unknown metric {metric!r}: use one of {', '.join(METRIC_DIRECTIONS)} "
                                  f"or {tx.FAILURE_RATE_PREFIX}<code>, or say direction = \"lower\"|\"higher\" "
                                  "for a metric of your own")
-            direction = direction or METRIC_DIRECTIONS.get(metric, LOWER)
+            own = METRIC_DIRECTIONS.get(metric, LOWER) if known else direction
+            if direction and direction != own:
+                # It would silently turn the check around: a rise in overwrites would pass.
+                raise self.error(self.line_of("check", i, "direction"),
+                                 f"{metric} is {own}-is-better: drop direction (it is for metrics of your own)")
+            direction = direction or own
         else:
             if mode not in tx.BY_CODE:
                 raise self.error(self.line_of("check", i, "failure_mode"),
                                  f"unknown failure mode {mode!r}: use one of {', '.join(tx.BY_CODE)}")
-            for key in ("max", "min", "scope", "subject"):
+            for key in ("max", "min", "scope", "subject", "direction"):
                 if key in t:
                     raise self.error(self.line_of("check", i, key),
                                      f"{key} applies to metric checks; for a failure mode use max_count, "
@@ -416,6 +421,19 @@ class _Parser:
         if not (check.is_absolute or check.is_regression):
             raise self.error(line, "this check sets no limit: add max/min (metrics), max_count/max_rate "
                                    "(failure modes), or max_regression/max_increase (against the baseline)")
+        if check.min is not None and check.max is not None and check.min > check.max:
+            raise self.error(self.line_of("check", i, "min"),
+                             f"min = {check.min:g} is above max = {check.max:g}: no value could pass")
+        if check.subject and check.scope == tx.SCOPE_RUN:
+            raise self.error(self.line_of("check", i, "subject"),
+                             'subject names an agent (scope = "agent") or a pair "delegator->delegate" '
+                             '(scope = "pair"); a run-scope check judges each run whole')
+        if check.scope == tx.SCOPE_PAIR and check.subject:
+            ends = [end.strip() for end in check.subject.split("->")]
+            if len(ends) != 2 or not all(ends):
+                raise self.error(self.line_of("check", i, "subject"),
+                                 f'subject = {check.subject!r}: a pair is "delegator->delegate"')
+            object.__setattr__(check, "subject", "->".join(ends))
         if check.max_regression is not None and check.max_increase is not None:
             raise self.error(self.line_of("check", i, "max_increase"),
                              "set max_regression (relative) or max_increase (absolute), not both")

@@ -75,6 +75,14 @@ def _error(text: str) -> str:
      'metric = "overwrite_rate"\nmin = 0\n', 5, "two checks are named 'a'"),
     ('[gate]\nname = "x"\n', 1, "no checks"),
     ('[gates]\nname = "x"\n', 1, "unknown table or key 'gates'"),
+    # Each of these was accepted and then judged something other than what was written.
+    ('[[check]]\nmetric = "overwrite_rate"\ndirection = "higher"\nmax_increase = 0.05\n', 3,
+     "overwrite_rate is lower-is-better: drop direction"),
+    ('[[check]]\nfailure_mode = "overwrite"\ndirection = "higher"\nmax_count = 0\n', 3, "applies to metric checks"),
+    ('[[check]]\nmetric = "overwrite_rate"\nmin = 0.5\nmax = 0.1\n', 3, "min = 0.5 is above max = 0.1"),
+    ('[[check]]\nmetric = "overwrite_rate"\nsubject = "writer"\nmax = 0.2\n', 3, 'scope = "agent"'),
+    ('[[check]]\nmetric = "overwrite_rate"\nscope = "pair"\nsubject = "writer"\nmax = 0.2\n', 4,
+     'a pair is "delegator->delegate"'),
 ])
 def test_a_malformed_policy_names_the_line_at_fault(text: str, line: int, words: str) -> None:
     message = _error(text)
@@ -97,3 +105,10 @@ def test_default_names_tell_scopes_apart() -> None:
     policy = parse_policy('[[check]]\nmetric = "overwrite_rate"\nmax = 0.5\n'
                           '[[check]]\nmetric = "overwrite_rate"\nscope = "agent"\nmax = 0.5\n')
     assert [c.name for c in policy.checks] == ["overwrite_rate <= 0.5", "overwrite_rate per agent <= 0.5"]
+
+
+def test_a_pair_subject_may_be_spaced_and_a_file_may_start_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + '[[check]]\nmetric = "overwrite_rate"\nscope = "pair"\n'
+                     'subject = "supervisor -> writer"\nmax = 0.2\n'.encode())
+    assert load_policy(path).checks[0].subject == "supervisor->writer"

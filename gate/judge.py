@@ -279,6 +279,8 @@ def run_gate(store: Store, policy: Policy, baseline: str | None = None,
     if any(ch.is_regression for ch in policy.checks):
         base, base_text = _select_baseline(store, policy, judged, baseline, current_commit, ci)
     else:
+        if baseline is not None:  # unused, but a mistyped one is still a mistake
+            _given_baseline(store, policy, baseline, [r.run_id for r in judged])
         base, base_text = [], "none (no regression checks)"
     if policy.detect if detect is None else detect:
         note = refresh_detection(store, [r.run_id for r in judged + base])
@@ -467,19 +469,32 @@ def _describe(flt: RunFilter) -> str:
     return ", ".join(parts) or "all runs"
 
 
+def _given_baseline(store: Store, policy: Policy, override: str, exclude: list[str]) -> tuple[list[Run], str]:
+    """``--baseline``: runs by id or by commit, each value matching something (else one
+    UsageError naming those that match nothing; an empty list would mean every run)."""
+    wanted = [v.strip() for v in override.split(",") if v.strip()]
+    if not wanted:
+        raise UsageError(f"--baseline {override!r} names nothing: give run ids or commits, separated by commas")
+    found = {r.run_id: r for r in query_runs(store, RunFilter(run_ids=tuple(wanted)), policy.project, exclude)}
+    unmatched = []
+    for value in wanted:
+        if value in found:
+            continue
+        by_commit = query_runs(store, RunFilter(commit=value), policy.project, exclude)
+        if not by_commit:
+            unmatched.append(value)
+        found.update((r.run_id, r) for r in by_commit)
+    if unmatched:
+        raise UsageError(f"--baseline {', '.join(unmatched)}: no run or commit with that id in the store "
+                         "(or only runs being judged); a commit of 7+ characters matches as a prefix")
+    return list(found.values()), f"{len(found)} runs given by --baseline"
+
+
 def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: str | None,
                      current_commit: str, ci: dict[str, str]) -> tuple[list[Run], str]:
     exclude = [r.run_id for r in judged]
-    if override:
-        wanted = [v.strip() for v in override.split(",") if v.strip()]
-        found = query_runs(store, RunFilter(run_ids=tuple(wanted)), policy.project, exclude)
-        for value in wanted:
-            if len(value) >= 7 and not any(value in (r.run_id, r.commit) for r in found):
-                found += query_runs(store, RunFilter(commit=value), policy.project, exclude)
-        if not found:
-            raise UsageError(f"--baseline {override}: no run or commit with that id in the store "
-                             "(or it is one of the runs being judged)")
-        return found, f"{len(found)} runs given by --baseline"
+    if override is not None:
+        return _given_baseline(store, policy, override, exclude)
     spec = policy.baseline
     flt = _resolve(spec.filter, ci, policy)
     if spec.explicit:

@@ -157,9 +157,11 @@ max_increase = 0.05
     assert result.checks[0].verdict == "fail"
     assert result.checks[0].comparison.effect == pytest.approx(0.9 - 0.5, abs=0.02)
     # the same drop is an improvement for a lower-is-better metric of the user's own
+    seed_side(seed, BASE, [0.9, 0.85, 0.92, 0.88, 0.9, 0.91], "my_score", prefix="mb")
+    seed_side(seed, HEAD, [0.5, 0.45, 0.55, 0.52, 0.48, 0.5], "my_score", prefix="mh")
     improved = run_gate(store, policy("""
 [[check]]
-metric = "autonomous_completion_rate"
+metric = "my_score"
 direction = "lower"
 max_increase = 0.05
 """))
@@ -276,6 +278,15 @@ def test_baseline_override_takes_run_ids_or_commits(store: Store, seed: Seeder) 
     assert sorted(r.run_id for r in by_ids.baseline) == ["aaaa-0", "aaaa-1"]
     with pytest.raises(UsageError, match="no run or commit"):
         run_gate(store, policy(REGRESSION), baseline="nothing-like-this")
+    # A value matching nothing was dropped silently when another matched; a blank list meant
+    # every other run in the store; with no regression check a typo went unnoticed.
+    with pytest.raises(UsageError, match="--baseline nothing-like-this: no run or commit"):
+        run_gate(store, policy(REGRESSION), baseline="aaaa-0,nothing-like-this")
+    for blank in (" ", ",", ""):
+        with pytest.raises(UsageError, match="names nothing"):
+            run_gate(store, policy(REGRESSION), baseline=blank)
+    with pytest.raises(UsageError, match="no run or commit"):
+        run_gate(store, policy('[[check]]\nmetric = "overwrite_rate"\nmax = 0.2'), baseline="typo")
 
 
 def test_runs_are_selected_by_tag_branch_and_window(store: Store, seed: Seeder) -> None:

@@ -276,6 +276,8 @@ def run_gate(store: Store, policy: Policy, baseline: str | None = None,
     notes: list[str] = []
     ci = ci_metadata(env)
     judged, runs_text, current_commit = _select_judged(store, policy, run_ids, ci)
+    if run_ids is not None and not policy.runs.empty:
+        notes.append("[runs] is not applied: the runs judged are this session's")
     if any(ch.is_regression for ch in policy.checks):
         base, base_text = _select_baseline(store, policy, judged, baseline, current_commit, ci)
     else:
@@ -450,7 +452,9 @@ def _select_judged(store: Store, policy: Policy, run_ids: Sequence[str] | None,
     if run_ids is not None:
         flt = RunFilter(run_ids=tuple(run_ids))
         runs = query_runs(store, flt, policy.project) if run_ids else []
-        return runs, f"{len(runs)} runs of this session", ""
+        # The session's commit is the judged one: the baseline must not be made of it.
+        commit = ci.get(c.RUN_COMMIT) or _most_common(r.commit for r in runs)
+        return runs, f"{len(runs)} runs of this session", commit
     flt = policy.runs
     if flt.empty and ci.get(c.RUN_COMMIT):
         # Nothing said: judge what this CI job (or checkout) produced.

@@ -2,7 +2,7 @@
 enabled (``--handoffs`` or ``HANDOFFS_PYTEST=1``), because every pytest in an environment
 where handoffs is installed loads it through the ``pytest11`` entry point.
 
-    pytest --handoffs --handoffs-policy handoffs.toml --handoffs-store chdb:///tmp/h
+    pytest --handoffs --handoffs-policy=handoffs.toml --handoffs-store=chdb:///tmp/h
 
 Each test call runs inside ``sdk.run(<node id>, test_id=<node id>)`` tagged with the session,
 so the agent code under test needs no glue: its ``sdk.agent``/``delegate`` spans land in that
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import uuid
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,11 +78,38 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _option(config: pytest.Config, name: str) -> str | None:
-    """A command-line option, else its ini setting (policy and store have one)."""
+    """A command-line option, else its ini setting (policy and store have one); an ini policy
+    path is relative to the ini file, wherever pytest runs from."""
     value = config.getoption(f"handoffs_{name}")
     if not value and name in ("policy", "store"):
         value = config.getini(f"handoffs_{name}")
+        if value and name == "policy" and config.inipath is not None:
+            value = str(config.inipath.parent / value)
     return value or None
+
+
+def _default_policy(config: pytest.Config) -> Path | None:
+    """``handoffs.toml`` in the root dir, else beside the ini file, else where pytest runs."""
+    for folder in (config.rootpath, config.inipath and config.inipath.parent, config.invocation_params.dir):
+        if folder is not None and (folder / DEFAULT_POLICY).is_file():
+            return folder / DEFAULT_POLICY
+    return None
+
+
+def _misread_options(config: pytest.Config) -> list[str]:
+    """Our options whose value pytest also took for a test path.
+
+    pytest picks its root dir before plugins add their options, so ``--handoffs-junit FILE``
+    (not ``=FILE``) reads an existing FILE as a test path too, moving the root dir above it.
+    """
+    args = [str(a) for a in config.invocation_params.args]
+    return [flag for flag in (f"--handoffs-{name}" for name in ("policy", "junit", "store", "baseline"))
+            if flag in args and args.index(flag) + 1 < len(args) and Path(args[args.index(flag) + 1]).exists()]
+
+
+def _plugin_flags(message: str) -> str:
+    """A gate error names the command line's options; here they are the plugin's."""
+    return re.sub(r"(?<![\w-])--(junit|baseline|policy|store)\b", r"--handoffs-\1", message)
 
 
 class _XdistController:
@@ -101,7 +130,9 @@ class HandoffsPlugin:
         from handoffs.gate import load_policy
         from handoffs.sdk.ci import ci_metadata, git_metadata
         from handoffs.store import open_store
+        from handoffs.store.engines import quiet_client_logs
 
+        quiet_client_logs()  # a store that cannot be reached is said once, in the UsageError
         self.config = config
         workerinput = getattr(config, "workerinput", None)
         self.controller = workerinput is None
@@ -110,16 +141,17 @@ class HandoffsPlugin:
         self.result: Any = None
         self.judge = self.controller and not config.getoption("handoffs_trace_only")
         self.error: str | None = None
+        self.misread = _misread_options(config)
         policy_path = _option(config, "policy")
-        if policy_path is None and (config.rootpath / DEFAULT_POLICY).is_file():
-            policy_path = str(config.rootpath / DEFAULT_POLICY)
+        if policy_path is None and (found := _default_policy(config)) is not None:
+            policy_path = str(found)
         try:
             # A bad policy or store stops the session before any test runs, as bad options do.
             # Workers read it too: its project is the resource attribute their runs must carry.
             self.policy = load_policy(policy_path) if policy_path else None
             self.store = open_store(_option(config, "store"))
         except HandoffsError as exc:
-            raise pytest.UsageError(f"handoffs: {exc}") from exc
+            raise pytest.UsageError(f"handoffs: {_plugin_flags(str(exc))}") from exc
         if self.controller and not ci_metadata().get(c.RUN_COMMIT):
             # Outside CI, the checkout says which commit the runs belong to; workers inherit it.
             for key, var in ((c.RUN_COMMIT, "HANDOFFS_COMMIT"), (c.RUN_BRANCH, "HANDOFFS_BRANCH")):
@@ -155,27 +187,36 @@ class HandoffsPlugin:
                 report.write_junit(self.result, junit)
             report.append_step_summary(self.result)
         except HandoffsError as exc:
-            self.error = str(exc)
+            self.error = _plugin_flags(str(exc))
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.USAGE_ERROR
             return
-        if self.result.exit_code and session.exitstatus == pytest.ExitCode.OK:
+        # A failing gate fails the session, also when no test was collected (pytest's 5).
+        if self.result.exit_code and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.judge or self.policy is None:
+        if not self.judge:
             return
         from handoffs.gate import report
 
         terminalreporter.section("handoffs gate")
+        for option in self.misread:
+            terminalreporter.write_line(f"handoffs: pytest also read the value of {option} as a test path "
+                                        f"(its root dir is now {self.config.rootpath}): write {option}=VALUE",
+                                        yellow=True)
+        if self.policy is None:
+            terminalreporter.write_line(
+                f"handoffs: runs traced, not gated: no policy (give --handoffs-policy=FILE, or put "
+                f"{DEFAULT_POLICY} in {self.config.rootpath})", yellow=True)
+            return
+        if self.result is not None:  # judged (and recorded), even if writing a report then failed
+            buf = io.StringIO()
+            report.write_table(self.result, buf, width=terminalreporter._tw.fullwidth)
+            terminalreporter.write(buf.getvalue())
         if self.error:
-            terminalreporter.write_line(f"handoffs gate could not judge: {self.error}", red=True)
-            return
-        if self.result is None:
-            return
-        buf = io.StringIO()
-        report.write_table(self.result, buf, width=terminalreporter._tw.fullwidth)
-        terminalreporter.write(buf.getvalue())
-        if self.result.exit_code:
+            verb = "could not write its reports" if self.result is not None else "could not judge"
+            terminalreporter.write_line(f"handoffs gate {verb}: {self.error}", red=True)
+        elif self.result is not None and self.result.exit_code:
             terminalreporter.write_line("handoffs gate FAILED: the session fails on delegation quality",
                                         red=True, bold=True)

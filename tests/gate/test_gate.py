@@ -368,3 +368,16 @@ def test_agent_text_reaches_every_report_as_written(store: Store, seed: Seeder, 
     report.write_junit(result, tmp_path / "gate.xml")
     failure = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite/testcase/failure")
     assert failure is not None and "see logs[/] and [bold]x\ufffd[31m\ufffd\ufffd)" in (failure.text or "")
+
+
+def test_a_session_is_never_its_own_baseline(store: Store, seed: Seeder) -> None:
+    # The pytest plugin judges a session's run ids. Its commit was not excluded from the
+    # baseline, so a second session on a commit already gated green compared it with itself.
+    session_env = {"HANDOFFS_COMMIT": HEAD, "HANDOFFS_BRANCH": "main"}
+    seed_side(seed, BASE, [4.0, 4.2, 4.1, 3.9, 4.0])
+    run_gate(store, policy(REGRESSION, runs=f'commit = "{BASE}"', baseline=""), env={})
+    first = seed_side(seed, HEAD, [4.0, 4.2, 4.1, 3.9, 4.0], prefix="s1")
+    assert run_gate(store, policy(REGRESSION, runs="", baseline=""), run_ids=first, env=session_env).verdict != "fail"
+    second = seed_side(seed, HEAD, [4.0, 4.2, 4.1, 3.9, 4.0], prefix="s2")
+    result = run_gate(store, policy(REGRESSION, runs="", baseline=""), run_ids=second, env=session_env)
+    assert {r.commit for r in result.baseline} == {BASE}

@@ -109,6 +109,6 @@ def test_default_names_tell_scopes_apart() -> None:
 
 def test_a_pair_subject_may_be_spaced_and_a_file_may_start_with_a_bom(tmp_path: Path) -> None:
     path = tmp_path / "bom.toml"
-    path.write_bytes(b"\xef\xbb\xbf" + '[[check]]\nmetric = "overwrite_rate"\nscope = "pair"\n'
-                     'subject = "supervisor -> writer"\nmax = 0.2\n'.encode())
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[check]]\nmetric = "overwrite_rate"\nscope = "pair"\n'
+                     b'subject = "supervisor -> writer"\nmax = 0.2\n')
     assert load_policy(path).checks[0].subject == "supervisor->writer"

@@ -135,3 +135,59 @@ def test_a_malformed_policy_stops_the_session_before_tests_run(project: pytest.P
                                           f"chdb://{project.path / 'store'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*handoffs.toml:8: unknown key 'max_ratio'*"])
+
+
+def test_an_option_value_pytest_reads_as_a_path_still_gates_and_says_why(project: pytest.Pytester) -> None:
+    # pytest picks its root dir before plugins add their options: `--handoffs-junit FILE` with an
+    # existing FILE moved the root dir above the project, handoffs.toml was not found there, and
+    # the session passed ungated, leaving the old JUnit file in place.
+    junit = project.path.parent / f"{project.path.name}-reports" / "gate.xml"
+    junit.parent.mkdir()
+    junit.write_text("<old/>")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "test_agents.py", "--handoffs",
+                                          "--handoffs-store", f"chdb://{project.path / 'store'}",
+                                          "--handoffs-junit", str(junit))
+    out = result.stdout.str()
+    assert "gate PASS: 2 checks" in out
+    assert "pytest also read the value of --handoffs-junit as a test path" in out
+    assert "write --handoffs-junit=VALUE" in out
+    assert ET.parse(junit).getroot().tag == "testsuites"
+
+
+def test_without_a_policy_the_session_says_it_is_not_gated(project: pytest.Pytester) -> None:
+    (project.path / "handoffs.toml").unlink()
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
+                                          f"chdb://{project.path / 'store'}")
+    assert result.ret == pytest.ExitCode.OK
+    assert "runs traced, not gated: no policy" in result.stdout.str()
+
+
+def test_an_ini_policy_is_found_from_a_subdirectory(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ini setting was read against the working directory: `cd tests && pytest` lost it.
+    (project.path / "handoffs.toml").rename(project.path / "gate-policy.toml")
+    project.makeini("[pytest]\nhandoffs_policy = gate-policy.toml\n")
+    sub = project.mkdir("sub")
+    (project.path / "test_agents.py").rename(sub / "test_agents.py")
+    monkeypatch.chdir(sub)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
+                                          f"chdb://{project.path / 'store'}")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    assert "handoffs gate: policy plugin" in result.stdout.str()
+
+
+def test_the_gate_fails_a_session_without_tests_and_reports_write_errors_in_plugin_terms(
+        project: pytest.Pytester) -> None:
+    # No test collected: the gate failed (no runs) but pytest's 5 hid it from "exit 1 on a failing gate".
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "no_such_test", "--handoffs",
+                                          "--handoffs-store", f"chdb://{project.path / 'store'}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "FAIL overwrites: no runs to judge" in result.stdout.str()
+    # The gate judged (and recorded) before the report could not be written: its table is
+    # shown, and the advice names the plugin's option, not the command line's --junit.
+    project.makefile(".toml", handoffs=POLICY + '\n[runs]\ntag = "nightly"\n')
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
+                                          f"chdb://{project.path / 'store'}", f"--handoffs-junit={project.path}")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "gate PASS: 2 checks" in out and "note: [runs] is not applied" in out
+    assert "handoffs gate could not write its reports" in out and "give --handoffs-junit a file path" in out

@@ -24,6 +24,7 @@ from handoffs.errors import UsageError
 from handoffs.sdk.ci import ci_metadata, git_metadata
 from handoffs.store import Store
 from handoffs.store.schema import (
+    DETECTED_TABLE,
     FINDINGS_TABLE,
     GATE_TABLE,
     METRICS_TABLE,
@@ -115,6 +116,12 @@ WHERE isFinite(value)
 # Findings belong to a run by run id, or by trace id when the detector did not know the run.
 # Two reads, each pruned (trace id: the table's key; run id: a bloom filter), disjoint so no
 # finding counts twice; the latest detection of each finding wins (what FINAL would keep).
+# Which of some traces the detectors have judged (any version): a run never judged has no
+# findings because nobody looked, not because it is clean.
+_JUDGED_TRACES_SQL = f"""
+SELECT DISTINCT trace_id FROM {DETECTED_TABLE} WHERE has({{traces:Array(String)}}, trace_id)
+"""
+
 _FINDINGS_SQL = """
 SELECT code, run_id, trace_id, agent, span_id, step, confidence, evidence
 FROM (
@@ -537,6 +544,7 @@ class _Context:
         self.by_trace = {r.trace_id: r.run_id for r in judged + baseline}
         self._metrics: list[dict[str, Any]] | None = None  # both sides, every checked metric
         self._findings_of: dict[str, list[dict[str, Any]]] = {}  # by code, both sides
+        self._judged: set[str] | None = None  # traces the detectors have judged, both sides
 
     def evaluate(self, check: Check) -> CheckResult:
         if check.metric:
@@ -572,7 +580,7 @@ class _Context:
         if n_base == 0 or n_cur == 0:
             side = "baseline" if n_base == 0 else "current runs"
             self._undecided(check, result, self.policy.too_few_runs,
-                            f"no {side} to compare (baseline: {self.baseline_text})")
+                            f"no {side} to compare (baseline: {self.baseline_text})", f"no {side}")
             return
         if proportion:
             base_value = proportion[2] / proportion[3]
@@ -630,7 +638,7 @@ class _Context:
         if not values:
             self._undecided(check, result, self.policy.too_few_runs,
                             f"none of the {len(self.judged)} runs has a value for {check.metric}"
-                            f"{' of ' + check.subject if check.subject else ''}")
+                            f"{' of ' + check.subject if check.subject else ''}", "no values")
             return result
         mean = stats.mean(values)
         low, high = stats.mean_interval(values, self.policy.significance)
@@ -691,6 +699,12 @@ class _Context:
                                 self.by_run[run_id].test_id))
         return out
 
+    def _judged_traces(self) -> set[str]:
+        if self._judged is None:  # one read for every failure-mode check, both sides
+            traces = [r.trace_id for r in self.by_run.values() if r.trace_id]
+            self._judged = {r["trace_id"] for r in self.store.query(_JUDGED_TRACES_SQL, {"traces": traces})}
+        return self._judged
+
     def _counts(self, check: Check, runs: list[Run]) -> tuple[dict[str, int], list[Evidence]]:
         found = self._findings(check.failure_mode, runs, check.min_confidence)
         counts = dict.fromkeys((r.run_id for r in runs), 0)
@@ -720,6 +734,14 @@ class _Context:
             self._outcome(check, result, rate > check.max_rate,
                           f"{affected}/{n} runs affected ({rate:.3g}) "
                           f"{'above' if rate > check.max_rate else 'within'} the maximum {check.max_rate:g}")
+        runs = self.judged + (self.baseline if check.is_regression else [])
+        unjudged = [r for r in runs if r.trace_id not in self._judged_traces()]
+        if unjudged and not result.breached:
+            self._undecided(check, result, self.policy.too_few_runs,
+                            f"{len(unjudged)} of the {len(runs)} runs have not been judged by the detectors, "
+                            "so their findings are unknown: run `handoffs detect` (or the gate without "
+                            "--no-detect)", "not judged")
+            return result
         if check.is_regression:
             base_counts, _ = self._counts(check, self.baseline)
             if check.stat == RATE:

@@ -16,7 +16,7 @@ import pyarrow as pa
 from handoffs import conventions as c
 from handoffs import taxonomy as tx
 from handoffs.store import SpanBatch, Store
-from handoffs.store.schema import FINDINGS_TABLE, METRICS_TABLE
+from handoffs.store.schema import DETECTED_TABLE, FINDINGS_TABLE, METRICS_TABLE
 
 PROJECT = "gate-tests"
 
@@ -30,8 +30,10 @@ class Seeder:
 
     def run(self, run_id: str, *, commit: str = "", branch: str = "", tags: Sequence[str] = (),
             metrics: dict[str, float] | None = None, findings: Sequence[dict] = (),
-            test_id: str = "", agent_metrics: dict[str, dict[str, float]] | None = None) -> str:
-        """One run: its run span, its run-scope (and agent-scope) metrics, its findings."""
+            test_id: str = "", agent_metrics: dict[str, dict[str, float]] | None = None,
+            judged: bool = True) -> str:
+        """One run: its run span, its run-scope (and agent-scope) metrics, its findings, and
+        (``judged``) the mark detection leaves on the traces it judged."""
         self.clock += 1_000_000_000
         trace_id = uuid.uuid4().hex
         batch = SpanBatch()
@@ -63,5 +65,9 @@ class Seeder:
                 "confidence": [float(f.get("confidence", 0.9)) for f in findings],
                 "evidence": [f.get("evidence", "seeded") for f in findings],
                 "detector": ["test"] * len(findings), "detector_version": ["0"] * len(findings)}))
+        if judged:
+            self.store.insert(DETECTED_TABLE, pa.table({
+                "project": [PROJECT], "trace_id": [trace_id], "detector_version": ["test"],
+                "span_count": pa.array([1], pa.uint64())}))
         return trace_id
 

@@ -267,6 +267,7 @@ def test_no_green_commit_yet_is_too_few_runs(store: Store, seed: Seeder) -> None
     result = run_gate(store, policy(REGRESSION, baseline='branch = "main"'), env={})
     assert result.baseline == [] and "no earlier commit green on branch main" in result.baseline_text
     assert result.checks[0].verdict == "warn" and not result.checks[0].decided
+    assert report.verdict_label(result.checks[0]) == "WARN (no baseline)"  # not "too few runs": there is none
 
 
 def test_baseline_override_takes_run_ids_or_commits(store: Store, seed: Seeder) -> None:
@@ -381,3 +382,15 @@ def test_a_session_is_never_its_own_baseline(store: Store, seed: Seeder) -> None
     second = seed_side(seed, HEAD, [4.0, 4.2, 4.1, 3.9, 4.0], prefix="s2")
     result = run_gate(store, policy(REGRESSION, runs="", baseline=""), run_ids=second, env=session_env)
     assert {r.commit for r in result.baseline} == {BASE}
+
+
+def test_runs_the_detectors_never_judged_do_not_pass_a_failure_mode_check(store: Store, seed: Seeder) -> None:
+    # With --no-detect on runs never detected, "0 findings" read as a clean pass.
+    for i in range(5):
+        seed.run(f"u{i}", commit=HEAD, judged=i < 3)
+    check = run_gate(store, policy('[[check]]\nfailure_mode = "overwrite"\nmax_count = 0')).checks[0]
+    assert (check.verdict, check.decided, report.verdict_label(check)) == ("warn", False, "WARN (not judged)")
+    assert "2 of the 5 runs have not been judged by the detectors" in check.message
+    # Findings that already break the limit fail it whatever the rest would have shown.
+    seed.run("u5", commit=HEAD, findings=[{"code": "overwrite"}])
+    assert run_gate(store, policy('[[check]]\nfailure_mode = "overwrite"\nmax_count = 0')).checks[0].verdict == "fail"

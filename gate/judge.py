@@ -609,8 +609,10 @@ class _Context:
             reason = (f"regressed beyond the allowed {allowed}: {cmp.describe()}, "
                       f"significant at {alpha:g}")
         elif cmp.effect > margin:
+            evidence = (f"interval [{cmp.low:+.3g}, {cmp.high:+.3g}]" if cmp.decides_by_interval
+                        else f"{cmp.test} p={cmp.p_value:.3g}")
             reason = (f"worse by {cmp.effect:+.3g} but not significantly at {alpha:g} "
-                      f"(interval [{cmp.low:+.3g}, {cmp.high:+.3g}], allowed {allowed})")
+                      f"({evidence}, allowed {allowed})")
         else:
             reason = f"no regression beyond {allowed}: {cmp.describe()}"
         self._outcome(check, result, cmp.significant, reason)

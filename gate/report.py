@@ -37,7 +37,8 @@ def _change(result: CheckResult) -> str:
     if cmp is None:
         return "-"
     p = f" p={cmp.p_value:.2g}" if cmp.p_value is not None else ""
-    return f"{cmp.effect:+.3g} [{cmp.low:+.3g}, {cmp.high:+.3g}]{p}"
+    interval = f" [{cmp.low:+.3g}, {cmp.high:+.3g}]" if cmp.decides_by_interval else ""
+    return f"{cmp.effect:+.3g}{interval}{p}"
 
 
 def write_table(result: GateResult, out: TextIO | None = None, width: int = 140) -> None:

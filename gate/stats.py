@@ -23,6 +23,9 @@ def _scipy() -> Any:
     return stats
 
 
+FISHER = "fisher-exact"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Current against baseline. ``effect`` > 0 means current is worse, in the metric's units."""
@@ -39,9 +42,16 @@ class Comparison:
     n_current: int
     n_baseline: int
 
+    @property
+    def decides_by_interval(self) -> bool:
+        """Whether the interval decides (Welch, Newcombe); Fisher's test decides by its p-value,
+        and an interval beside it could clear the margin while the test does not."""
+        return self.test != FISHER
+
     def describe(self) -> str:
+        interval = f" [{self.low:+.3g}, {self.high:+.3g}]" if self.decides_by_interval else ""
         p = f", p={self.p_value:.3g}" if self.p_value is not None else ""
-        return (f"{self.effect:+.3g} worse [{self.low:+.3g}, {self.high:+.3g}]{p} "
+        return (f"{self.effect:+.3g} worse{interval}{p} "
                 f"({self.test}, n={self.n_current} vs {self.n_baseline})")
 
 
@@ -88,7 +98,7 @@ def compare_proportions(x_current: int, n_current: int, x_baseline: int, n_basel
     if margin <= 0.0:
         table = [[x_current, n_current - x_current], [x_baseline, n_baseline - x_baseline]]
         p = float(_scipy().fisher_exact(table, alternative="greater").pvalue)
-        return Comparison("fisher-exact", pc, pb, effect, low, high, 0.0, p, p < alpha,
+        return Comparison(FISHER, pc, pb, effect, low, high, 0.0, p, p < alpha,
                           n_current, n_baseline)
     return Comparison("newcombe", pc, pb, effect, low, high, margin, None, low > margin,
                       n_current, n_baseline)

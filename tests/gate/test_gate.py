@@ -394,3 +394,16 @@ def test_runs_the_detectors_never_judged_do_not_pass_a_failure_mode_check(store:
     # Findings that already break the limit fail it whatever the rest would have shown.
     seed.run("u5", commit=HEAD, findings=[{"code": "overwrite"}])
     assert run_gate(store, policy('[[check]]\nfailure_mode = "overwrite"\nmax_count = 0')).checks[0].verdict == "fail"
+
+
+def test_a_share_fishers_test_does_not_call_worse_shows_no_interval_that_would(store: Store, seed: Seeder) -> None:
+    # 0/5 -> 3/5: Newcombe's interval [+0.12, +0.86] cleared 0 beside "p=0.083 PASS", as if
+    # the table contradicted its verdict. Fisher's test decides here, so its p-value is shown.
+    for i in range(5):
+        seed.run(f"base{i}", commit=BASE)
+        seed.run(f"head{i}", commit=HEAD, findings=[{"code": "FM-3.1"}] if i < 3 else ())
+    result = run_gate(store, policy('[[check]]\nfailure_mode = "FM-3.1"\nmax_regression = 0'))
+    check = result.checks[0]
+    assert check.verdict == "pass" and check.comparison.p_value == pytest.approx(0.0833, abs=1e-3)
+    assert report._change(check) == "+0.6 p=0.083"
+    assert "fisher-exact p=0.0833" in check.message and "interval" not in check.message

@@ -42,6 +42,10 @@ class Comparison:
     n_current: int
     n_baseline: int
 
+    def __post_init__(self) -> None:
+        for name in ("effect", "low", "high"):  # -0.0 would print as "-0": worse, seemingly
+            object.__setattr__(self, name, getattr(self, name) + 0.0)
+
     @property
     def decides_by_interval(self) -> bool:
         """Whether the interval decides (Welch, Newcombe); Fisher's test decides by its p-value,

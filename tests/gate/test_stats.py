@@ -29,7 +29,9 @@ def test_a_margin_shifts_the_null() -> None:
 
 def test_constant_sides_compare_exactly() -> None:
     assert compare_means([2.0] * 5, [1.0] * 5, 0.05).significant
-    assert not compare_means([1.0] * 5, [1.0] * 5, 0.05).significant
+    same = compare_means([0.9] * 5, [0.9] * 5, 0.05, higher_is_worse=False)
+    assert not same.significant
+    assert same.describe().startswith("+0 worse [+0, +0]")  # was "-0 worse [-0, -0]" for higher-is-better
 
 
 def test_one_run_against_one_run_is_never_judged() -> None:

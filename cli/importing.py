@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from handoffs import importers
+from handoffs.errors import UsageError
 from handoffs.store import SpanBatch, Store, expired, open_store
 
 from .options import store_option
@@ -31,14 +32,19 @@ def _progress() -> Progress:
 
 class _SpanInserter:
     """Inserts what ``otlp_json.load`` returns (span rows, or an iterable of them), leaving out
-    the spans the store's retention would delete on arrival, and counting them."""
+    the spans the store's retention would delete on arrival and those already stored, and
+    counting them."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.ttl_days = store.span_ttl_days()
         self.expired = 0
+        self.inserted = 0
+        self.already = 0
 
     def insert(self, loaded: Any) -> int:
+        from handoffs.importers import otlp_json
+
         if isinstance(loaded, int):
             return loaded
         if isinstance(loaded, SpanBatch):
@@ -50,8 +56,18 @@ class _SpanInserter:
                 if count:
                     self.expired += count
                     loaded = loaded.filter(pc.invert(old))
-            return self.store.insert_spans(loaded) if loaded.num_rows else 0
+            new = otlp_json.unstored(self.store, loaded)
+            self.already += loaded.num_rows - new.num_rows
+            inserted = self.store.insert_spans(new) if new.num_rows else 0
+            self.inserted += inserted
+            return inserted
         return sum(self.insert(part) for part in loaded)
+
+
+def _stopped(exc: UsageError, kept: int, what: str) -> UsageError:
+    """The error that stopped an import, saying what was stored before it, if anything."""
+    done = f" ({kept} {what} before it were imported; importing again stores them once)" if kept else ""
+    return UsageError(f"{exc}{done}")
 
 
 @click.command("import")
@@ -72,15 +88,20 @@ def import_(fmt: str, paths: tuple[Path, ...], store_url: str | None) -> None:
             from handoffs.importers import otlp_json
 
             inserter = _SpanInserter(store)
-            spans = inserter.insert(otlp_json.load(list(paths)))
-            click.echo(f"imported {spans} spans from {len(paths)} path(s)")
+            try:
+                spans = inserter.insert(otlp_json.load(list(paths)))
+            except UsageError as exc:
+                raise _stopped(exc, inserter.inserted, "span(s)") from exc
+            already = f", {inserter.already} already stored" if inserter.already else ""
+            click.echo(f"imported {spans} spans from {len(paths)} path(s){already}")
             if inserter.expired:
                 click.echo(f"handoffs: left out {inserter.expired} span(s) that started more than "
                            f"{inserter.ttl_days} days ago: the store's retention would delete them on "
                            "arrival. Keep them with `handoffs migrate --ttl-days 0` (or a longer "
                            "retention), then import again", err=True)
             return
-        files = importers.expand(paths)
+        files = importers.files(fmt, paths)
+        result = importers.ImportResult()
         with _progress() as progress:
             task = progress.add_task(fmt, total=len(files))
 
@@ -90,7 +111,10 @@ def import_(fmt: str, paths: tuple[Path, ...], store_url: str | None) -> None:
                     yield from importers.READERS[fmt](path)
                     progress.advance(task)
 
-            result = importers.write(store, conversations())
+            try:
+                importers.write(store, conversations(), result=result)
+            except UsageError as exc:
+                raise _stopped(exc, result.conversations, "trace(s)") from exc
         skipped = f", {result.skipped} already stored" if result.skipped else ""
         click.echo(f"imported {result.conversations} traces ({result.spans} spans) "
                    f"from {len(files)} file(s){skipped}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,30 +125,50 @@ def decode_protobuf(data: bytes, project: str | None = None, limits: Limits = DE
     Raises ``DecodeFailure`` when the body is not a readable request at all.
     """
     if _otlp is not None and not reference:
-        return _decode_native(data, project, limits)
-    try:
-        request = ExportTraceServiceRequest.FromString(data)
-    except (DecodeError, RecursionError, ValueError) as exc:
-        raise DecodeFailure(f"the body is not a valid OTLP ExportTraceServiceRequest in protobuf: "
-                            f"{exc or type(exc).__name__}") from None
-    return _decode_message(request, project, limits)
+        decoded = _decode_native(data, project, limits)
+    else:
+        try:
+            request = ExportTraceServiceRequest.FromString(data)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            raise DecodeFailure(f"the body is not a valid OTLP ExportTraceServiceRequest in protobuf: "
+                                f"{exc or type(exc).__name__}") from None
+        decoded = _decode_message(request, project, limits)
+    if isinstance(data, JsonRequest):
+        _say_not_hex(decoded, data.not_hex)
+    return decoded
+
+
+class JsonRequest(bytes):
+    """A request converted from OTLP/JSON that had ids which are not hex, and which spans
+    (index -> id name -> value): the decoder rejects those spans for the length of their id,
+    and ``decode_protobuf`` says instead that the id is not hex."""
+
+    not_hex: dict[int, dict[str, str]]
+
+    def __new__(cls, data: bytes, not_hex: dict[int, dict[str, str]]) -> JsonRequest:
+        self = super().__new__(cls, data)
+        self.not_hex = not_hex
+        return self
 
 
 def json_to_protobuf(data: bytes) -> bytes:
-    """OTLP/JSON (hex ids, lowerCamelCase, int64 as strings) to the same request in protobuf."""
+    """OTLP/JSON (hex ids, lowerCamelCase, int64 as strings) to the same request in protobuf;
+    a ``JsonRequest`` when some id is not hex."""
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeFailure(f"the body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise DecodeFailure("the body is not an OTLP/JSON ExportTraceServiceRequest (expected an object)")
+    not_hex: dict[int, dict[str, str]] = {}
     try:
-        _hex_ids_to_base64(doc)
+        _hex_ids_to_base64(doc, not_hex)
         request = json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise DecodeFailure(f"the body is not an OTLP/JSON ExportTraceServiceRequest: "
                             f"{str(exc)[:300]}") from None
-    return request.SerializeToString()
+    body = request.SerializeToString()
+    return JsonRequest(body, not_hex) if not_hex else body  # no copy in the usual case
 
 
 def decode_json(data: bytes, project: str | None = None, limits: Limits = DEFAULT_LIMITS,
@@ -166,17 +187,25 @@ def decode(data: bytes, content_type: str, project: str | None = None,
 
 # --- OTLP/JSON ids: hex in JSON, bytes in protobuf ----------------------------------------------
 
-_ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
+# JSON key -> what an error calls it, in the order the decoder checks them.
+_ID_NAMES = {"traceId": "trace id", "trace_id": "trace id", "spanId": "span id", "span_id": "span id",
+             "parentSpanId": "parent span id", "parent_span_id": "parent span id"}
+_ID_KEYS = set(_ID_NAMES)
+_ID_ORDER = ("trace id", "span id", "parent span id", "link trace id", "link span id")
+_ERROR_LABEL = re.compile(r"span #(\d+)(?: [0-9a-f]+)?")
 
 
-def _hex_ids_to_base64(doc: dict[str, Any]) -> None:
-    """Rewrite hex ids into proto3 JSON's base64 in place; a bad id becomes empty (rejected later)."""
+def _hex_ids_to_base64(doc: dict[str, Any], not_hex: dict[int, dict[str, str]]) -> None:
+    """Rewrite hex ids into proto3 JSON's base64 in place; a bad id becomes one byte (its span is
+    rejected later), and an id that is not hex is noted in ``not_hex`` under its span's index."""
+    index = -1  # counted as the decoder counts spans, for its error labels
     for rs in _items(doc, "resourceSpans", "resource_spans"):
         for ss in _items(rs, "scopeSpans", "scope_spans"):
             for span in _items(ss, "spans"):
-                _fix_ids(span)
+                index += 1
+                _fix_ids(span, index, "", not_hex)
                 for link in _items(span, "links"):
-                    _fix_ids(link)
+                    _fix_ids(link, index, "link ", not_hex)
 
 
 def _items(obj: Any, *keys: str) -> list[Any]:
@@ -189,7 +218,7 @@ def _items(obj: Any, *keys: str) -> list[Any]:
     return []
 
 
-def _fix_ids(obj: Any) -> None:
+def _fix_ids(obj: Any, index: int, prefix: str, not_hex: dict[int, dict[str, str]]) -> None:
     if not isinstance(obj, dict):
         return
     for key in _ID_KEYS & obj.keys():
@@ -198,7 +227,23 @@ def _fix_ids(obj: Any) -> None:
             raw = bytes.fromhex(value) if isinstance(value, str) else b""
         except ValueError:
             raw = b"\x00"  # not hex: a one-byte id, which the decoder rejects with its span
+            not_hex.setdefault(index, {})[prefix + _ID_NAMES[key]] = value
         obj[key] = base64.b64encode(raw).decode()
+
+
+def _say_not_hex(decoded: Decoded, not_hex: dict[int, dict[str, str]]) -> None:
+    """Reword the decoder's errors for spans with ids that are not hex: its "trace id must be 16
+    bytes, got 1" is true of the placeholder, not of what the client sent."""
+    for i, error in enumerate(decoded.errors):
+        label, _, _ = error.partition(": ")
+        match = _ERROR_LABEL.fullmatch(label)
+        ids = not_hex.get(int(match.group(1))) if match else None
+        if ids:
+            names = [name for name in _ID_ORDER if name in ids]
+            shown = ids[names[0]]
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            which = f"{names[0]} is" if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]} are"
+            decoded.errors[i] = f"{label}: {which} not hex ({shown!r}): OTLP/JSON ids are hex strings, not base64"
 
 
 # --- responses ----------------------------------------------------------------------------------

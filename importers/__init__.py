@@ -4,7 +4,8 @@
     result = write(store, read("who-and-when", paths))
 
 Each record becomes one trace (a run span and one ``message`` span per message), keyed by the
-dataset's own id (``handoffs.source_id``); labels in the datasets are never imported.
+dataset's own id (``handoffs.source_id``) within the part of the dataset that numbers it
+(``Conversation.scope``); labels in the datasets are never imported.
 OTLP JSON files are read by ``handoffs.importers.otlp_json``.
 """
 
@@ -23,24 +24,34 @@ READERS: dict[str, Callable[[Path], Iterator[Conversation]]] = {
     who_and_when.FORMAT: who_and_when.read,
     mast.FORMAT: mast.read,
 }
+# name -> the suffixes its reader reads, which are the files it takes from a directory.
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    who_and_when.FORMAT: who_and_when.SUFFIXES,
+    mast.FORMAT: mast.SUFFIXES,
+}
 
-__all__ = ["Conversation", "ImportResult", "ImportedMessage", "READERS", "read", "split_speaker",
-           "write"]
+__all__ = ["Conversation", "ImportResult", "ImportedMessage", "READERS", "SUFFIXES", "files", "read",
+           "split_speaker", "write"]
 
 
 def read(fmt: str, paths: Iterable[str | Path]) -> Iterator[Conversation]:
-    """Conversations of every file in ``paths``, in order; a directory means its ``*.json*`` files.
+    """Conversations of every file in ``paths``, in order (``files`` says which).
 
     Raises UsageError naming the first file that cannot be read (after yielding the earlier ones).
     """
-    reader = READERS.get(fmt)
-    if reader is None:
+    for path in files(fmt, paths):
+        yield from READERS[fmt](path)
+
+
+def files(fmt: str, paths: Iterable[str | Path]) -> list[Path]:
+    """The files of ``paths`` that format ``fmt`` reads: those named, and in directories named,
+    those with one of its suffixes."""
+    if fmt not in READERS:
         raise UsageError(f"unknown format {fmt!r}; use one of: {', '.join(sorted(READERS))}")
-    for path in expand(paths):
-        yield from reader(path)
+    return expand(paths, SUFFIXES[fmt])
 
 
-def expand(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".json", ".jsonl")) -> list[Path]:
+def expand(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
     """Files named, and the files of directories named whose suffix is one of ``suffixes``,
     sorted. A directory with none of them is an error: importing nothing is never the intent."""
     files: list[Path] = []

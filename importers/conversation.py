@@ -2,8 +2,9 @@
 
 Every text importer reads its format into ``Conversation`` objects; this module alone decides
 the span shape: one root run span per conversation, one ``message`` span per message with its
-index as ``handoff.step``. Ids are derived from the format and the record's own id, so importing
-the same record twice gives the same trace (and ``write`` skips traces already stored).
+index as ``handoff.step``. Ids are derived from the format, the system and the record's own id
+within its scope (``Conversation.scoped_id``), so importing the same record twice gives the same
+trace (and ``write`` skips traces already stored) while two records of a dataset get two.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ class Conversation:
 
     ``task`` is the problem statement the team was given (an input, not a label). Dataset labels
     (mistake agent and step, MAST annotations) are never carried here, so nothing downstream of
-    the store can read them by accident.
+    the store can read them by accident. ``source_id`` is the dataset's own id (a file's stem,
+    a ``trace_id`` field), which labels are joined on; ``scope`` is the part of the dataset it
+    is unique in (Who&When's folder, ``Hand-Crafted``; MAST's benchmark and model), as datasets
+    number their records per part.
     """
 
     source_id: str
@@ -54,17 +58,23 @@ class Conversation:
     system: str = ""
     task: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
+    scope: str = ""
+
+    @property
+    def scoped_id(self) -> str:
+        """The id that names this record alone in its dataset: ``Hand-Crafted/1``."""
+        return f"{self.scope}/{self.source_id}" if self.scope else self.source_id
 
     @property
     def trace_id(self) -> str:
         # The system is part of the key: MAD numbers its records per system, so two systems'
         # records can share an id.
-        return _hex(f"{self.source_format}\x00{self.system}\x00{self.source_id}", 32)
+        return _hex(f"{self.source_format}\x00{self.system}\x00{self.scoped_id}", 32)
 
     @property
     def run_id(self) -> str:
         system = f"{self.system}:" if self.system else ""
-        return f"{self.source_format}:{system}{self.source_id}"
+        return f"{self.source_format}:{system}{self.scoped_id}"
 
 
 def split_speaker(raw: str) -> tuple[str, str]:
@@ -100,12 +110,12 @@ def append_conversation(batch: SpanBatch, conv: Conversation, start_ns: int) -> 
         resource[c.RESOURCE_SYSTEM] = conv.system
     step_ns = 1_000_000
     run_attrs = {c.SPAN_TYPE: c.SpanType.RUN.value, c.RUN_ID: conv.run_id,
-                 c.RUN_NAME: conv.source_id, **conv.attributes}
+                 c.RUN_NAME: conv.scoped_id, **conv.attributes}
     if conv.task:
         run_attrs[c.TASK] = conv.task
     common = dict(trace_id=trace_id, service_name=resource[c.SERVICE_NAME],
                   resource_attributes=resource, scope_name=SCOPE_NAME)
-    batch.append(span_id=root, name=f"run {conv.source_id}", start_ns=start_ns,
+    batch.append(span_id=root, name=f"run {conv.scoped_id}", start_ns=start_ns,
                  duration_ns=step_ns * (len(conv.messages) + 1), attributes=run_attrs, **common)
     for step, msg in enumerate(conv.messages):
         attrs = {
@@ -140,14 +150,15 @@ class ImportResult:
     skipped: int = 0
 
 
-def write(store: Store, conversations: Iterable[Conversation],
-          batch_rows: int = BATCH_ROWS) -> ImportResult:
+def write(store: Store, conversations: Iterable[Conversation], batch_rows: int = BATCH_ROWS,
+          result: ImportResult | None = None) -> ImportResult:
     """Insert ``conversations`` into the span table in batches; skip traces already stored.
 
     A batch is inserted once it holds ``batch_rows`` rows; when a reader fails, what it read
-    before the failure is inserted first, so earlier inputs stay imported.
+    before the failure is inserted first, so earlier inputs stay imported, and counted in
+    ``result`` when one is given (the caller can then say what was kept).
     """
-    result = ImportResult()
+    result = ImportResult() if result is None else result
     pending: list[Conversation] = []
     rows = 0
     records = iter(conversations)

@@ -11,8 +11,8 @@ A file holds one record, a JSON list of records, or JSON Lines. ``trace`` may al
 trajectory text itself. The trajectory is split into messages at the speaker markers of the
 system that wrote it (see ``MARKERS``), or read as a list of messages when it is one; text
 before the first marker becomes a ``preamble`` message, and a trajectory with no recognisable
-marker stays one message. ``mast_annotation``
-(the labels) is not imported: detectors must judge the text alone.
+marker stays one message. ``mast_annotation`` (the labels) is not imported: detectors must
+judge the text alone.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from typing import Any
 from handoffs import conventions as c
 from handoffs.errors import UsageError
 
+from . import jsonfile
 from .conversation import Conversation, ImportedMessage, split_speaker
 from .who_and_when import message_from
 
 FORMAT = "mast"
+SUFFIXES = (".json", ".jsonl")
 PREAMBLE_AGENT = "system"
 PREAMBLE_ROLE = "preamble"
 TRAJECTORY_ROLE = "trajectory"
@@ -101,7 +103,7 @@ def _structured(text: str) -> list[ImportedMessage] | None:
         return None
     try:
         data = json.loads(stripped)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # too deep to parse: text, like any other
         try:
             data = ast.literal_eval(stripped)
         except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -141,7 +143,11 @@ def split_trajectory(text: str) -> tuple[list[ImportedMessage], str]:
 
 
 def conversation_from(record: Any, default_id: str) -> Conversation:
-    """One MAD record as a conversation; raises ValueError when it is not one."""
+    """One MAD record as a conversation; raises ValueError when it is not one.
+
+    Its id is its ``trace_id`` (``default_id`` without one), scoped by benchmark and model: one
+    system's records share ``trace_id`` numbers across them.
+    """
     if not isinstance(record, dict):
         raise ValueError(f"a record is a {type(record).__name__}, not an object")
     trace = record.get("trace")
@@ -153,28 +159,29 @@ def conversation_from(record: Any, default_id: str) -> Conversation:
     messages, marker = split_trajectory(text)
     source_id = record.get("trace_id")
     source_id = default_id if source_id is None or source_id == "" else str(source_id)
+    scope = "/".join(str(record[k]) for k in ("benchmark_name", "llm_name") if record.get(k))
     attributes = {}
     if record.get("llm_name"):
         attributes[c.GEN_AI_REQUEST_MODEL] = str(record["llm_name"])
     return Conversation(source_id=source_id, source_format=FORMAT, messages=messages,
-                        system=str(record.get("mas_name") or ""), attributes=attributes)
+                        system=str(record.get("mas_name") or ""), attributes=attributes, scope=scope)
 
 
 def _records(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        # JSON Lines: one record per non-blank line.
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return data if isinstance(data, list) else [data]
+    """The records of one file: one record, a JSON list of them, or one per line (JSON lines)."""
+    records: list[Any] = []
+    for document in jsonfile.documents(path):
+        if not document.line and isinstance(document.value, list):
+            records.extend(document.value)
+        else:
+            records.append(document.value)
+    return records
 
 
 def read(path: Path) -> Iterator[Conversation]:
     """The conversations in one file. Raises UsageError naming the file when it is not MAD data."""
     try:
-        records = _records(path)
-        convs = [conversation_from(r, f"{path.stem}:{i}") for i, r in enumerate(records)]
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        convs = [conversation_from(r, f"{path.stem}:{i}") for i, r in enumerate(_records(path))]
+    except ValueError as exc:
         raise UsageError(f"{path}: not a MAST/MAD record file ({exc}); fix or remove this file") from exc
     yield from convs

@@ -16,9 +16,11 @@ from typing import Any
 
 from handoffs.errors import UsageError
 
+from . import jsonfile
 from .conversation import Conversation, ImportedMessage, split_speaker
 
 FORMAT = "who-and-when"
+SUFFIXES = (".json",)  # one record (or a list) per file; no JSON lines
 
 
 def message_from(raw: Any) -> ImportedMessage:
@@ -37,27 +39,31 @@ def message_from(raw: Any) -> ImportedMessage:
     return ImportedMessage(agent=agent or "unknown", role=role, content=content, target=target)
 
 
-def conversation_from(record: Any, source_id: str) -> Conversation:
+def conversation_from(record: Any, source_id: str, scope: str = "") -> Conversation:
     """One Who&When record as a conversation; raises ValueError when it is not one."""
     if not isinstance(record, dict) or not isinstance(record.get("history"), list):
         raise ValueError("expected an object with a 'history' list of messages")
     messages = [message_from(m) for m in record["history"]]
     task = record.get("question")
     return Conversation(source_id=source_id, source_format=FORMAT, messages=messages,
-                        task=task if isinstance(task, str) else "")
+                        task=task if isinstance(task, str) else "", scope=scope)
 
 
 def read(path: Path) -> Iterator[Conversation]:
     """The conversations in one file (one record, or a list of records as ``stem:index``).
 
+    The scope of its id is the folder's name: the dataset numbers its files per folder
+    (``Algorithm-Generated/1.json``, ``Hand-Crafted/1.json``). Only the name, not the path given,
+    so that a file gets the same ids however it is named on the command line.
     Raises UsageError naming the file when it is not Who&When JSON.
     """
+    scope = path.resolve().parent.name
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonfile.load(path)
         if isinstance(data, list):
-            convs = [conversation_from(r, f"{path.stem}:{i}") for i, r in enumerate(data)]
+            convs = [conversation_from(r, f"{path.stem}:{i}", scope) for i, r in enumerate(data)]
         else:
-            convs = [conversation_from(data, path.stem)]
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+            convs = [conversation_from(data, path.stem, scope)]
+    except ValueError as exc:
         raise UsageError(f"{path}: not a Who&When log ({exc}); fix or remove this file") from exc
     yield from convs

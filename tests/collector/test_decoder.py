@@ -3,6 +3,7 @@ the Python reference on thousands of generated requests (and surviving mutated b
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -15,6 +16,7 @@ import zlib
 import pyarrow as pa
 import pytest
 from collector_helpers import random_request, request, to_otlp_json
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -180,6 +182,24 @@ def test_otlp_json_int64_as_strings_and_enum_ints() -> None:
     assert row["SpanKind"] == "Server" and row["StatusCode"] == "Error"
     assert row["Duration"] == 10**9 and dict(row["SpanAttributes"]) == {"n": "42"}
     assert row["TraceId"] == "5b8efff798038103d269b633813fc60c"
+
+
+def test_otlp_json_ids_that_are_not_hex_are_rejected_saying_so() -> None:
+    # protobuf's own JSON mapping writes ids in base64; a hand-written id may be anything.
+    doc = json_format.MessageToDict(request(6, 0, 3))
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    base64_id = spans[0]["traceId"]  # as MessageToJson wrote it
+    spans[1]["traceId"] = base64.b64decode(spans[1]["traceId"]).hex()
+    spans[1]["spanId"] = "abc"
+    spans[2]["traceId"] = base64.b64decode(spans[2]["traceId"]).hex()
+    spans[2]["spanId"] = base64.b64decode(spans[2]["spanId"]).hex()
+    body = json.dumps(doc).encode()
+    for reference in (True, False) if otlp.accelerated() else (True,):
+        decoded = otlp.decode_json(body, reference=reference)
+        assert (decoded.accepted, decoded.rejected) == (1, 2)
+        assert decoded.errors == [
+            f"span #0: trace id and span id are not hex ({base64_id!r}): OTLP/JSON ids are hex strings, not base64",
+            "span #1: span id is not hex ('abc'): OTLP/JSON ids are hex strings, not base64"]
 
 
 @pytest.mark.parametrize("body", [b"{", b"[]", b'{"resourceSpans": 3}', b"\xff\xfe", b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "x"}]}]}]}'])

@@ -165,3 +165,32 @@ def test_a_trajectory_that_is_a_list_of_messages() -> None:
     messages, marker = mast.split_trajectory(text)
     assert marker == "messages"
     assert [(m.agent, m.content) for m in messages] == [("mathproxyagent", "Solve 2+2."), ("assistant", "4")]
+
+
+def test_one_systems_records_of_other_benchmarks_or_models_are_other_records(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "mad.json"
+    path.write_text(json.dumps([_record(AG2_TRAJECTORY, 1), dict(_record(COLON_TRAJECTORY, 1), benchmark_name="MMLU"),
+                                dict(_record(CHATDEV_TRAJECTORY, 1), llm_name="claude")]))
+    result = write(store, read("mast", [path]))
+    assert (result.conversations, result.skipped) == (3, 0)
+    runs = store.query("SELECT run_id, source_id FROM handoffs_runs FINAL ORDER BY run_id")
+    assert runs == [{"run_id": "mast:AG2:GSM-Plus/claude/1", "source_id": "1"},
+                    {"run_id": "mast:AG2:GSM-Plus/gpt-4o/1", "source_id": "1"},
+                    {"run_id": "mast:AG2:MMLU/gpt-4o/1", "source_id": "1"}]
+    again = write(store, read("mast", [path]))  # the same records: stored once
+    assert (again.conversations, again.skipped) == (0, 3)
+
+
+def test_a_trajectory_nested_too_deeply_for_json_stays_text(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps({"mas_name": "AG2", "trace_id": 1, "trace": {"trajectory": "[" * 5000}}))
+    (conv,) = read("mast", [path])
+    assert [(m.role, len(m.content)) for m in conv.messages] == [(mast.TRAJECTORY_ROLE, 5000)]
+
+
+def test_a_truncated_file_is_reported_where_it_ends(tmp_path: Path) -> None:
+    path = tmp_path / "cut.json"
+    path.write_text('{\n "mas_name": "AG2",\n "trace": {\n  "trajec')
+    with pytest.raises(UsageError, match=r"cut.json: not a MAST/MAD record file \(Unterminated string "
+                                         r"starting at: line 4 column 3\)"):
+        list(read("mast", [path]))

@@ -137,6 +137,7 @@ def test_cli_exits_2_with_one_line_naming_the_file(store: Store, tmp_path: Path,
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2.json" in err[0]
+    assert err[0].endswith("(1 trace(s) before it were imported; importing again stores them once)")
     assert store.scalar("SELECT uniqExact(TraceId) FROM otel_traces") == 1
 
 
@@ -161,3 +162,21 @@ def test_the_shared_split_imports_with_its_own_ids_and_steps(store: Store) -> No
     for row in rows:
         history = json.loads((DATA / f"{row['s']}.json").read_text())["history"]
         assert row["n"] == len(history) and row["last"] == len(history) - 1
+
+
+def test_files_numbered_per_folder_are_different_records(store: Store, tmp_path: Path) -> None:
+    # The dataset numbers its files per folder: Algorithm-Generated/1.json and Hand-Crafted/1.json.
+    (tmp_path / "Algorithm-Generated").mkdir()
+    (tmp_path / "Hand-Crafted").mkdir()
+    algorithm = _write(tmp_path / "Algorithm-Generated" / "1.json", AG2_RECORD)
+    hand = _write(tmp_path / "Hand-Crafted" / "1.json", MAGENTIC_RECORD)
+    result = write(store, read("who-and-when", [tmp_path]))
+    assert (result.conversations, result.skipped) == (2, 0)
+    # Both keep the dataset's own id, which labels are joined on; the run says which folder.
+    runs = store.query("SELECT run_id, source_id, name FROM handoffs_runs FINAL ORDER BY run_id")
+    assert runs == [{"run_id": "who-and-when:Algorithm-Generated/1", "source_id": "1", "name": "Algorithm-Generated/1"},
+                    {"run_id": "who-and-when:Hand-Crafted/1", "source_id": "1", "name": "Hand-Crafted/1"}]
+    # Named another way on the command line, they are the same records: stored once.
+    again = write(store, read("who-and-when", [hand, algorithm.parent]))
+    assert (again.conversations, again.skipped) == (0, 2)
+    assert store.scalar("SELECT count() FROM otel_traces") == 5 + 6

@@ -35,6 +35,8 @@ def gate(policy_path: str, store_url: str | None, baseline: str | None, junit_pa
     behind each failing check; appends Markdown to $GITHUB_STEP_SUMMARY when it is set.
     """
     policy = load_policy(policy_path)  # before the store: a bad policy costs nothing to report
+    if junit_path:
+        report.check_junit_path(junit_path)  # before judging: a bad path records no gate result
     store = open_store(store_url, create=False)  # judging a mistyped path must not make an empty store
     result = run_gate(store, policy, baseline=baseline, detect=detect, record=record)
     if fmt == "json":

@@ -127,7 +127,7 @@ class HandoffsPlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         from handoffs import sdk
-        from handoffs.gate import load_policy
+        from handoffs.gate import load_policy, report
         from handoffs.sdk.ci import ci_metadata, git_metadata
         from handoffs.store import open_store
         from handoffs.store.engines import quiet_client_logs
@@ -150,6 +150,9 @@ class HandoffsPlugin:
             # Workers read it too: its project is the resource attribute their runs must carry.
             self.policy = load_policy(policy_path) if policy_path else None
             self.store = open_store(_option(config, "store"))
+            junit = config.getoption("handoffs_junit")
+            if junit and self.judge and self.policy is not None:
+                report.check_junit_path(junit)
         except HandoffsError as exc:
             raise pytest.UsageError(f"handoffs: {_plugin_flags(str(exc))}") from exc
         if self.controller and not ci_metadata().get(c.RUN_COMMIT):

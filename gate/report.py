@@ -124,14 +124,32 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def write_junit(result: GateResult, path: str | Path) -> None:
+def check_junit_path(path: str | Path) -> Path:
+    """``path`` made ready for the JUnit report (its folder made), or the UsageError writing it
+    would raise: checked before the gate judges and records, so a bad path costs no gate result."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        if not os.access(path if path.exists() else path.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise _junit_error(path, exc) from exc
+    return path
+
+
+def write_junit(result: GateResult, path: str | Path) -> None:
+    path = check_junit_path(path)
+    try:
         junit_tree(result).write(path, encoding="utf-8", xml_declaration=True)
     except OSError as exc:
-        raise UsageError(f"cannot write the JUnit report to {path}: {exc.strerror or exc}; "
-                         "give --junit a file path you can write") from exc
+        raise _junit_error(path, exc) from exc
+
+
+def _junit_error(path: Path, exc: OSError) -> UsageError:
+    return UsageError(f"cannot write the JUnit report to {path}: {exc.strerror or exc}; "
+                      "give --junit a file path you can write")
 
 
 def _md_cell(text: str) -> str:

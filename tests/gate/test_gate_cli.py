@@ -151,7 +151,9 @@ def test_report_files_that_cannot_be_written_are_exit_2_not_a_regression(
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     code, out, err = gate(["--policy", str(policy_file), "--store", endpoint_url(store, chdb_dir),
                            "--junit", str(tmp_path)], capsys)
-    assert code == 2 and "gate PASS" in out
+    # Refused before judging: no table, and no gate result recorded for a run CI will redo.
+    assert code == 2 and out == ""
+    assert store.scalar("SELECT count() FROM handoffs_gate_results") == 0
     assert err.strip() == (f"handoffs: error: cannot write the JUnit report to {tmp_path}: Is a directory; "
                            "give --junit a file path you can write")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "missing" / "summary.md"))

@@ -175,19 +175,20 @@ def test_an_ini_policy_is_found_from_a_subdirectory(project: pytest.Pytester, mo
     assert "handoffs gate: policy plugin" in result.stdout.str()
 
 
-def test_the_gate_fails_a_session_without_tests_and_reports_write_errors_in_plugin_terms(
+def test_the_gate_fails_a_session_without_tests_and_refuses_a_report_path_in_plugin_terms(
         project: pytest.Pytester) -> None:
     # No test collected: the gate failed (no runs) but pytest's 5 hid it from "exit 1 on a failing gate".
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "no_such_test", "--handoffs",
                                           "--handoffs-store", f"chdb://{project.path / 'store'}")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "FAIL overwrites: no runs to judge" in result.stdout.str()
-    # The gate judged (and recorded) before the report could not be written: its table is
-    # shown, and the advice names the plugin's option, not the command line's --junit.
-    project.makefile(".toml", handoffs=POLICY + '\n[runs]\ntag = "nightly"\n')
+    # A report path that cannot be written stops the session before any test runs (it was
+    # found after the gate had judged and recorded), in the plugin's words, not --junit.
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
                                           f"chdb://{project.path / 'store'}", f"--handoffs-junit={project.path}")
-    out = result.stdout.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "gate PASS: 2 checks" in out and "note: [runs] is not applied" in out
-    assert "handoffs gate could not write its reports" in out and "give --handoffs-junit a file path" in out
+    result.stderr.fnmatch_lines(["*cannot write the JUnit report to*give --handoffs-junit a file path*"])
+    project.makefile(".toml", handoffs=POLICY + '\n[runs]\ntag = "nightly"\n')
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
+                                          f"chdb://{project.path / 'store'}")
+    assert "gate PASS: 2 checks" in result.stdout.str() and "note: [runs] is not applied" in result.stdout.str()

@@ -1,7 +1,8 @@
 """OpenTelemetry spans to span-table rows, encoded as the OTel Collector's ClickHouse exporter does.
 
 The span table stores attribute values as strings (``Map(String, String)``). The Collector's
-exporter writes ``pcommon.Value.AsString()``: strings as they are, booleans ``true``/``false``,
+exporter writes ``pcommon.Value.AsString()``: strings as they are (cut to 64 KiB, as
+``handoffs.collector`` cuts them), booleans ``true``/``false``,
 integers in decimal, doubles as numbers (``1`` not ``1.0``), arrays and maps as compact JSON.
 Anything that writes span rows (this SDK's store exporter, the collector, importers) should use
 ``attribute_str`` so that a value reads the same whichever way it arrived. Doubles follow
@@ -21,6 +22,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from handoffs.conventions import SERVICE_NAME
 from handoffs.store.spans import SPAN_KINDS, STATUS_CODES, Event, Link, SpanBatch
+
+from .export import truncate
 
 _KIND_NAMES: dict[SpanKind, str] = {kind: SPAN_KINDS[kind.value + 1] for kind in SpanKind}
 _STATUS_NAMES: dict[StatusCode, str] = {code: STATUS_CODES[code.value] for code in StatusCode}
@@ -61,7 +64,7 @@ def _json_item(value: Any) -> str:
 def attribute_str(value: Any) -> str:
     """One attribute value as the span table stores it (see the module docstring)."""
     if isinstance(value, str):
-        return value
+        return truncate(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -17,10 +17,12 @@ import hashlib
 import inspect
 import itertools
 import json
+import logging
+import operator
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from time import time_ns
 from types import TracebackType
@@ -36,14 +38,17 @@ from handoffs import conventions as c
 from handoffs.errors import UsageError
 
 from .ci import ci_metadata
+from .export import ExportStats, truncate
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("handoffs.sdk")
 
 SCOPE_NAME = "handoffs.sdk"
 _DECISIONS = frozenset(a.value for a in c.DecisionAction)
 _VERDICTS = frozenset(v.value for v in c.Verdict)
 _STATUSES = frozenset(s.value for s in c.DelegationStatus)
 _APPROVALS = frozenset({"approved", "denied"})
+_MODES = frozenset(m.value for m in c.HandoffMode)
 # Enum member lookups cost a descriptor call each; these run on every span.
 _EXECUTE_TOOL = c.Operation.EXECUTE_TOOL.value
 _INVOKE_AGENT = c.Operation.INVOKE_AGENT.value
@@ -61,6 +66,7 @@ class Settings:
     tracer: Tracer = field(default_factory=lambda: trace.get_tracer(SCOPE_NAME, __version__))
     capture_content: bool = False
     redact: Callable[[str], str] | None = None
+    stats: ExportStats = field(default_factory=ExportStats)  # the configured processor's: stats() shows it
 
 
 settings = Settings()
@@ -115,8 +121,38 @@ def _trusted_events(span: Span) -> deque[Event] | None:
 
 
 def _clean(text: str) -> str:
-    """Free text as it may leave the process: through the user's redaction hook, if any."""
-    return settings.redact(text) if settings.redact is not None else text
+    """Free text as it may leave the process: through the user's redaction hook, if any, and cut
+    to the collector's size limit. A failing hook must not lose the span: a placeholder is kept."""
+    redact = settings.redact
+    if redact is not None:
+        try:
+            text = redact(text)
+        except Exception as exc:  # whatever the hook raised, the span must still end
+            text = _redaction_failed(type(exc).__name__)
+        else:
+            if not isinstance(text, str):
+                text = _redaction_failed(f"returned {type(text).__name__}, not str")
+    return _cut(text)
+
+
+_warned_redaction = False
+
+
+def _redaction_failed(why: str) -> str:
+    global _warned_redaction
+    if not _warned_redaction:
+        _warned_redaction = True
+        log.warning("handoffs: the redact hook failed (%s); a placeholder was recorded instead of the "
+                    "text. Fix the hook: it is given every free text that leaves the process", why)
+    return f"[redaction failed: {why}]"
+
+
+def _cut(value: str) -> str:
+    """``value`` within the collector's limit for a value (``export.MAX_VALUE_BYTES``); a cut is counted."""
+    cut = truncate(value)
+    if cut is not value:
+        settings.stats.truncated += 1  # a rare path, not locked: a lost count at worst
+    return cut
 
 
 # Copying a prepared hasher is about half the cost of building one with digest_size= each time.
@@ -132,8 +168,22 @@ def content_hash(content: str | bytes) -> str:
         except UnicodeEncodeError:
             content = content.encode("utf-8", "surrogatepass")  # lone surrogates still hash
     hasher = _BLAKE2B_8.copy()
-    hasher.update(content)
+    try:
+        hasher.update(content)
+    except TypeError:
+        raise UsageError(f"expected text (str or bytes), not {type(content).__name__}: serialise it "
+                         "first, e.g. json.dumps(value, sort_keys=True) or str(number)") from None
     return hasher.hexdigest()
+
+
+def _whole(value: Any, what: str) -> int:
+    """``value`` as an int (ints, and int-like numbers such as numpy's); anything else is a UsageError."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise UsageError(f"{what} must be a whole number, not {value!r}")
 
 
 def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
@@ -175,6 +225,11 @@ class Output(NamedTuple):
 def _output_ids(consumes: Iterable[Output | str] | None) -> str:
     return json.dumps([o.id if isinstance(o, Output) else str(o) for o in consumes or ()],
                       separators=(",", ":"))
+
+
+def _normal_exit(exc: BaseException) -> bool:
+    """``sys.exit(0)`` and a generator closed early end a block without failing it."""
+    return isinstance(exc, GeneratorExit) or (isinstance(exc, SystemExit) and exc.code in (0, None))
 
 
 class _Scope:
@@ -220,51 +275,98 @@ class _Scope:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         span = self.span
-        if exc is not None:
-            message = _clean(str(exc))
-            # The stack trace quotes the message and the source line: redact it as well.
-            trace_text = _clean("".join(traceback.format_exception(exc_type, exc, tb)))
-            span.record_exception(exc, attributes={c.EXCEPTION_MESSAGE: message,
-                                                   c.EXCEPTION_STACKTRACE: trace_text}, escaped=True)
-            span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"
-                                   if exc_type else message))
-            self._failed = True
-        self._closing()
-        otel_context.detach(self._token)
-        span.end()
+        # Whatever happens while recording, the span ends and the context is restored: otherwise
+        # every later span in the process would be the child of a dead one.
+        try:
+            if exc is not None and not _normal_exit(exc):
+                message = _clean(str(exc))
+                # The stack trace quotes the message and the source line: redact it as well.
+                trace_text = _clean("".join(traceback.format_exception(exc_type, exc, tb)))
+                span.record_exception(exc, attributes={c.EXCEPTION_MESSAGE: message,
+                                                       c.EXCEPTION_STACKTRACE: trace_text}, escaped=True)
+                span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"
+                                       if exc_type else message))
+                self._failed = True
+            self._closing()
+        finally:
+            otel_context.detach(self._token)
+            self._token = None  # closed: records now raise (_check_open)
+            span.end()
 
     def _closing(self) -> None:
         """Last attributes before the span ends (subclasses)."""
 
+    def _label(self) -> str:
+        """How messages name this span."""
+        return f"the span {self._name!r}"
+
+    def _check_open(self, call: str) -> None:
+        """Refuse a record this span cannot take: its ``with`` block has not started, or has closed."""
+        try:
+            token = self._token  # set by __enter__ (a slot: nothing to pay for on the hot path)
+        except AttributeError:
+            raise UsageError(f"{call} on {self._label()}, which is not open: use it as `with ... as x:` "
+                             "(it records only inside its with block)") from None
+        if token is None:
+            raise UsageError(f"{call} on {self._label()} after its `with` block closed: the span has ended, "
+                             "so this would be lost. Call it inside the block")
+
+    def _add_event(self, name: str, attributes: dict[str, Any]) -> None:
+        """An event through OpenTelemetry's API; one past the span's event limit is counted in stats()."""
+        span = self.span
+        dropped = getattr(span, "dropped_events", 0)
+        span.add_event(name, attributes)
+        if getattr(span, "dropped_events", 0) != dropped:
+            _event_dropped(self)
+
     @property
     def span_id(self) -> str:
         """This span's id in hex, as stored (``retry_of=``, ``compensate(of=)`` take it)."""
-        return format(self.span.get_span_context().span_id, "016x")
+        return format(self._opened("span_id").get_span_context().span_id, "016x")
 
     @property
     def trace_id(self) -> str:
         """This span's trace id in hex, as stored."""
-        return format(self.span.get_span_context().trace_id, "032x")
+        return format(self._opened("trace_id").get_span_context().trace_id, "032x")
+
+    def _opened(self, call: str) -> Span:
+        """The span, once ``__enter__`` has started it (also after it ended)."""
+        try:
+            return self.span
+        except AttributeError:
+            self._check_open(call)  # says how to open it
+            raise
 
     def error(self, message: str) -> None:
         """Mark this span failed without raising (an erroneous result the agent carried on with)."""
+        self._check_open("error()")
         self.span.set_status(Status(StatusCode.ERROR, _clean(message)))
         self._failed = True
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self.span.set_attribute(key, value)
+        """One more attribute (validated by OpenTelemetry; a long string is cut as the collector would)."""
+        self._check_open("set_attribute()")
+        self.span.set_attribute(key, _cut(value) if isinstance(value, str) else value)
 
     def approval(self, action: str, approver: str, decision: str = "approved") -> None:
         """A human approval (or denial) of ``action`` on this span, before it executes."""
-        _approval_event(self.span, action, approver, decision)
+        self._check_open("approval()")
+        self._add_event(c.EVENT_APPROVAL, _approval_attributes(action, approver, decision))
 
 
-def _approval_event(span: Span, action: str, approver: str, decision: str) -> None:
+def _event_dropped(scope: _Scope) -> None:
+    stats = settings.stats
+    stats.events_dropped += 1  # a rare path, not locked: a lost count at worst
+    if stats.events_dropped == 1:
+        log.warning("handoffs: %s reached its limit of events; OpenTelemetry dropped its oldest one "
+                    "(counted in handoffs.sdk.stats().events_dropped)", scope._label())
+
+
+def _approval_attributes(action: str, approver: str, decision: str) -> dict[str, Any]:
     if decision not in _APPROVALS:
         raise UsageError(f"approval decision must be one of {sorted(_APPROVALS)}, not {decision!r}")
-    span.add_event(c.EVENT_APPROVAL, {c.APPROVAL_ACTION: _clean(action), c.APPROVAL_APPROVER: str(approver),
-                                      c.APPROVAL_DECISION: decision,
-                                      c.STEP: _run_var.get().next_step()})
+    return {c.APPROVAL_ACTION: _clean(action), c.APPROVAL_APPROVER: str(approver),
+            c.APPROVAL_DECISION: decision, c.STEP: _run_var.get().next_step()}
 
 
 class Run(_Scope):
@@ -297,7 +399,9 @@ class Run(_Scope):
     def __enter__(self) -> Run:
         super().__enter__()
         if self._user_attributes:
-            self.span.set_attributes(self._user_attributes)  # validated by OpenTelemetry, unlike ours
+            # validated by OpenTelemetry, unlike ours
+            self.span.set_attributes({k: _cut(v) if isinstance(v, str) else v
+                                      for k, v in self._user_attributes.items()})
         self._run_token = _run_var.set(self._state)
         return self
 
@@ -306,26 +410,30 @@ class Run(_Scope):
         _run_var.reset(self._run_token)
         super().__exit__(exc_type, exc, tb)
 
+    def _label(self) -> str:
+        return f"the run {self._name.partition(' ')[2]!r} ({self.run_id})"
+
     def terminate(self, reason: str, success_claimed: bool, agent: str | None = None) -> int:
         """Record why the run stopped and whether success was claimed; returns the step."""
+        self._check_open("terminate()")
         step = self._state.next_step()
         attrs: dict[str, Any] = {c.TERMINATION_REASON: _clean(reason),
                                  c.TERMINATION_SUCCESS_CLAIMED: bool(success_claimed), c.STEP: step}
         if agent:
             attrs[c.TERMINATION_AGENT] = str(agent)
-        self.span.add_event(c.EVENT_TERMINATION, attrs)
+        self._add_event(c.EVENT_TERMINATION, attrs)
         return step
 
     def checkpoint(self, checkpoint_id: str) -> None:
         """A point this run could be resumed from."""
-        self.span.add_event(c.EVENT_CHECKPOINT, {c.CHECKPOINT_ID: checkpoint_id,
-                                                 c.STEP: self._state.next_step()})
+        self._check_open("checkpoint()")
+        self._add_event(c.EVENT_CHECKPOINT, {c.CHECKPOINT_ID: checkpoint_id, c.STEP: self._state.next_step()})
 
     def resume(self, checkpoint_id: str) -> None:
         """This run resumes from ``checkpoint_id`` (of an earlier run) instead of restarting."""
+        self._check_open("resume()")
         self.span.set_attribute(c.RESUME_FROM_CHECKPOINT, checkpoint_id)
-        self.span.add_event(c.EVENT_RESUME, {c.CHECKPOINT_ID: checkpoint_id,
-                                             c.STEP: self._state.next_step()})
+        self._add_event(c.EVENT_RESUME, {c.CHECKPOINT_ID: checkpoint_id, c.STEP: self._state.next_step()})
 
 
 class Agent(_Scope):
@@ -401,13 +509,19 @@ _DELEGATION_TEMPLATES: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = 
 _MAX_TEMPLATES = 4096
 
 
-def _delegation_template(source: str, target: str, mode: str) -> tuple[str, dict[str, Any]]:
-    """The span name and fixed attributes of a delegation from ``source`` to ``target``, cached."""
+def _delegation_template(source: str, target: str, mode: str | c.HandoffMode) -> tuple[str, dict[str, Any]]:
+    """The span name and fixed attributes of a delegation from ``source`` to ``target``, cached.
+
+    ``mode`` is checked here, once per cache entry, so the hand-off itself pays nothing for it.
+    """
+    value = mode.value if isinstance(mode, c.HandoffMode) else mode
+    if value not in _MODES:
+        raise UsageError(f"delegation mode must be one of {sorted(_MODES)}, not {mode!r}")
     tool = f"transfer_to_{target}"
     template: dict[str, Any] = {
         c.GEN_AI_OPERATION_NAME: _EXECUTE_TOOL, c.GEN_AI_TOOL_NAME: tool,
         c.GEN_AI_AGENT_NAME: source, c.SOURCE_AGENT: source, c.TARGET_AGENT: target,
-        c.GEN_AI_HANDOFF_SOURCE_NAME: source, c.GEN_AI_HANDOFF_TARGET_NAME: target, c.MODE: mode,
+        c.GEN_AI_HANDOFF_SOURCE_NAME: source, c.GEN_AI_HANDOFF_TARGET_NAME: target, c.MODE: value,
     }
     if len(_DELEGATION_TEMPLATES) >= _MAX_TEMPLATES:
         _DELEGATION_TEMPLATES.clear()  # generated names (one target per task): stay bounded
@@ -463,63 +577,68 @@ class Delegation(_Scope):
             self.span.set_attribute(c.DELEGATION_ID, self.delegation_id)
         return self
 
+    def _label(self) -> str:
+        return f"the hand-off {self.source} -> {self.target}"
+
     def output(self, content: str | bytes, *, tokens: int | None = None,
                unit_complete: bool = False) -> Output:
         """The sub-agent delivers ``content`` (hashed; kept only with ``capture_content``)."""
+        events = self._events  # None: not open (or OpenTelemetry's slower path)
+        if events is None:
+            self._check_open("output()")
+        if tokens is not None and type(tokens) is not int:
+            tokens = _whole(tokens, "tokens")
+        digest = content_hash(content)  # refuses what is not text before a step is taken
         step = self.run.next_step()
-        out: Output = _new_output(Output, (f"{self.delegation_id}:o{step}", content_hash(content), tokens,
-                                           unit_complete, step))
+        out: Output = _new_output(Output, (f"{self.delegation_id}:o{step}", digest, tokens, unit_complete,
+                                           step))
         self._outputs += 1
         self._unit_done = self._unit_done or unit_complete
-        attrs: dict[str, Any] = {c.OUTPUT_ID: out.id, c.OUTPUT_HASH: out.hash, c.OUTPUT_INDEX: self._outputs,
+        attrs: dict[str, Any] = {c.OUTPUT_ID: out.id, c.OUTPUT_HASH: digest, c.OUTPUT_INDEX: self._outputs,
                                  c.OUTPUT_UNIT_COMPLETE: unit_complete, c.STEP: step}
         if tokens is not None:
-            attrs[c.OUTPUT_TOKENS] = int(tokens)
+            attrs[c.OUTPUT_TOKENS] = tokens
         if settings.capture_content:
-            text = content if isinstance(content, str) else content.decode("utf-8", "replace")
+            text = content if isinstance(content, str) else bytes(content).decode("utf-8", "replace")
             attrs[c.OUTPUT_CONTENT] = _clean(text)
-        events = self._events  # _event, inlined on the hot path
+        # Straight into the span's event deque while it has room (values built here, see
+        # _trusted_events); otherwise OpenTelemetry's add_event, which counts the drop.
         if events is not None and len(events) != events.maxlen:
             events.append(_Event(c.EVENT_OUTPUT, attrs, time_ns()))
         else:
-            self._event(c.EVENT_OUTPUT, attrs)
+            self._add_event(c.EVENT_OUTPUT, attrs)
         return out
 
     def decision(self, action: str | c.DecisionAction, *, output: Output | str | None = None,
                  result: str | bytes | None = None, reason: str | None = None,
                  agent: str | None = None) -> int:
         """What the delegating agent did with an output (accepted, modified, overwrote, ...); returns the step."""
+        events = self._events  # None: not open (or OpenTelemetry's slower path)
+        if events is None:
+            self._check_open("decision()")
         action = action.value if isinstance(action, c.DecisionAction) else action
         if action not in _DECISIONS:
             raise UsageError(f"decision must be one of {sorted(_DECISIONS)}, not {action!r}")
+        result_hash = content_hash(result) if result is not None else None  # before a step is taken
         step = self.run.next_step()
         attrs: dict[str, Any] = {c.DECISION_ACTION: action, c.DECISION_AGENT: agent or self.source,
                                  c.STEP: step}
         if output is not None:
-            attrs[c.OUTPUT_ID] = output.id if isinstance(output, Output) else output
-        if result is not None:
-            attrs[c.DECISION_RESULT_HASH] = content_hash(result)
+            attrs[c.OUTPUT_ID] = output.id if isinstance(output, Output) else str(output)
+        if result_hash is not None:
+            attrs[c.DECISION_RESULT_HASH] = result_hash
         if reason:
             attrs[c.DECISION_REASON] = _clean(reason)
-        events = self._events  # _event, inlined on the hot path
-        if events is not None and len(events) != events.maxlen:
+        if events is not None and len(events) != events.maxlen:  # as in output()
             events.append(_Event(c.EVENT_DECISION, attrs, time_ns()))
         else:
-            self._event(c.EVENT_DECISION, attrs)
+            self._add_event(c.EVENT_DECISION, attrs)
         self._decided = True
         return step
 
-    def _event(self, name: str, attributes: dict[str, Any]) -> None:
-        events = self._events
-        # Straight into the span's event deque while it is open and has room (values built here,
-        # see _trusted_events); otherwise OpenTelemetry's add_event counts the drop or warns.
-        if events is not None and len(events) != events.maxlen:
-            events.append(_Event(name, attributes, time_ns()))
-        else:
-            self.span.add_event(name, attributes)
-
     def set_status(self, status: str | c.DelegationStatus) -> None:
         """Override the status set on exit (failed on error; completed once decided or a unit is done; else open)."""
+        self._check_open("set_status()")
         status = status.value if isinstance(status, c.DelegationStatus) else status
         if status not in _STATUSES:
             raise UsageError(f"delegation status must be one of {sorted(_STATUSES)}, not {status!r}")
@@ -534,7 +653,7 @@ class Delegation(_Scope):
                 status = _COMPLETED
             else:
                 status = _OPEN
-        self._events = None  # an event after the span ended goes to add_event, which warns
+        self._events = None  # a record after the span ended takes the slow path, which refuses it
         if self._data is not None:
             self._data[c.DELEGATION_STATUS] = status  # the slot __enter__ kept free
         else:
@@ -564,9 +683,9 @@ class Tool(_Scope):
             attrs[c.IDEMPOTENCY_KEY] = str(idempotency_key)
         if retry_of is not None:
             attrs[c.RETRY_OF] = retry_of.span_id if isinstance(retry_of, Tool) else str(retry_of)
-            attrs[c.RETRY_ATTEMPT] = int(attempt) if attempt is not None else 2
+            attrs[c.RETRY_ATTEMPT] = _whole(attempt, "attempt") if attempt is not None else 2
         elif attempt is not None:
-            attrs[c.RETRY_ATTEMPT] = int(attempt)
+            attrs[c.RETRY_ATTEMPT] = _whole(attempt, "attempt")
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
         super().__init__(f"{_EXECUTE_TOOL} {name}", attrs)
@@ -588,9 +707,9 @@ class Llm(_Scope):
         if agent:
             attrs[c.GEN_AI_AGENT_NAME] = agent
         if input_tokens is not None:
-            attrs[c.GEN_AI_USAGE_INPUT_TOKENS] = int(input_tokens)
+            attrs[c.GEN_AI_USAGE_INPUT_TOKENS] = _whole(input_tokens, "input_tokens")
         if output_tokens is not None:
-            attrs[c.GEN_AI_USAGE_OUTPUT_TOKENS] = int(output_tokens)
+            attrs[c.GEN_AI_USAGE_OUTPUT_TOKENS] = _whole(output_tokens, "output_tokens")
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
         super().__init__(f"{_CHAT} {model}", attrs)
@@ -600,10 +719,11 @@ class Llm(_Scope):
 
     def usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
         """Token usage known only once the call returned."""
+        self._check_open("usage()")
         if input_tokens is not None:
-            self.span.set_attribute(c.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+            self.span.set_attribute(c.GEN_AI_USAGE_INPUT_TOKENS, _whole(input_tokens, "input_tokens"))
         if output_tokens is not None:
-            self.span.set_attribute(c.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+            self.span.set_attribute(c.GEN_AI_USAGE_OUTPUT_TOKENS, _whole(output_tokens, "output_tokens"))
 
 
 class Verification(_Scope):
@@ -627,7 +747,10 @@ class Verification(_Scope):
         elif target is not None:
             attrs[c.VERIFICATION_TARGET] = str(target)
         if coverage is not None:
-            attrs[c.VERIFICATION_COVERAGE] = float(coverage)
+            try:
+                attrs[c.VERIFICATION_COVERAGE] = float(coverage)
+            except (TypeError, ValueError):
+                raise UsageError(f"coverage must be a number from 0 to 1, not {coverage!r}") from None
         super().__init__(f"{c.VERIFY_SPAN_PREFIX} {check}", attrs)
 
     def __enter__(self) -> Verification:
@@ -635,6 +758,7 @@ class Verification(_Scope):
 
     def verdict(self, verdict: str | c.Verdict, explanation: str | None = None) -> None:
         """pass, fail or error; also written as a GenAI evaluation event for other OTel tools."""
+        self._check_open("verdict()")
         verdict = verdict.value if isinstance(verdict, c.Verdict) else verdict
         if verdict not in _VERDICTS:
             raise UsageError(f"verdict must be one of {sorted(_VERDICTS)}, not {verdict!r}")
@@ -643,7 +767,7 @@ class Verification(_Scope):
         event: dict[str, Any] = {c.GEN_AI_EVALUATION_NAME: self.check, c.GEN_AI_EVALUATION_SCORE_LABEL: verdict}
         if explanation:
             event[c.GEN_AI_EVALUATION_EXPLANATION] = _clean(explanation)
-        self.span.add_event(c.GEN_AI_EVALUATION_RESULT_EVENT, event)
+        self._add_event(c.GEN_AI_EVALUATION_RESULT_EVENT, event)
 
     def _closing(self) -> None:
         if self._verdict is None and self._failed:
@@ -717,11 +841,104 @@ def resume(checkpoint_id: str) -> None:
 
 def approval(action: str, approver: str, decision: str = "approved") -> None:
     """A human approval event on the current span (put it on the span of the action it gates)."""
-    _approval_event(trace.get_current_span(), action, approver, decision)
+    span = trace.get_current_span()
+    # Without configure, spans are OpenTelemetry's invalid no-op span: an open run or agent
+    # tells that a with block is running all the same.
+    if span is trace.INVALID_SPAN and _agent_var.get() is None and _run_var.get() is _NO_RUN:
+        raise UsageError("no span is open here: call sdk.approval inside the `with` block of the action "
+                         "it gates (or use handle.approval); in another thread, wrap the function with "
+                         "sdk.propagate")
+    span.add_event(c.EVENT_APPROVAL, _approval_attributes(action, approver, decision))
+
+
+def _in_context(ctx: contextvars.Context, steps: Iterator[Any]) -> Generator[Any, Any, Any]:
+    """``yield from steps`` (a generator, or an awaitable's iterator), each step run in ``ctx``."""
+    step: Callable[[Any], Any] = steps.send  # type: ignore[attr-defined]
+    value: Any = None
+    while True:
+        try:
+            item = ctx.run(step, value)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value, step = (yield item), steps.send  # type: ignore[attr-defined]
+        except GeneratorExit:
+            ctx.run(steps.close)  # type: ignore[attr-defined]
+            raise
+        except BaseException as exc:  # thrown in by the consumer: passed on
+            value, step = exc, steps.throw  # type: ignore[attr-defined]
+
+
+class _InContext:
+    """Await ``awaitable`` with each of its steps run in ``ctx``."""
+
+    __slots__ = ("_ctx", "_awaitable")
+
+    def __init__(self, ctx: contextvars.Context, awaitable: Any) -> None:
+        self._ctx = ctx
+        self._awaitable = awaitable
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield from _in_context(self._ctx, self._awaitable.__await__()))
+
+
+def _exit_in(ctx: contextvars.Context, scope: _Scope, failure: BaseException | None) -> None:
+    """Close ``scope`` in the context it was opened in, with the exception that ended it, if any."""
+    ctx.run(scope.__exit__, type(failure) if failure else None, failure, failure.__traceback__ if failure else None)
 
 
 def _traced(fn: F, open_scope: Callable[[tuple[Any, ...], dict[str, Any]], _Scope]) -> F:
-    """``fn`` (sync or async) with each call inside the span ``open_scope`` opens."""
+    """``fn`` (sync or async, a function or a generator) with each call inside the span ``open_scope`` opens.
+
+    A generator's body runs in a context of its own, entered at each step: its span is current
+    inside it but not in the consumer between items, and ends when it is exhausted or closed.
+    """
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = contextvars.copy_context()
+            scope = ctx.run(open_scope, args, kwargs)
+            agen = fn(*args, **kwargs)
+            ctx.run(scope.__enter__)
+            failure: BaseException | None = None
+            try:
+                step, value = agen.asend, None
+                while True:
+                    try:
+                        item = await _InContext(ctx, step(value))
+                    except StopAsyncIteration:
+                        return
+                    try:
+                        value, step = (yield item), agen.asend
+                    except GeneratorExit:
+                        await _InContext(ctx, agen.aclose())
+                        raise
+                    except BaseException as exc:  # thrown in by the consumer: passed on
+                        value, step = exc, agen.athrow
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                _exit_in(ctx, scope, failure)
+        return async_gen_wrapper  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = contextvars.copy_context()
+            scope = ctx.run(open_scope, args, kwargs)
+            gen = fn(*args, **kwargs)
+            ctx.run(scope.__enter__)
+            failure: BaseException | None = None
+            try:
+                return (yield from _in_context(ctx, gen))
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                _exit_in(ctx, scope, failure)
+        return gen_wrapper  # type: ignore[return-value]
+
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -738,7 +955,8 @@ def _traced(fn: F, open_scope: Callable[[tuple[Any, ...], dict[str, Any]], _Scop
 
 def traced_agent(name: str | None = None, *, role: str | None = None,
                  model: str | None = None) -> Callable[[F], F]:
-    """Decorate a function (sync or async) so each call is an agent span; ``current_agent()`` inside."""
+    """Decorate a function (sync or async, generators too) so each call is an agent span;
+    ``current_agent()`` inside."""
     def decorate(fn: F) -> F:
         agent_name = name or fn.__name__
         return _traced(fn, lambda args, kwargs: Agent(agent_name, role=role, model=model))
@@ -747,7 +965,8 @@ def traced_agent(name: str | None = None, *, role: str | None = None,
 
 def traced_tool(name: str | None = None, *, side_effect: bool = False,
                 high_stakes: bool = False) -> Callable[[F], F]:
-    """Decorate a function (sync or async) so each call is a tool span of the current agent."""
+    """Decorate a function (sync or async, generators too) so each call is a tool span of the
+    current agent."""
     def decorate(fn: F) -> F:
         tool_name = name or fn.__name__
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -160,6 +161,26 @@ def test_content_is_captured_only_on_request_and_redacted_first(capture_with_con
     assert "hunter2" not in everything
 
 
+def test_long_texts_are_cut_to_the_collectors_limit_when_recorded_and_counted(
+        capture_with_content: Captured) -> None:
+    """What the store exporter keeps is what the collector keeps; the queue does not hold megabytes."""
+    from handoffs.sdk.export import MAX_VALUE_BYTES
+
+    big = "é" * 50_000  # 100,000 bytes of UTF-8
+    with sdk.run("r", attributes={"note": "n" * 70_000}), sdk.agent("a") as a:
+        with a.delegate("b", task=big) as d:
+            out = d.output(big)
+            d.output("short")
+    spans = capture_with_content.by_name()
+    delegation = spans["execute_tool transfer_to_b"]
+    assert delegation.attributes[c.TASK] == "é" * (MAX_VALUE_BYTES // 2)
+    assert delegation.events[0].attributes[c.OUTPUT_CONTENT] == "é" * (MAX_VALUE_BYTES // 2)
+    assert delegation.events[1].attributes[c.OUTPUT_CONTENT] == "short"
+    assert out.hash == sdk.content_hash(big)  # the hash is of the whole text
+    assert len(spans["handoff.run r"].attributes["note"]) == MAX_VALUE_BYTES
+    assert sdk.stats().truncated == 3
+
+
 def test_steps_and_parents_hold_across_a_thread_pool(captured: Captured) -> None:
     def work(i: int) -> None:
         with sdk.agent(f"worker{i}", role="worker") as w, w.llm("m", input_tokens=i):
@@ -305,16 +326,60 @@ def test_repeated_hand_offs_between_the_same_agents_share_nothing_but_their_fixe
     assert t.attributes[c.DELEGATION_STATUS] == "completed"
 
 
-def test_an_output_after_the_delegation_closed_does_not_change_the_exported_span(captured: Captured) -> None:
-    with sdk.run("r"), sdk.agent("sup") as sup:
-        with sup.delegate("w") as d:
-            d.output("in time")
-        d.output("too late")  # OpenTelemetry warns about an event on an ended span and drops it
-    (span,) = [s for s in captured.spans() if s.name == "execute_tool transfer_to_w"]
-    assert [e.attributes[c.OUTPUT_HASH] for e in span.events] == [sdk.content_hash("in time")]
+def test_recording_after_the_block_closed_is_a_usage_error_naming_the_span(captured: Captured) -> None:
+    """OpenTelemetry drops an event on an ended span with a log line: the decision would be lost
+    and the hand-off would look still open to the detectors."""
+    with sdk.run("late") as run:
+        with sdk.agent("sup") as sup:
+            with sup.delegate("writer") as d:
+                out = d.output("in time")
+            late = [lambda: d.output("too late"), lambda: d.decision("accepted", output=out),
+                    lambda: d.set_status("completed"), lambda: d.error("bad"), lambda: d.approval("x", "y")]
+            for record in late:
+                with pytest.raises(UsageError, match=r"the hand-off sup -> writer after its `with` block closed"):
+                    record()
+            with sup.verify("lint") as v, sup.llm("m") as llm, sup.tool("t") as tool:
+                pass
+            for record in (lambda: v.verdict("pass"), lambda: llm.usage(1, 2), lambda: tool.set_attribute("k", 1)):
+                with pytest.raises(UsageError, match="after its `with` block closed"):
+                    record()
+    for record in (lambda: run.terminate("done", True), lambda: run.checkpoint("c"), lambda: run.resume("c")):
+        with pytest.raises(UsageError, match=r"the run 'late' .* after its `with` block closed.*inside the block"):
+            record()
+    spans = captured.by_name()
+    delegation = spans["execute_tool transfer_to_writer"]
+    assert [e.attributes[c.OUTPUT_HASH] for e in delegation.events] == [sdk.content_hash("in time")]
+    assert delegation.attributes[c.DELEGATION_STATUS] == "open"
+    assert not spans["handoff.run late"].events
 
 
-def test_events_beyond_the_span_limit_are_counted_as_dropped_not_lost_silently() -> None:
+def test_a_handle_used_without_with_says_how_to_open_it(captured: Captured) -> None:
+    with sdk.run("r"), sdk.agent("a") as a:
+        d = a.delegate("b", task="t")
+        tool = a.tool("t")
+        for record in (lambda: d.output("x"), lambda: d.decision("accepted"), lambda: sdk.run("r2").terminate("d", True),
+                       lambda: a.verify("c").verdict("pass"), lambda: tool.span_id,
+                       lambda: a.tool("t", retry_of=tool), lambda: tool.trace_id):
+            with pytest.raises(UsageError, match="use it as `with ... as x:`"):
+                record()
+        with d:  # and it still works once opened
+            d.output("x")
+    assert captured.by_name()["execute_tool transfer_to_b"].events[0].name == c.EVENT_OUTPUT
+
+
+def test_a_delegation_keeps_far_more_events_than_opentelemetrys_default_of_128(captured: Captured) -> None:
+    """Integrations record one output per message: a long conversation must not lose its start."""
+    with sdk.run("r"), sdk.agent("sup") as sup, sup.delegate("w") as d:
+        outs = [d.output(f"chunk {i}", tokens=1) for i in range(200)]
+        d.decision("overwrote", output=outs[-1], result="mine")
+    span = captured.by_name()["execute_tool transfer_to_w"]
+    assert [e.attributes[c.OUTPUT_INDEX] for e in span.events[:-1]] == list(range(1, 201))
+    assert span.events[-1].name == c.EVENT_DECISION and span.dropped_events == 0
+    assert sdk.stats().events_dropped == 0
+
+
+def test_events_beyond_the_span_limit_are_counted_as_dropped_not_lost_silently(
+        caplog: pytest.LogCaptureFixture) -> None:
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -324,13 +389,22 @@ def test_events_beyond_the_span_limit_are_counted_as_dropped_not_lost_silently()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.settings.tracer = provider.get_tracer("t")
     try:
-        with sdk.run("r"), sdk.agent("sup") as sup, sup.delegate("w") as d:
-            for i in range(3):
-                d.output(f"o{i}")
+        with caplog.at_level("WARNING", logger="handoffs.sdk"):
+            with sdk.run("r") as run, sdk.agent("sup") as sup, sup.delegate("w") as d:
+                for i in range(3):
+                    d.output(f"o{i}")
+                d.decision("accepted")
+                for i in range(3):
+                    run.checkpoint(f"c{i}")
+        counted = tracing.settings.stats.events_dropped
     finally:
         sdk.shutdown()  # back to the default tracer
-    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool transfer_to_w"]
-    assert len(span.events) == 2 and span.dropped_events == 1
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    span = spans["execute_tool transfer_to_w"]
+    assert len(span.events) == 2 and span.dropped_events == 2
+    assert spans["handoff.run r"].dropped_events == 1
+    assert counted == 3
+    assert caplog.text.count("reached its limit of events") == 1
 
 
 def test_without_configure_spans_go_to_the_global_provider() -> None:
@@ -348,3 +422,162 @@ def test_content_hash_is_eight_bytes_of_blake2b_over_utf8(content: str | bytes) 
     data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
     assert sdk.content_hash(content) == hashlib.blake2b(data, digest_size=8).hexdigest()
     assert sdk.content_hash(content) == sdk.content_hash(content)  # the shared hasher is not consumed
+
+
+def test_a_failing_redact_hook_leaves_a_placeholder_and_the_callers_exception(captured: Captured) -> None:
+    """Before: the hook's KeyError escaped __exit__ before span.end() and the context detach, so
+    both spans were lost and every later span in the process became a child of a dead one."""
+    from opentelemetry import trace
+
+    def redact(text: str) -> str:
+        if "Traceback" in text:
+            raise KeyError("redactor bug")
+        return text
+
+    tracing.settings.redact = redact
+    with pytest.raises(RuntimeError, match="original error"), sdk.run("first"), sdk.agent("a"):
+        raise RuntimeError("original error")
+    assert trace.get_current_span() is trace.INVALID_SPAN and sdk.current_run_id() is None
+    with sdk.run("after"):
+        pass
+    spans = captured.by_name()
+    assert set(spans) == {"handoff.run first", "invoke_agent a", "handoff.run after"}
+    agent = spans["invoke_agent a"]
+    (event,) = agent.events
+    assert event.attributes[c.EXCEPTION_MESSAGE] == "original error"
+    assert event.attributes[c.EXCEPTION_STACKTRACE] == "[redaction failed: KeyError]"
+    assert spans["handoff.run after"].parent is None
+
+
+def test_a_redact_hook_returning_something_else_than_text_is_replaced_too(capture_with_content: Captured) -> None:
+    tracing.settings.redact = lambda text: None  # type: ignore[assignment,return-value]
+    with sdk.run("r"), sdk.agent("a") as a, a.delegate("b", task="t") as d:
+        d.output("x")
+    span = capture_with_content.by_name()["execute_tool transfer_to_b"]
+    assert span.attributes[c.TASK] == "[redaction failed: returned NoneType, not str]"
+    assert span.events[0].attributes[c.OUTPUT_CONTENT] == span.attributes[c.TASK]
+
+
+def test_a_normal_exit_is_not_a_failure_but_keyboard_interrupt_is(captured: Captured) -> None:
+    for run_id, exc in (("exit0", SystemExit(0)), ("exit-none", SystemExit(None)), ("exit1", SystemExit(1)),
+                        ("interrupted", KeyboardInterrupt())):
+        with pytest.raises(type(exc)), sdk.run(run_id, run_id=run_id):
+            raise exc
+
+    def gen() -> Iterator[int]:
+        with sdk.run("closed-early", run_id="closed-early"), sdk.agent("a") as a, a.delegate("b") as d:
+            d.output("x")
+            yield 1
+            yield 2
+
+    g = gen()
+    next(g)
+    g.close()
+    spans = captured.spans()
+    status = {s.attributes[c.RUN_ID]: s.status.status_code for s in spans if s.attributes[c.SPAN_TYPE] == "run"}
+    assert status == {"exit0": StatusCode.UNSET, "exit-none": StatusCode.UNSET, "exit1": StatusCode.ERROR,
+                      "interrupted": StatusCode.ERROR, "closed-early": StatusCode.UNSET}
+    delegation = next(s for s in spans if s.name == "execute_tool transfer_to_b")
+    assert delegation.status.status_code is StatusCode.UNSET
+    assert [e.name for e in delegation.events] == [c.EVENT_OUTPUT]
+    assert delegation.attributes[c.DELEGATION_STATUS] == "open"
+
+
+def test_a_traced_generator_is_inside_its_span_while_it_runs_and_ends_it_when_done(captured: Captured) -> None:
+    seen: list[str | None] = []
+
+    @sdk.traced_agent("streamer", role="worker")
+    def streamer(n: int) -> Iterator[int]:
+        me = sdk.current_agent()
+        seen.append(me.name if me else None)
+        for i in range(n):
+            with me.tool("chunk") if me else sdk.agent("orphan"):  # a span inside the body
+                pass
+            yield i
+
+    with sdk.run("r"):
+        got = []
+        for item in streamer(3):
+            seen.append(getattr(sdk.current_agent(), "name", None))  # the consumer, between items
+            got.append(item)
+        early = streamer(5)
+        next(early)
+        early.close()
+    assert got == [0, 1, 2]
+    assert seen == ["streamer", None, None, None, "streamer"]
+    spans = captured.spans()
+    agents = [s for s in spans if s.name == "invoke_agent streamer"]
+    tools = [s for s in spans if s.name == "execute_tool chunk"]
+    assert len(agents) == 2 and len(tools) == 4
+    assert {t.parent.span_id for t in tools} == {a.context.span_id for a in agents}
+    assert all(a.status.status_code is StatusCode.UNSET for a in agents)  # closed early is not a failure
+
+
+def test_a_traced_async_generator_is_inside_its_span_while_it_runs(captured: Captured) -> None:
+    @sdk.traced_agent("astreamer")
+    async def astreamer() -> Any:
+        me = sdk.current_agent()
+        assert me is not None and me.name == "astreamer"
+        for i in range(2):
+            await asyncio.sleep(0)
+            with me.llm("m"):
+                pass
+            yield i
+        raise ValueError("stream broke")
+
+    async def main() -> list[int]:
+        got = []
+        with sdk.run("r"):
+            with pytest.raises(ValueError, match="stream broke"):
+                async for item in astreamer():
+                    assert sdk.current_agent() is None
+                    got.append(item)
+        return got
+
+    assert asyncio.run(main()) == [0, 1]
+    spans = captured.spans()
+    agent = next(s for s in spans if s.name == "invoke_agent astreamer")
+    chats = [s for s in spans if s.name == "chat m"]
+    assert len(chats) == 2 and all(ch.parent.span_id == agent.context.span_id for ch in chats)
+    assert agent.status.status_code is StatusCode.ERROR
+
+
+def test_wrong_types_and_values_are_usage_errors_before_a_step_is_taken(captured: Captured) -> None:
+    import numpy as np
+
+    with sdk.run("r"), sdk.agent("sup") as sup:
+        with sup.delegate("w") as d:
+            first = d.output("x")
+            for record in (lambda: d.output(None), lambda: d.output({"a": 1}), lambda: d.output(42),  # type: ignore[arg-type]
+                           lambda: d.decision("modified", result={"a": 1})):  # type: ignore[arg-type]
+                with pytest.raises(UsageError, match=r"expected text \(str or bytes\).*json.dumps"):
+                    record()
+            for tokens in ("12", 1.7, True):
+                with pytest.raises(UsageError, match="tokens must be a whole number"):
+                    d.output("z", tokens=tokens)  # type: ignore[arg-type]
+            second = d.output(b"y", tokens=np.int64(7))  # type: ignore[arg-type]
+            assert second.step == first.step + 1 and second.tokens == 7 and type(second.tokens) is int
+        with pytest.raises(UsageError, match=r"delegation mode must be one of \['delegate', 'transfer'\]"):
+            sup.delegate("w5", mode="yeet")
+        with pytest.raises(UsageError, match="whole number"), sup.llm("m", input_tokens="many"):  # type: ignore[arg-type]
+            pass
+        with pytest.raises(UsageError, match="coverage must be a number"), sup.verify("c", coverage="half"):  # type: ignore[arg-type]
+            pass
+        with sup.delegate("w6", mode=c.HandoffMode.TRANSFER):
+            pass
+    spans = captured.by_name()
+    assert spans["execute_tool transfer_to_w6"].attributes[c.MODE] == "transfer"
+    assert spans["execute_tool transfer_to_w"].events[1].attributes[c.OUTPUT_TOKENS] == 7
+    assert "execute_tool transfer_to_w5" not in spans
+
+
+def test_approval_outside_any_span_is_refused_like_checkpoint_outside_a_run(captured: Captured) -> None:
+    with pytest.raises(UsageError, match="no span is open here"):
+        sdk.approval("deploy", "alice")
+    with sdk.run("r"), sdk.agent("ops") as ops, ops.tool("deploy"):
+        sdk.approval("deploy", "alice")
+    sdk.shutdown()  # no provider: spans are OpenTelemetry's no-op, a with block is still open
+    with sdk.run("r"), sdk.agent("ops"):
+        sdk.approval("deploy", "alice")
+    tool = next(s for s in captured.exporter.get_finished_spans() if s.name == "execute_tool deploy")
+    assert tool.events[0].name == c.EVENT_APPROVAL

@@ -10,6 +10,9 @@
 
     python bench/sdk_overhead.py                 # both, writes bench/results/sdk_overhead.txt
     python bench/sdk_overhead.py --pairs 41 --block 2000 --burst 200000
+    python bench/sdk_overhead.py --before fb2d34d --rounds 4
+                       # the cost only, of an earlier revision's SDK and of this one, each
+                       # measured in a process of its own, alternating: both ratios per round
 """
 
 from __future__ import annotations
@@ -228,6 +231,43 @@ def run_bursts(n: int) -> list[dict[str, object]]:
         port_file.unlink(missing_ok=True)
 
 
+# The cost measured in a process of its own, by this file's ``measure_cost``, of the SDK of the
+# checkout the process runs in (its working directory).
+_COST_CHILD = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("sdk_overhead", sys.argv[1])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+print(json.dumps(bench.measure_cost(int(sys.argv[2]), int(sys.argv[3]))))
+"""
+
+
+def compare_before(rev: str, rounds: int, pairs: int, block: int) -> list[str]:
+    """The cost of revision ``rev``'s SDK and of this checkout's, alternating in fresh processes."""
+    import tempfile
+
+    results: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
+    with tempfile.TemporaryDirectory(prefix="handoffs-bench-before-") as tmp, \
+            record.checkout(rev, Path(tmp) / "checkout") as before:
+        sides = (("before", before), ("now", record.REPO))
+        for i in range(rounds):
+            for label, checkout in (sides if i % 2 == 0 else sides[::-1]):
+                out = subprocess.run([sys.executable, "-c", _COST_CHILD, __file__, str(pairs), str(block)],
+                                     cwd=checkout, check=True, capture_output=True, text=True).stdout
+                results[label].append(json.loads(out.strip().splitlines()[-1]))
+    lines = [f"hand-off vs bare OTel span, {rev} against this checkout, {rounds} rounds alternating in fresh "
+             f"processes, each {pairs} interleaved pairs of {block}:"]
+    for key, what in (("cpu_ratio", "CPU time"), ("producer_ratio", "the producer's share")):
+        b = [r[key] for r in results["before"]]
+        n = [r[key] for r in results["now"]]
+        lines.append(f"  ratio, {what}: {rev} {statistics.median(b):.2f}x, now {statistics.median(n):.2f}x "
+                     f"(per round: {rev} {', '.join(f'{x:.2f}' for x in b)}; now {', '.join(f'{x:.2f}' for x in n)})")
+    b_us = statistics.median(r["handoff_cpu_us"] for r in results["before"])
+    n_us = statistics.median(r["handoff_cpu_us"] for r in results["now"])
+    lines.append(f"  a hand-off's CPU: {rev} {b_us:.1f} us, now {n_us:.1f} us ({b_us / n_us:.2f}x as fast now)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=101, help="interleaved timing blocks per side")
@@ -235,6 +275,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
                         help="spans in the burst test, one burst per size")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
+    parser.add_argument("--before", metavar="REV", help="compare the cost with revision REV's SDK (no bursts)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per side with --before")
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     parser.add_argument("--burst-child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -251,6 +293,12 @@ def main() -> None:
              f"# command: {command.strip()}",
              f"# machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}",
              ""]
+    if args.before:
+        lines += compare_before(args.before, args.rounds, args.pairs, args.block)
+        print("\n".join(lines))
+        if not args.no_write:
+            record.append(RESULTS, lines)
+        return
     cost = measure_cost(args.pairs, args.block)
     lines += [
         f"hand-off (delegation + output + decision) vs bare OTel span, same processor, "

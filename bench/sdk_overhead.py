@@ -262,9 +262,11 @@ def compare_before(rev: str, rounds: int, pairs: int, block: int) -> list[str]:
         n = [r[key] for r in results["now"]]
         lines.append(f"  ratio, {what}: {rev} {statistics.median(b):.2f}x, now {statistics.median(n):.2f}x "
                      f"(per round: {rev} {', '.join(f'{x:.2f}' for x in b)}; now {', '.join(f'{x:.2f}' for x in n)})")
-    b_us = statistics.median(r["handoff_cpu_us"] for r in results["before"])
-    n_us = statistics.median(r["handoff_cpu_us"] for r in results["now"])
-    lines.append(f"  a hand-off's CPU: {rev} {b_us:.1f} us, now {n_us:.1f} us ({b_us / n_us:.2f}x as fast now)")
+    us = {label: {key: statistics.median(r[key] for r in rs) for key in ("bare_cpu_us", "handoff_cpu_us")}
+          for label, rs in results.items()}
+    lines.append(f"  CPU per span, medians (they move with the machine between processes; the ratios are the "
+                 f"comparison): bare {us['before']['bare_cpu_us']:.1f} / {us['now']['bare_cpu_us']:.1f} us, "
+                 f"hand-off {us['before']['handoff_cpu_us']:.1f} / {us['now']['handoff_cpu_us']:.1f} us ({rev} / now)")
     return lines
 
 

@@ -163,6 +163,8 @@ class Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Read and validate the policy file at ``path``."""
+    if not str(path).strip():
+        raise UsageError("--policy is empty: give the policy file's path (copy handoffs.example.toml to start one)")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM, as some Windows editors save
@@ -301,6 +303,10 @@ class _Parser:
         self._only(gate, "gate", 0, {"name", "project", "significance", "min_runs", "too_few_runs",
                                      "no_runs", "detect"})
         raw_checks = data.get("check", [])
+        if isinstance(raw_checks, dict):  # [check]: one table, where checks are an array of them
+            line = next((i for i, text in enumerate(self.lines, 1) if text.strip().startswith("[check]")), 1)
+            raise self.error(line, "[check] is written [[check]] (double brackets): each check is one "
+                                   "table of an array")
         if not isinstance(raw_checks, list) or not raw_checks:
             raise self.error(1, "the policy has no checks; add at least one [[check]] table "
                                 "(see handoffs.example.toml)")

@@ -75,6 +75,7 @@ def _error(text: str) -> str:
      'metric = "overwrite_rate"\nmin = 0\n', 5, "two checks are named 'a'"),
     ('[gate]\nname = "x"\n', 1, "no checks"),
     ('[gates]\nname = "x"\n', 1, "unknown table or key 'gates'"),
+    ('[gate]\nname = "x"\n\n[check]\nmetric = "overwrite_rate"\nmax = 0.2\n', 4, "is written [[check]]"),
     # Each of these was accepted and then judged something other than what was written.
     ('[[check]]\nmetric = "overwrite_rate"\ndirection = "higher"\nmax_increase = 0.05\n', 3,
      "overwrite_rate is lower-is-better: drop direction"),
@@ -112,3 +113,8 @@ def test_a_pair_subject_may_be_spaced_and_a_file_may_start_with_a_bom(tmp_path: 
     path.write_bytes(b"\xef\xbb\xbf" + b'[[check]]\nmetric = "overwrite_rate"\nscope = "pair"\n'
                      b'subject = "supervisor -> writer"\nmax = 0.2\n')
     assert load_policy(path).checks[0].subject == "supervisor->writer"
+
+
+def test_an_empty_policy_path_says_so() -> None:
+    with pytest.raises(UsageError, match="--policy is empty"):  # was "cannot read policy file .: Is a directory"
+        load_policy("")

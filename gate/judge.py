@@ -468,7 +468,10 @@ def _select_judged(store: Store, policy: Policy, run_ids: Sequence[str] | None,
         flt = replace(flt, commit="current")
     flt = _resolve(flt, ci, policy)
     runs = query_runs(store, flt, policy.project)
-    return runs, f"{len(runs)} runs ({_describe(flt)})", flt.commit
+    hint = ""
+    if not runs and 0 < len(flt.commit) < 7:
+        hint = "; a commit of fewer than 7 characters matches only a whole commit id"
+    return runs, f"{len(runs)} runs ({_describe(flt)}{hint})", flt.commit
 
 
 def _describe(flt: RunFilter) -> str:

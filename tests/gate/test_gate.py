@@ -407,3 +407,11 @@ def test_a_share_fishers_test_does_not_call_worse_shows_no_interval_that_would(s
     assert check.verdict == "pass" and check.comparison.p_value == pytest.approx(0.0833, abs=1e-3)
     assert report._change(check) == "+0.6 p=0.083"
     assert "fisher-exact p=0.0833" in check.message and "interval" not in check.message
+
+
+def test_no_runs_for_a_short_commit_says_prefixes_need_7_characters(store: Store, seed: Seeder) -> None:
+    seed_side(seed, HEAD, [1.0] * 5)
+    result = run_gate(store, policy('[[check]]\nmetric = "error_amplification"\nmax = 5', runs=f'commit = "{HEAD[:6]}"'))
+    assert result.runs == [] and "fewer than 7 characters matches only a whole commit id" in result.runs_text
+    assert len(run_gate(store, policy('[[check]]\nmetric = "error_amplification"\nmax = 5',
+                                      runs=f'commit = "{HEAD[:7]}"')).runs) == 5

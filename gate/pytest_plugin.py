@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from handoffs import conventions as c
-from handoffs.errors import HandoffsError
+from handoffs.errors import HandoffsError, UsageError
 from handoffs.store.schema import RUNS_TABLE
 
 ENV_ENABLE = "HANDOFFS_PYTEST"
@@ -150,17 +150,25 @@ class HandoffsPlugin:
             # Workers read it too: its project is the resource attribute their runs must carry.
             self.policy = load_policy(policy_path) if policy_path else None
             self.store = open_store(_option(config, "store"))
-            junit = config.getoption("handoffs_junit")
-            if junit and self.judge and self.policy is not None:
-                report.check_junit_path(junit)
+            if self.judge and self.policy is not None:  # what the gate would refuse, refused before the tests
+                junit = config.getoption("handoffs_junit")
+                if junit:
+                    report.check_junit_path(junit)
+                baseline = config.getoption("handoffs_baseline")
+                if baseline is not None and not baseline.replace(",", "").strip():
+                    raise UsageError(f"--baseline {baseline!r} names nothing: give run ids or commits, "
+                                     "separated by commas")
         except HandoffsError as exc:
             raise pytest.UsageError(f"handoffs: {_plugin_flags(str(exc))}") from exc
         if self.controller and not ci_metadata().get(c.RUN_COMMIT):
             # Outside CI, the checkout says which commit the runs belong to; workers inherit it.
+            # The root dir first; where pytest runs if that is no checkout (a misread option moved it).
+            found: dict[str, str] = {}
+            for folder in (config.rootpath, config.invocation_params.dir):
+                found = found or git_metadata(str(folder))
             for key, var in ((c.RUN_COMMIT, "HANDOFFS_COMMIT"), (c.RUN_BRANCH, "HANDOFFS_BRANCH")):
-                value = git_metadata(str(config.rootpath)).get(key)
-                if value:
-                    os.environ.setdefault(var, value)
+                if found.get(key):
+                    os.environ.setdefault(var, found[key])
         sdk.configure(service_name=f"pytest:{config.rootpath.name}", store=self.store,
                       project=self.policy.project if self.policy and self.policy.project else None)
         self.sdk = sdk

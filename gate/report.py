@@ -41,29 +41,38 @@ def _change(result: CheckResult) -> str:
     return f"{cmp.effect:+.3g}{interval}{p}"
 
 
+def _shown(text: str) -> str:
+    """Agent text for the terminal: markup escaped, control characters (an ANSI colour code in an
+    agent's name) replaced, so they neither break the table nor restyle the user's terminal."""
+    return escape(_CONTROL.sub("\ufffd", text))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def write_table(result: GateResult, out: TextIO | None = None, width: int = 140) -> None:
     """The table CI logs show: one row per check, then what broke each failing one."""
     console = Console(file=out, width=width, highlight=False, soft_wrap=False,
                       force_terminal=None if out is None else False)
-    console.print(f"handoffs gate: policy {escape(result.policy.name)} ({escape(result.policy.source)})")
-    console.print(f"  judged:   {escape(result.runs_text)}")
-    console.print(f"  baseline: {escape(result.baseline_text)}")
+    console.print(f"handoffs gate: policy {_shown(result.policy.name)} ({_shown(result.policy.source)})")
+    console.print(f"  judged:   {_shown(result.runs_text)}")
+    console.print(f"  baseline: {_shown(result.baseline_text)}")
     for note in result.notes:
-        console.print(f"  note: {escape(note)}")
+        console.print(f"  note: {_shown(note)}")
     table = Table(show_lines=False, header_style="bold")
     for col in ("check", "value", "limit", "baseline", "change (worse +) [interval]", "verdict"):
         table.add_column(col, overflow="fold")
     for r in result.checks:
-        table.add_row(*(escape(x) for x in (r.check.name, r.value_text, r.limit_text or "-",
+        table.add_row(*(_shown(x) for x in (r.check.name, r.value_text, r.limit_text or "-",
                                             r.baseline_text or "-", _change(r))),
-                      f"[{_STYLE[r.verdict]}]{escape(verdict_label(r))}[/]")
+                      f"[{_STYLE[r.verdict]}]{_shown(verdict_label(r))}[/]")
     console.print(table)
     for r in result.checks:
         if r.verdict == PASS:
             continue
-        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/] {escape(r.check.name)}: {escape(r.message)}")
+        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/] {_shown(r.check.name)}: {_shown(r.message)}")
         for ev in r.evidence:
-            console.print(f"    - {escape(ev.describe())}")
+            console.print(f"    - {_shown(ev.describe())}")
     style = _STYLE[result.verdict]
     n_fail = sum(r.verdict == FAIL for r in result.checks)
     n_warn = sum(r.verdict == WARN for r in result.checks)
@@ -126,16 +135,18 @@ def _xml_safe(text: str) -> str:
 
 def check_junit_path(path: str | Path) -> Path:
     """``path`` made ready for the JUnit report (its folder made), or the UsageError writing it
-    would raise: checked before the gate judges and records, so a bad path costs no gate result."""
+    would raise: checked before the gate judges and records, so a bad path costs no gate result.
+    Opened for appending, not asked about (permission bits say yes to root, even under /proc)."""
     path = Path(path)
+    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-        if not os.access(path if path.exists() else path.parent, os.W_OK):
-            raise PermissionError(13, "Permission denied")
+        with open(path, "a", encoding="utf-8"):
+            pass
     except OSError as exc:
         raise _junit_error(path, exc) from exc
+    if not existed:
+        path.unlink(missing_ok=True)  # an empty file would read as a broken report if the gate fails
     return path
 
 
@@ -200,7 +211,9 @@ def to_json(result: GateResult) -> dict[str, Any]:
             "message": r.message, "line": r.check.line,
             "comparison": None if cmp is None else {
                 "test": cmp.test, "current": cmp.current, "baseline": cmp.baseline,
-                "effect": cmp.effect, "interval": [cmp.low, cmp.high], "margin": cmp.margin,
+                "effect": cmp.effect, "margin": cmp.margin,
+                # only the figure that decides: Fisher's test has its p-value, no interval
+                "interval": [cmp.low, cmp.high] if cmp.decides_by_interval else None,
                 "p_value": cmp.p_value, "significant": cmp.significant,
                 "n_current": cmp.n_current, "n_baseline": cmp.n_baseline},
             "evidence": [{"run_id": e.run_id, "trace_id": e.trace_id, "agent": e.agent,

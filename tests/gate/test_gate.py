@@ -366,6 +366,7 @@ def test_agent_text_reaches_every_report_as_written(store: Store, seed: Seeder, 
     report.write_table(result, out)
     table = out.getvalue()
     assert "no early stop [strict]" in table and "see logs[/] and [bold]x" in table
+    assert "\x1b" not in table and "x\ufffd[31m" in table  # an agent's colour code would restyle the terminal
     report.write_junit(result, tmp_path / "gate.xml")
     failure = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite/testcase/failure")
     assert failure is not None and "see logs[/] and [bold]x\ufffd[31m\ufffd\ufffd)" in (failure.text or "")
@@ -407,6 +408,7 @@ def test_a_share_fishers_test_does_not_call_worse_shows_no_interval_that_would(s
     assert check.verdict == "pass" and check.comparison.p_value == pytest.approx(0.0833, abs=1e-3)
     assert report._change(check) == "+0.6 p=0.083"
     assert "fisher-exact p=0.0833" in check.message and "interval" not in check.message
+    assert report.to_json(result)["checks"][0]["comparison"]["interval"] is None
 
 
 def test_no_runs_for_a_short_commit_says_prefixes_need_7_characters(store: Store, seed: Seeder) -> None:
@@ -415,3 +417,11 @@ def test_no_runs_for_a_short_commit_says_prefixes_need_7_characters(store: Store
     assert result.runs == [] and "fewer than 7 characters matches only a whole commit id" in result.runs_text
     assert len(run_gate(store, policy('[[check]]\nmetric = "error_amplification"\nmax = 5',
                                       runs=f'commit = "{HEAD[:7]}"')).runs) == 5
+
+
+def test_a_junit_path_is_tried_not_asked_about(tmp_path: Path) -> None:
+    # Permission bits say yes to root, under /proc too: the gate judged and recorded, then failed.
+    with pytest.raises(UsageError, match="cannot write the JUnit report to /proc/handoffs-gate.xml"):
+        report.check_junit_path("/proc/handoffs-gate.xml")
+    assert report.check_junit_path(tmp_path / "reports" / "gate.xml") == tmp_path / "reports" / "gate.xml"
+    assert not (tmp_path / "reports" / "gate.xml").exists()  # tried, then left for the real report

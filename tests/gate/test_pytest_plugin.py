@@ -188,6 +188,10 @@ def test_the_gate_fails_a_session_without_tests_and_refuses_a_report_path_in_plu
                                           f"chdb://{project.path / 'store'}", f"--handoffs-junit={project.path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*cannot write the JUnit report to*give --handoffs-junit a file path*"])
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
+                                          f"chdb://{project.path / 'store'}", "--handoffs-baseline=,")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # was refused only once every test had run
+    result.stderr.fnmatch_lines(["*--handoffs-baseline ',' names nothing*"])
     project.makefile(".toml", handoffs=POLICY + '\n[runs]\ntag = "nightly"\n')
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--handoffs", "--handoffs-store",
                                           f"chdb://{project.path / 'store'}")

@@ -39,13 +39,16 @@ def gate(policy_path: str, store_url: str | None, baseline: str | None, junit_pa
         report.check_junit_path(junit_path)  # before judging: a bad path records no gate result
     store = open_store(store_url, create=False)  # judging a mistyped path must not make an empty store
     result = run_gate(store, policy, baseline=baseline, detect=detect, record=record)
-    if fmt == "json":
-        report.write_json(result, sys.stdout)
-    else:
-        report.write_table(result)
+    try:
+        if fmt == "json":
+            report.write_json(result, sys.stdout)
+        else:
+            report.write_table(result)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        report.stdout_closed()
     if junit_path:
         report.write_junit(result, junit_path)
     report.append_step_summary(result)
-    sys.stdout.flush()
     # SystemExit, not click's Exit: in non-standalone mode click returns Exit's code instead of exiting.
     sys.exit(result.exit_code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,10 +51,22 @@ def _shown(text: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+def stdout_closed() -> None:
+    """The reader of stdout stopped early (``| head``): send the rest nowhere, so the gate can
+    still write its reports and exit with its verdict (1 would say a check failed)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1
+        self.quiet = True
+        stdout_closed()
+
+
 def write_table(result: GateResult, out: TextIO | None = None, width: int = 140) -> None:
     """The table CI logs show: one row per check, then what broke each failing one."""
-    console = Console(file=out, width=width, highlight=False, soft_wrap=False,
-                      force_terminal=None if out is None else False)
+    console = _Console(file=out, width=width, highlight=False, soft_wrap=False,
+                       force_terminal=None if out is None else False)
     console.print(f"handoffs gate: policy {_shown(result.policy.name)} ({_shown(result.policy.source)})")
     console.print(f"  judged:   {_shown(result.runs_text)}")
     console.print(f"  baseline: {_shown(result.baseline_text)}")

@@ -198,3 +198,20 @@ def test_another_process_gates_the_embedded_store_through_its_owner(
     assert ET.parse(tmp_path / "j.xml").getroot().find("testsuite").get("failures") == "2"
     recorded = store.scalar("SELECT count() FROM handoffs_gate_results WHERE verdict = 'fail'")
     assert recorded == 2
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_reader_that_stops_early_does_not_change_the_verdict(store: Store, seed: Seeder, chdb_dir: Path,
+                                                               policy_file: Path, tmp_path: Path, fmt: str) -> None:
+    # `handoffs gate | head -1` exited 1 ("a check failed") on a passing gate, under pipefail.
+    seed_runs(seed, bad=False)
+    junit = tmp_path / "gate.xml"
+    proc = subprocess.Popen([sys.executable, "-c", "from handoffs.cli import main; main()", "gate", "--policy",
+                             str(policy_file), "--store", endpoint_url(store, chdb_dir), "--format", fmt,
+                             "--junit", str(junit), "--no-record"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the gate prints anything: judging takes longer
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and ET.parse(junit).getroot().tag == "testsuites"  # the reports still written

@@ -36,6 +36,9 @@ class _SpanInserter:
     counting them."""
 
     def __init__(self, store: Store) -> None:
+        from handoffs.importers import otlp_json  # here: the other formats need no collector decoder
+
+        self.unstored = otlp_json.unstored
         self.store = store
         self.ttl_days = store.span_ttl_days()
         self.expired = 0
@@ -43,8 +46,6 @@ class _SpanInserter:
         self.already = 0
 
     def insert(self, loaded: Any) -> int:
-        from handoffs.importers import otlp_json
-
         if isinstance(loaded, int):
             return loaded
         if isinstance(loaded, SpanBatch):
@@ -56,7 +57,7 @@ class _SpanInserter:
                 if count:
                     self.expired += count
                     loaded = loaded.filter(pc.invert(old))
-            new = otlp_json.unstored(self.store, loaded)
+            new = self.unstored(self.store, loaded)
             self.already += loaded.num_rows - new.num_rows
             inserted = self.store.insert_spans(new) if new.num_rows else 0
             self.inserted += inserted

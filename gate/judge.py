@@ -483,12 +483,19 @@ def _describe(flt: RunFilter) -> str:
     return ", ".join(parts) or "all runs"
 
 
-def _given_baseline(store: Store, policy: Policy, override: str, exclude: list[str]) -> tuple[list[Run], str]:
-    """``--baseline``: runs by id or by commit, each value matching something (else one
-    UsageError naming those that match nothing; an empty list would mean every run)."""
+def baseline_values(override: str) -> list[str]:
+    """The run ids or commits of a ``--baseline`` list; a UsageError when it names none (an empty
+    filter would mean every run in the store)."""
     wanted = [v.strip() for v in override.split(",") if v.strip()]
     if not wanted:
         raise UsageError(f"--baseline {override!r} names nothing: give run ids or commits, separated by commas")
+    return wanted
+
+
+def _given_baseline(store: Store, policy: Policy, override: str, exclude: list[str]) -> tuple[list[Run], str]:
+    """``--baseline``: runs by id or by commit, each value matching something (else one
+    UsageError naming those that match nothing; an empty list would mean every run)."""
+    wanted = baseline_values(override)
     found = {r.run_id: r for r in query_runs(store, RunFilter(run_ids=tuple(wanted)), policy.project, exclude)}
     unmatched = []
     for value in wanted:

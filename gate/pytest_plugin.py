@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from handoffs import conventions as c
-from handoffs.errors import HandoffsError, UsageError
+from handoffs.errors import HandoffsError
 from handoffs.store.schema import RUNS_TABLE
 
 ENV_ENABLE = "HANDOFFS_PYTEST"
@@ -128,6 +128,7 @@ class HandoffsPlugin:
     def __init__(self, config: pytest.Config) -> None:
         from handoffs import sdk
         from handoffs.gate import load_policy, report
+        from handoffs.gate.judge import baseline_values
         from handoffs.sdk.ci import ci_metadata, git_metadata
         from handoffs.store import open_store
         from handoffs.store.engines import quiet_client_logs
@@ -155,9 +156,8 @@ class HandoffsPlugin:
                 if junit:
                     report.check_junit_path(junit)
                 baseline = config.getoption("handoffs_baseline")
-                if baseline is not None and not baseline.replace(",", "").strip():
-                    raise UsageError(f"--baseline {baseline!r} names nothing: give run ids or commits, "
-                                     "separated by commas")
+                if baseline is not None:
+                    baseline_values(baseline)
         except HandoffsError as exc:
             raise pytest.UsageError(f"handoffs: {_plugin_flags(str(exc))}") from exc
         if self.controller and not ci_metadata().get(c.RUN_COMMIT):

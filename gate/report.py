@@ -42,13 +42,19 @@ def _change(result: CheckResult) -> str:
     return f"{cmp.effect:+.3g}{interval}{p}"
 
 
+# Characters agent text may carry that no report should: control characters (an ANSI colour code
+# in an agent's name would restyle the terminal; XML 1.0 cannot hold them at all) and lone surrogates.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with what no report should carry replaced by U+FFFD."""
+    return _UNPRINTABLE.sub("\ufffd", text)
+
+
 def _shown(text: str) -> str:
-    """Agent text for the terminal: markup escaped, control characters (an ANSI colour code in an
-    agent's name) replaced, so they neither break the table nor restyle the user's terminal."""
-    return escape(_CONTROL.sub("\ufffd", text))
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+    """Agent text for the terminal: printable, and its markup escaped."""
+    return escape(_printable(text))
 
 
 def stdout_closed() -> None:
@@ -131,19 +137,10 @@ def junit_tree(result: GateResult) -> ET.ElementTree:
                     f"{r.message}\nvalue: {r.value_text}; limit: {r.limit_text}; "
                     f"baseline: {r.baseline_text or '-'}")
     for element in root.iter():  # names, messages and evidence are the agents' own text
-        element.text = element.text and _xml_safe(element.text)
-        element.attrib = {k: _xml_safe(v) for k, v in element.attrib.items()}
+        element.text = element.text and _printable(element.text)
+        element.attrib = {k: _printable(v) for k, v in element.attrib.items()}
     ET.indent(root)
     return ET.ElementTree(root)
-
-
-# Characters XML 1.0 cannot carry at all, not even escaped (control characters, lone surrogates).
-_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _xml_safe(text: str) -> str:
-    """``text`` with what XML cannot carry replaced by U+FFFD, so a CI's JUnit reader parses the file."""
-    return _NOT_XML.sub("\ufffd", text)
 
 
 def check_junit_path(path: str | Path) -> Path:
@@ -164,8 +161,10 @@ def check_junit_path(path: str | Path) -> Path:
 
 
 def write_junit(result: GateResult, path: str | Path) -> None:
-    path = check_junit_path(path)
+    """The JUnit report at ``path`` (callers try it first with ``check_junit_path``)."""
+    path = Path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         junit_tree(result).write(path, encoding="utf-8", xml_declaration=True)
     except OSError as exc:
         raise _junit_error(path, exc) from exc

@@ -186,6 +186,20 @@ def _whole(value: Any, what: str) -> int:
     raise UsageError(f"{what} must be a whole number, not {value!r}")
 
 
+def _named(value: Any, what: str) -> str:
+    """A name as text (enums, numbers and the like are spelled with ``str``); None or blank is a
+    UsageError, since the span would be stored under the name "None" or no name at all."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise UsageError(f"{what} must be a name, not {value!r}")
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    """An optional text attribute as text, so every exporter stores the same thing (OpenTelemetry
+    drops a value that is not a str, bool or number; the store exporter would spell it)."""
+    return value if isinstance(value, str) else str(value)
+
+
 def _args_hash(args: Mapping[str, Any] | Iterable[Any] | str | None) -> str:
     if isinstance(args, str):
         return content_hash(args)
@@ -251,7 +265,10 @@ class _Scope:
         self._failed = False
 
     def __enter__(self) -> Any:
-        span = settings.tracer.start_span(self._name)
+        return self._open(settings.tracer.start_span(self._name))
+
+    def _open(self, span: Span) -> Any:
+        """Give the started ``span`` this scope's attributes and make it current."""
         attributes = self._attributes
         data = span._attributes._dict if type(span) in _TRUSTED_TYPES else _trusted_attributes(span)  # type: ignore[attr-defined]
         # One slot stays free for the attribute a span sets as it closes (delegation status).
@@ -384,7 +401,7 @@ class Run(_Scope):
         token = _run_var.set(self._state)  # the run span is step 1 of its own run
         try:
             attrs: dict[str, Any] = ci_metadata()
-            attrs[c.RUN_NAME] = name
+            attrs[c.RUN_NAME] = name = _named(name, "the run's name")
             attrs[c.GEN_AI_CONVERSATION_ID] = self.run_id
             attrs[c.RUN_TAGS] = json.dumps(list(tags), separators=(",", ":"))
             if topology:
@@ -397,7 +414,15 @@ class Run(_Scope):
         self._user_attributes = {k: v for k, v in (attributes or {}).items() if k not in attrs}
 
     def __enter__(self) -> Run:
-        super().__enter__()
+        if _run_var.get() is _NO_RUN:
+            super().__enter__()
+        else:
+            # A run opened inside another run is a task of its own: it starts its own trace, as
+            # every run does (detection and the dashboard read one run per trace), linked to the
+            # span it was opened under so the two can be followed from one to the other.
+            opened_under = trace.get_current_span().get_span_context()
+            links = [trace.Link(opened_under)] if opened_under.is_valid else None
+            self._open(settings.tracer.start_span(self._name, otel_context.Context(), links=links))
         if self._user_attributes:
             # validated by OpenTelemetry, unlike ours
             self.span.set_attributes({k: _cut(v) if isinstance(v, str) else v
@@ -445,18 +470,17 @@ class Agent(_Scope):
     def __init__(self, name: str, *, role: str | None = None, model: str | None = None,
                  agent_id: str | None = None, description: str | None = None,
                  consumes: Iterable[Output | str] | None = None) -> None:
-        self.name = name
-        self.model = model
-        name = str(name)
+        self.name = name = _named(name, "an agent's name")
+        self.model = model = _text(model) if model else None
         attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: _INVOKE_AGENT, c.GEN_AI_AGENT_NAME: name}
         if role:
-            attrs[c.AGENT_ROLE] = role
+            attrs[c.AGENT_ROLE] = _text(role)
         if model:
             attrs[c.GEN_AI_REQUEST_MODEL] = model
         if agent_id:
-            attrs[c.GEN_AI_AGENT_ID] = agent_id
+            attrs[c.GEN_AI_AGENT_ID] = _text(agent_id)
         if description:
-            attrs[c.GEN_AI_AGENT_DESCRIPTION] = description
+            attrs[c.GEN_AI_AGENT_DESCRIPTION] = _text(description)
         if consumes:
             attrs[c.INPUT_OUTPUT_IDS] = _output_ids(consumes)
         super().__init__(f"{_INVOKE_AGENT} {name}", attrs)
@@ -543,8 +567,8 @@ class Delegation(_Scope):
     def __init__(self, source: str, target: str, task: str | None = None,
                  mode: str = _DELEGATE,
                  consumes: Iterable[Output | str] | None = None, ambiguous: bool = False) -> None:
-        self.source = source = str(source)
-        self.target = target = str(target)
+        self.source = source = _named(source, "the delegating agent's name")
+        self.target = target = _named(target, "the delegate's name")
         self._outputs = 0
         self._decided = False
         self._unit_done = False
@@ -671,7 +695,7 @@ class Tool(_Scope):
                  target: str | None = None, side_effect: bool = False, high_stakes: bool = False,
                  idempotency_key: str | None = None, retry_of: Tool | str | None = None,
                  attempt: int | None = None, consumes: Iterable[Output | str] | None = None) -> None:
-        name = str(name)
+        name = _named(name, "a tool's name")
         attrs: dict[str, Any] = {c.GEN_AI_OPERATION_NAME: _EXECUTE_TOOL,
                                  c.GEN_AI_TOOL_NAME: name, c.TOOL_ARGS_HASH: _args_hash(args),
                                  c.TOOL_SIDE_EFFECT: bool(side_effect), c.TOOL_HIGH_STAKES: bool(high_stakes)}
@@ -735,7 +759,7 @@ class Verification(_Scope):
     def __init__(self, agent: str | None, check: str, *, target: Output | Delegation | str | None = None,
                  coverage: float | None = None) -> None:
         self._verdict: str | None = None
-        self.check = check = str(check)
+        self.check = check = _named(check, "a check's name")
         attrs: dict[str, Any] = {c.VERIFICATION_CHECK: check}
         if agent:
             attrs[c.GEN_AI_AGENT_NAME] = agent

@@ -581,3 +581,40 @@ def test_approval_outside_any_span_is_refused_like_checkpoint_outside_a_run(capt
         sdk.approval("deploy", "alice")
     tool = next(s for s in captured.exporter.get_finished_spans() if s.name == "execute_tool deploy")
     assert tool.events[0].name == c.EVENT_APPROVAL
+
+
+def test_a_missing_or_blank_name_is_a_usage_error_and_other_names_are_spelled(captured: Captured) -> None:
+    with sdk.run("r"), sdk.agent("sup") as sup:
+        for opened in (lambda: sdk.agent(None), lambda: sdk.agent("  "),  # type: ignore[arg-type]
+                       lambda: sup.delegate(None), lambda: sup.tool(""), lambda: sup.verify(None),  # type: ignore[arg-type]
+                       lambda: sdk.run(None)):  # type: ignore[arg-type]
+            with pytest.raises(UsageError, match="must be a name, not"):
+                opened()
+        with sdk.agent(c.SpanType.AGENT, role=7, model=3.5, agent_id=12, description=b"d"):  # type: ignore[arg-type]
+            pass
+    agent = next(s for s in captured.spans() if s.attributes.get(c.GEN_AI_AGENT_ID) is not None)
+    # every value is text, as the store exporter would have spelled it; OTLP no longer drops any
+    assert {k: agent.attributes[k] for k in (c.AGENT_ROLE, c.GEN_AI_REQUEST_MODEL, c.GEN_AI_AGENT_ID,
+                                             c.GEN_AI_AGENT_DESCRIPTION)} == {
+        c.AGENT_ROLE: "7", c.GEN_AI_REQUEST_MODEL: "3.5", c.GEN_AI_AGENT_ID: "12",
+        c.GEN_AI_AGENT_DESCRIPTION: "b'd'"}
+    assert agent.attributes[c.GEN_AI_AGENT_NAME] == str(c.SpanType.AGENT)
+
+
+def test_a_run_opened_inside_another_starts_its_own_trace_linked_to_where_it_was_opened(
+        captured: Captured) -> None:
+    with sdk.run("outer") as outer, sdk.agent("sup") as sup:
+        with sdk.run("inner") as inner, sdk.agent("w"):
+            pass
+        with sup.delegate("after"):  # the outer run's steps carry on
+            pass
+    spans = captured.by_name()
+    outer_trace = spans["handoff.run outer"].context.trace_id
+    inner_span = spans["handoff.run inner"]
+    assert inner_span.parent is None and inner_span.context.trace_id != outer_trace
+    assert [link.context.span_id for link in inner_span.links] == [spans["invoke_agent sup"].context.span_id]
+    assert spans["invoke_agent w"].context.trace_id == inner_span.context.trace_id
+    assert (spans["invoke_agent w"].attributes[c.RUN_ID], inner_span.attributes[c.STEP]) == (inner.run_id, 1)
+    after = spans["execute_tool transfer_to_after"]
+    assert after.context.trace_id == outer_trace and after.attributes[c.RUN_ID] == outer.run_id
+    assert after.attributes[c.STEP] == 3

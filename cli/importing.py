@@ -74,10 +74,11 @@ def _stopped(exc: UsageError, kept: int, what: str) -> UsageError:
 @click.command("import")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(FORMATS))
 @click.argument("paths", metavar="PATH...", nargs=-1, required=True,
-                type=click.Path(exists=True, path_type=Path))
+                type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @store_option
 def import_(fmt: str, paths: tuple[Path, ...], store_url: str | None) -> None:
-    """Import logs: FORMAT is otlp-json, who-and-when or mast; a PATH may be a directory.
+    """Import logs: FORMAT is otlp-json, who-and-when or mast; a PATH may be a directory,
+    or - for standard input (otlp-json: `... | handoffs import otlp-json -`).
 
     Each record keeps its own id as handoffs.source_id and each message's index as its step.
     A file that cannot be read stops the import with one line naming it (exit 2); the files

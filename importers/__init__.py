@@ -18,6 +18,7 @@ from handoffs.errors import UsageError
 
 from . import mast, who_and_when
 from .conversation import Conversation, ImportedMessage, ImportResult, split_speaker, write
+from .jsonfile import STDIN
 
 # Text formats: name -> reader of one file.
 READERS: dict[str, Callable[[Path], Iterator[Conversation]]] = {
@@ -48,6 +49,10 @@ def files(fmt: str, paths: Iterable[str | Path]) -> list[Path]:
     those with one of its suffixes."""
     if fmt not in READERS:
         raise UsageError(f"unknown format {fmt!r}; use one of: {', '.join(sorted(READERS))}")
+    paths = list(paths)
+    if any(Path(p) == STDIN for p in paths):
+        raise UsageError(f"{fmt} records are named by their file (its name is the record's id): "
+                         "save them to files and import those; only otlp-json reads standard input (-)")
     return expand(paths, SUFFIXES[fmt])
 
 
@@ -61,7 +66,7 @@ def expand(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[Path]
             if not found:
                 raise UsageError(f"{p}: no {' or '.join('*' + s for s in suffixes)} files in this directory")
             files.extend(found)
-        elif p.exists():
+        elif p.exists() or p == STDIN:
             files.append(p)
         else:
             raise UsageError(f"{p}: no such file or directory")

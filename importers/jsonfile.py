@@ -7,12 +7,15 @@ its format, and a JSON-lines file's error names the line it is on.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from handoffs.errors import UsageError
+
+STDIN = Path("-")  # the path that means standard input (OTLP/JSON only: see importers.files)
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,13 @@ class Document:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes; UsageError when it cannot be read or holds nothing."""
+    """The file's bytes (standard input's for ``STDIN``); UsageError when it cannot be read or
+    holds nothing."""
+    if path == STDIN:
+        data = sys.stdin.buffer.read()
+        if not data.strip():
+            raise UsageError("standard input (-): nothing was read; pipe the OTLP/JSON into it")
+        return data
     try:
         data = path.read_bytes()
     except OSError as exc:

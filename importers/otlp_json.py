@@ -26,6 +26,7 @@ from handoffs.errors import UsageError
 from handoffs.store import Store, schema
 
 from . import expand, jsonfile
+from .jsonfile import STDIN
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _read_file(path: Path) -> Iterator[pa.Table]:
         except otlp.DecodeFailure as exc:
             raise UsageError(f"{path}: {exc}") from None
         request = ExportTraceServiceRequest.FromString(body)
-        _label(request, path.stem)
+        _label(request, "stdin" if path == STDIN else path.stem)
         labelled = request.SerializeToString()
         if isinstance(body, otlp.JsonRequest):  # keep what it knows of ids that are not hex
             labelled = otlp.JsonRequest(labelled, body.not_hex)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -136,3 +137,32 @@ def test_invalid_spans_beside_valid_ones_are_left_out_with_a_warning(
     assert run_import("otlp-json", path) == 0
     assert "1 invalid span(s) left out: span #0 0000000000000001: trace id is not hex ('abc')" in caplog.text
     assert store.scalar("SELECT groupArray(SpanName) FROM otel_traces") == ["s2"]
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_otlp_json_is_read_from_standard_input_as_dash(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"chdb://{store.url.path}?database={store.url.database}"
+    lines = json.dumps(SPAN_FILE) + "\n" + json.dumps(SPAN_FILE).replace("0102030405060708\"", "0a0b0c0d0e0f0102\"")
+    _stdin(monkeypatch, lines.encode())
+    main(["import", "otlp-json", "-", "--store", url])
+    assert "imported 2 spans from 1 path(s)" in capsys.readouterr().out
+    assert store.scalar("SELECT groupUniqArray(ResourceAttributes['handoffs.source_id']) FROM otel_traces") == ["stdin"]
+    _stdin(monkeypatch, b"  \n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["import", "otlp-json", "-", "--store", url])
+    assert exit_.value.code == 2 and "standard input (-): nothing was read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["who-and-when", "mast"])
+def test_formats_named_by_their_files_refuse_standard_input(fmt: str, store: Store, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _stdin(monkeypatch, b"[]")
+    with pytest.raises(SystemExit) as exit_:
+        main(["import", fmt, "-", "--store", f"chdb://{store.url.path}?database={store.url.database}"])
+    assert exit_.value.code == 2
+    assert "records are named by their file" in capsys.readouterr().err
+    assert store.scalar("SELECT count() FROM otel_traces") == 0

@@ -230,13 +230,31 @@ class _Parser:
         self.spans[current] = (start, len(self.lines))
 
     def line_of(self, table: str, index: int = 0, key: str | None = None) -> int:
-        first, last = self.spans.get((table, index), (1, max(1, len(self.lines))))
+        """The line of ``key`` in the ``index``-th ``[table]``, else of the table, else 1.
+
+        TOML spells a key in several places: ``key = ...`` or ``key.sub = ...`` (quoted or not)
+        inside the table, a sub-table header ``[table.key]``, or a dotted key ``table.key = ...``
+        before any header; each is looked for, the table's own lines first.
+        """
+        first, last = self.spans.get((table, index), (0, -1))
+        dotted = re.compile(rf"^\s*{re.escape(table)}\s*\.") if table else None
         if key is not None:
-            pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+            name = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
+            inside = re.compile(rf"^\s*{name}\s*[=.]")
             for i in range(first, last + 1):
-                if pattern.match(self.lines[i - 1]):
+                if inside.match(self.lines[i - 1]):
                     return i
-        return first
+            if table:
+                outside = re.compile(rf"^\s*(?:\[\[?\s*)?{re.escape(table)}\s*\.\s*{name}\s*[=.\]]")
+                after_first = list(range(max(first, 1), len(self.lines) + 1)) + list(range(1, max(first, 1)))
+                for i in after_first:
+                    if outside.match(self.lines[i - 1]):
+                        return i
+        if first:
+            return first
+        if dotted is not None:
+            return next((i for i, text in enumerate(self.lines, 1) if dotted.match(text)), 1)
+        return 1
 
     def error(self, line: int, message: str) -> UsageError:
         return UsageError(f"{self.source}:{line}: {message}")

@@ -47,6 +47,9 @@ def _error(text: str) -> str:
     return str(info.value)
 
 
+_CHECK = '[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n'
+
+
 @pytest.mark.parametrize(("text", "line", "words"), [
     ('[gate]\nsignificance = 0.05\nmin_runs = [\n', 3, "not valid TOML"),
     ('[gate]\nsignificance = 0.05 0.1\n\n[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n', 2, "not valid TOML"),
@@ -84,6 +87,14 @@ def _error(text: str) -> str:
     ('[[check]]\nmetric = "overwrite_rate"\nsubject = "writer"\nmax = 0.2\n', 3, 'scope = "agent"'),
     ('[[check]]\nmetric = "overwrite_rate"\nscope = "pair"\nsubject = "writer"\nmax = 0.2\n', 4,
      'a pair is "delegator->delegate"'),
+    # Keys TOML spells as dotted keys, quoted keys or sub-tables were all put on line 1.
+    ('# ours\ngate.min_runs = 1\n' + _CHECK, 2, "min_runs = 1 must be at least 2"),
+    ('# ours\nruns.since = "yesterday"\n' + _CHECK, 2, "ISO 8601"),
+    ('[gate]\nname = "x"\n[gate.extra]\na = 1\n' + _CHECK, 3, "unknown key 'extra' in [gate]"),
+    ('[gate]\nname = "x"\nextra.a = 1\n' + _CHECK, 3, "unknown key 'extra' in [gate]"),
+    ('[gate]\n"name" = 5\n' + _CHECK, 2, "name must be a string"),
+    ('[gate]\nname = "x"\n' + _CHECK + 'limits.max = 1\n', 6, "unknown key 'limits' in [check]"),
+    ('[gate]\nname = "x"\n' + _CHECK + '[check.sub]\nx = 1\n', 6, "unknown key 'sub' in [check]"),
 ])
 def test_a_malformed_policy_names_the_line_at_fault(text: str, line: int, words: str) -> None:
     message = _error(text)

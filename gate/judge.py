@@ -35,7 +35,7 @@ from handoffs.store.schema import (
 )
 
 from . import stats
-from .policy import FAIL, LOWER, PASS, RATE, WARN, Check, Policy, RunFilter, parse_time
+from .policy import FAIL, LOWER, METRIC_NEEDS, PASS, RATE, WARN, Check, Policy, RunFilter, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,13 @@ FROM (
     LIMIT 1 BY project, run_id, scope, subject, metric
 )
 WHERE isFinite(value)
+"""
+
+# Runs whose metrics were computed: detection writes every run a failure rate per mode, zeros
+# included, so a measured run has rows even when a metric has no value in it.
+_MEASURED_RUNS_SQL = """
+SELECT DISTINCT run_id FROM """ + METRICS_TABLE + """
+WHERE has({runs:Array(String)}, run_id) AND ({project:String} = '' OR project = {project:String})
 """
 
 # Findings belong to a run by run id, or by trace id when the detector did not know the run.
@@ -224,6 +231,7 @@ class CheckResult:
     decided: bool = True  # False when there were too few runs and the policy's rule applied
     undecided_because: str = ""  # "no runs" or "too few runs", for labels
     breached: bool = False  # a limit was broken (as opposed to a too-few-runs rule)
+    applicable: bool = True  # False: no judged run had what the metric is a ratio of (it passes)
     reasons: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
 
@@ -647,6 +655,12 @@ class _Context:
             return result
         rows = self._metric_rows(check, self.judged)
         values = [float(r["value"]) for r in rows]
+        if not values and self._not_applicable(check):
+            result.value_text = "n/a"
+            result.applicable = False
+            result.reasons.append(f"not applicable: none of the {len(self.judged)} runs had "
+                                  f"{METRIC_NEEDS[check.metric]}, without which {check.metric} has no value")
+            return result
         if not values:
             self._undecided(check, result, self.policy.too_few_runs,
                             f"none of the {len(self.judged)} runs has a value for {check.metric}"
@@ -671,6 +685,16 @@ class _Context:
         if result.breached:
             result.evidence = self._metric_evidence(check, rows)
         return result
+
+    def _not_applicable(self, check: Check) -> bool:
+        """No judged run has the thing ``check``'s metric is a ratio of, though every one was
+        measured. A missing value of a named subject, a metric of one's own or a run never
+        measured stays undecided: a typo or a skipped step must not pass unseen."""
+        if check.metric not in METRIC_NEEDS or check.subject:
+            return False
+        measured = {r["run_id"] for r in self.store.query(_MEASURED_RUNS_SQL, {
+            "runs": [r.run_id for r in self.judged], "project": self.policy.project})}
+        return all(r.run_id in measured for r in self.judged)
 
     def _metric_evidence(self, check: Check, rows: list[dict[str, Any]]) -> list[Evidence]:
         worst = sorted(rows, key=lambda r: r["value"], reverse=check.direction == LOWER)[:5]

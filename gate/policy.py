@@ -48,6 +48,17 @@ METRIC_DIRECTIONS: dict[str, str] = {
     tx.ERROR_AMPLIFICATION: LOWER,
     tx.COORDINATION_OVERHEAD: LOWER,
 }
+# What a run must have for each of those metrics to have a value at all (every ratio is
+# undefined without its denominator): a run measured without one has nothing to judge.
+METRIC_NEEDS: dict[str, str] = {
+    tx.OVERWRITE_RATE: "a delegation",
+    tx.TOKENS_BEFORE_INTERRUPTION: "a delegation its delegator intervened in",
+    tx.AUTONOMOUS_COMPLETION_RATE: "a delegation",
+    tx.REWRITE_BUG_RATE: "a verification of a delegator's rewrite",
+    tx.ORIGINAL_BUG_RATE: "a verification of a delegate's output",
+    tx.ERROR_AMPLIFICATION: "an error to amplify",
+    tx.COORDINATION_OVERHEAD: "work by agents that do not delegate",
+}
 SCOPES = (tx.SCOPE_RUN, tx.SCOPE_AGENT, tx.SCOPE_PAIR)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

@@ -28,8 +28,11 @@ _STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red"}
 
 
 def verdict_label(result: CheckResult) -> str:
-    """PASS / WARN / FAIL, marked when the policy's no-runs or too-few-runs rule decided it."""
+    """PASS / WARN / FAIL, marked when the policy's no-runs or too-few-runs rule decided it, or
+    when the check did not apply to the runs."""
     label = result.verdict.upper()
+    if not result.applicable:
+        return f"{label} (not applicable)"
     return label if result.decided else f"{label} ({result.undecided_because})"
 
 
@@ -218,7 +221,8 @@ def to_json(result: GateResult) -> dict[str, Any]:
         cmp = r.comparison
         return {
             "name": r.check.name, "target": r.check.target, "severity": r.check.severity,
-            "verdict": r.verdict, "decided": r.decided, "value": r.value, "value_text": r.value_text,
+            "verdict": r.verdict, "decided": r.decided, "applicable": r.applicable, "value": r.value,
+            "value_text": r.value_text,
             "limit": r.limit, "limit_text": r.limit_text, "baseline": r.baseline,
             "message": r.message, "line": r.check.line,
             "comparison": None if cmp is None else {

@@ -425,3 +425,22 @@ def test_a_junit_path_is_tried_not_asked_about(tmp_path: Path) -> None:
         report.check_junit_path("/proc/handoffs-gate.xml")
     assert report.check_junit_path(tmp_path / "reports" / "gate.xml") == tmp_path / "reports" / "gate.xml"
     assert not (tmp_path / "reports" / "gate.xml").exists()  # tried, then left for the real report
+
+
+def test_a_metric_no_measured_run_had_the_denominator_of_passes_as_not_applicable(store: Store, seed: Seeder) -> None:
+    # A team without errors has no error amplification: the example policy's check warned forever.
+    for i in range(5):
+        seed.run(f"m{i}", commit=HEAD, metrics={tx.failure_rate_metric("FM-3.1"): 0.0})
+    check = run_gate(store, policy('[[check]]\nmetric = "error_amplification"\nmax = 2')).checks[0]
+    assert (check.verdict, check.applicable, check.value_text) == ("pass", False, "n/a")
+    assert report.verdict_label(check) == "PASS (not applicable)"
+    assert "none of the 5 runs had an error to amplify" in check.message
+    # A run never measured, a named subject (a typo?) or a metric of one's own stays undecided.
+    seed.run("m5", commit=HEAD)
+    for checks in ('[[check]]\nmetric = "error_amplification"\nmax = 2',
+                   '[[check]]\nmetric = "overwrite_rate"\nscope = "agent"\nsubject = "writr"\nmax = 0.2'):
+        check = run_gate(store, policy(checks)).checks[0]
+        assert (check.verdict, check.undecided_because, check.applicable) == ("warn", "no values", True), checks
+    mine = run_gate(store, policy('[[check]]\nmetric = "my_score"\ndirection = "higher"\nmin = 0.5',
+                                  runs='run_ids = ["m0", "m1"]')).checks[0]
+    assert (mine.verdict, mine.undecided_because) == ("warn", "no values")

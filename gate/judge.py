@@ -165,6 +165,14 @@ GROUP BY gate_commit
 HAVING argMax(green, at)
 """
 
+# Policy names other gates were recorded under: green commits count per name, so a renamed
+# policy starts with none.
+_OTHER_POLICIES_SQL = """
+SELECT DISTINCT policy FROM """ + GATE_TABLE + """
+WHERE ({project:String} = '' OR project = {project:String}) AND policy != {policy:String}
+ORDER BY policy LIMIT 5
+"""
+
 # Spans of each run in the given traces: a test's run with only its own span did no agent work.
 _SPANS_PER_RUN_SQL = """
 SELECT SpanAttributes['""" + c.RUN_ID + """'] AS run_id, count() AS spans
@@ -536,7 +544,15 @@ def _select_baseline(store: Store, policy: Policy, judged: list[Run], override: 
     runs = query_runs(store, flt, policy.project, exclude, commits=chosen,
                       not_commit=current_commit) if chosen else []
     if not runs:
-        hint = " (record one: run the gate on that branch)" if spec.green else ""
+        hint = ""
+        if spec.green:
+            hint = " (record one: run the gate on that branch)"
+            others = [r["policy"] for r in store.query(_OTHER_POLICIES_SQL, {
+                "project": policy.project, "policy": policy.name})]
+            if others:
+                hint = (f" (green is counted per policy name, and this policy is {policy.name!r}; "
+                        f"gates were recorded under {', '.join(map(repr, others))}: if it was renamed, "
+                        "set [gate] name back, or record a green gate under the new name on that branch)")
         return [], f"none: no earlier commit {what}{hint}"
     commits = ", ".join(x[:12] or "(no commit)" for x in chosen)
     return runs, f"{len(runs)} runs of the last {'commit' if len(chosen) == 1 else 'commits'} {what}: {commits}"

@@ -268,6 +268,21 @@ def test_no_green_commit_yet_is_too_few_runs(store: Store, seed: Seeder) -> None
     assert result.baseline == [] and "no earlier commit green on branch main" in result.baseline_text
     assert result.checks[0].verdict == "warn" and not result.checks[0].decided
     assert report.verdict_label(result.checks[0]) == "WARN (no baseline)"  # not "too few runs": there is none
+    assert "policy name" not in result.baseline_text
+
+
+def test_a_renamed_policy_with_no_green_commit_names_the_names_gates_were_recorded_under(
+        store: Store, seed: Seeder) -> None:
+    seed_side(seed, BASE, [1.0] * 6)
+    run_gate(store, policy('[[check]]\nmetric = "error_amplification"\nmax = 100', gate='name = "team"',
+                           runs=f'commit = "{BASE}"'), env={})
+    seed_side(seed, HEAD, [1.0] * 6, branch="feature")
+    renamed = run_gate(store, policy(REGRESSION, gate='name = "team-v2"', baseline='branch = "main"'), env={})
+    assert renamed.baseline == []
+    assert "green is counted per policy name, and this policy is 'team-v2'" in renamed.baseline_text
+    assert "recorded under 'team'" in renamed.baseline_text
+    same = run_gate(store, policy(REGRESSION, gate='name = "team"', baseline='branch = "main"'), env={})
+    assert {r.commit for r in same.baseline} == {BASE}
 
 
 def test_baseline_override_takes_run_ids_or_commits(store: Store, seed: Seeder) -> None:

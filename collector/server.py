@@ -553,6 +553,25 @@ class _BodyRefused(Exception):
         self.status = status
 
 
+class _HeadReader:
+    """The connection's reader while headers are parsed, noting a line cut short: at the receive
+    timeout (or end of stream) the buffered reader returns what it has, and http.server takes it
+    for the head's end."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.cut = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._rfile.readline(limit)
+        if not line.endswith(b"\n") and (limit < 0 or len(line) < limit):
+            self.cut = True
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     collector: Collector
     protocol_version = "HTTP/1.1"
@@ -820,6 +839,28 @@ class _Handler(BaseHTTPRequestHandler):
         if retry:
             extra["Retry-After"] = str(self.collector.retry_after)
         self._send(status, otlp.status_body(message, _RPC_CODES.get(status, 2), reply_type), reply_type, extra)
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, with a head cut short (the client stalled for ``read_timeout``,
+        or half-closed the connection mid-head) answered 408 for what it is: read as a whole head,
+        it was refused as a bad request line or for a missing Content-Type."""
+        self.command, self.request_version = None, self.default_request_version  # for the reply
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        stopped = (f"the request's head stopped before its end (nothing more came for {self.read_timeout:g} s, "
+                   "or the client closed its side)")
+        if not self.raw_requestline.endswith(b"\n"):
+            self.send_error(408, stopped)
+            return False
+        real = self.rfile
+        self.rfile = head = _HeadReader(real)
+        try:
+            parsed = super().parse_request()
+        finally:
+            self.rfile = real
+        if parsed and head.cut:
+            self.send_error(408, stopped)
+            return False
+        return parsed
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """What http.server refuses itself (a malformed request line or header, a header too

@@ -272,6 +272,25 @@ def test_a_client_that_stalls_mid_body_is_let_go(store: Store, tmp_path: Path,
     assert wait_stored(store, 2) == 2
 
 
+@pytest.mark.parametrize("head", [b"POST /v1/tra", b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n",
+                                  b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Ty"])
+def test_a_client_that_stalls_mid_head_gets_408_not_a_verdict_on_half_a_request(
+        head: bytes, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The head read so far was taken for a whole one: 400 "Bad HTTP/0.9 request type", or 415 for
+    # a Content-Type that had not arrived yet.
+    monkeypatch.setattr(server._Handler, "read_timeout", 0.5)  # 30 s in service
+    c = Collector(store, port=0, spool_dir=tmp_path / "spool", flush_interval=0.05).start()
+    try:
+        with socket.create_connection(("127.0.0.1", c.port), timeout=30) as stalled:
+            stalled.sendall(head)
+            reply = stalled.makefile("rb").read()
+        assert reply.startswith(b"HTTP/1.1 408 "), reply
+        assert b"the request's head stopped before its end" in reply
+        assert post(c.port, request(9, 0, 2).SerializeToString()).status == 200
+    finally:
+        assert c.stop()
+
+
 def _raw(port: int, data: bytes) -> bytes:
     """Send ``data`` as is and read the answer until the collector closes the connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from handoffs import conventions as c
 from handoffs import taxonomy as tx
 from handoffs.errors import UsageError
-from handoffs.sdk.ci import ci_metadata, git_metadata
+from handoffs.sdk.ci import ci_metadata, git_metadata, in_git_checkout
 from handoffs.store import Store
 from handoffs.store.schema import (
     DETECTED_TABLE,
@@ -457,15 +457,22 @@ def _resolve(flt: RunFilter, ci: dict[str, str], policy: Policy) -> RunFilter:
     for key, attr in (("commit", c.RUN_COMMIT), ("branch", c.RUN_BRANCH)):
         if getattr(flt, key) == "current":
             value = ci.get(attr)
+            source = Path(policy.source)
+            where = str(source.parent) if source.is_file() else None
             if not value:
-                source = Path(policy.source)
-                git = git_metadata(str(source.parent) if source.is_file() else None) if git is None else git
+                git = git_metadata(where) if git is None else git
                 value = git.get(attr)
             if not value:
                 var = "HANDOFFS_COMMIT" if key == "commit" else "HANDOFFS_BRANCH"
-                raise UsageError(f"the policy asks for the current {key}, but none is known here: "
-                                 f"run under CI or inside a git checkout (with a {key} checked out), "
-                                 f"or set {var}")
+                place = where or str(Path.cwd())
+                if not in_git_checkout(where):
+                    why = f"not under CI, and {place} is not in a git checkout"
+                elif not git.get(c.RUN_COMMIT):
+                    why = f"the git checkout at {place} has no commit yet"
+                else:
+                    why = f"the git checkout at {place} has no branch checked out (a detached HEAD)"
+                raise UsageError(f"the policy asks for the current {key}, but none is known here: {why}; "
+                                 f"set {var}, or run under CI")
             updates[key] = value
     return replace(flt, **updates) if updates else flt
 

@@ -61,6 +61,16 @@ def ci_metadata(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in found.items() if v}
 
 
+def in_git_checkout(cwd: str | None = None) -> bool:
+    """Whether ``cwd`` is inside a git work tree (for saying why ``git_metadata`` found nothing)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=cwd, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and out.stdout.strip() == "true"
+
+
 def git_metadata(cwd: str | None = None) -> dict[str, str]:
     """Commit and branch of the git checkout at ``cwd``, for runs made outside CI (empty if none).
 

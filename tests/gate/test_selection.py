@@ -173,8 +173,20 @@ def test_current_commit_outside_ci_is_the_git_checkouts(tmp_path, monkeypatch: p
     # What the CI says still wins.
     assert judge._resolve(flt, {c.RUN_COMMIT: "c" * 40, c.RUN_BRANCH: "main"}, inline) == RunFilter(commit="c" * 40, branch="main")
     monkeypatch.chdir(tmp_path)  # no checkout here
-    with pytest.raises(judge.UsageError, match="run under CI or inside a git checkout"):
+    with pytest.raises(judge.UsageError, match=rf"{tmp_path} is not in a git checkout; set HANDOFFS_COMMIT"):
         judge._resolve(flt, {}, inline)
+    # Why none is known, in a checkout: no commit yet, or no branch (it said "with a commit checked out").
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    monkeypatch.chdir(empty)
+    with pytest.raises(judge.UsageError, match=rf"the git checkout at {empty} has no commit yet"):
+        judge._resolve(flt, {}, inline)
+    subprocess.run([*git, "checkout", "-q", "--detach"], check=True)
+    monkeypatch.chdir(repo)
+    assert judge._resolve(RunFilter(commit="current"), {}, inline) == RunFilter(commit=sha)
+    with pytest.raises(judge.UsageError, match=r"no branch checked out \(a detached HEAD\); set HANDOFFS_BRANCH"):
+        judge._resolve(RunFilter(branch="current"), {}, inline)
+    subprocess.run([*git, "checkout", "-q", "feature/x"], check=True)
     # `handoffs gate --policy repo/handoffs.toml` from outside the checkout: the policy's checkout.
     (repo / "handoffs.toml").write_text('[[check]]\nmetric = "overwrite_rate"\nmax = 0.2\n')
     assert judge._resolve(flt, {}, load_policy(repo / "handoffs.toml")) == RunFilter(commit=sha, branch="feature/x")

@@ -6,6 +6,7 @@ and for every broken check the runs, agents, spans and traces that broke it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -76,11 +77,14 @@ def write_table(result: GateResult, out: TextIO | None = None, width: int = 140)
     """The table CI logs show: one row per check, then what broke each failing one."""
     console = _Console(file=out, width=width, highlight=False, soft_wrap=False,
                        force_terminal=None if out is None else False)
-    console.print(f"handoffs gate: policy {_shown(result.policy.name)} ({_shown(result.policy.source)})")
-    console.print(f"  judged:   {_shown(result.runs_text)}")
-    console.print(f"  baseline: {_shown(result.baseline_text)}")
+    # Lines of text are never broken (soft_wrap): a CI log keeps each one whole, for grep and
+    # for copying a trace id; only the table is laid out to the width.
+    line = functools.partial(console.print, soft_wrap=True)
+    line(f"handoffs gate: policy {_shown(result.policy.name)} ({_shown(result.policy.source)})")
+    line(f"  judged:   {_shown(result.runs_text)}")
+    line(f"  baseline: {_shown(result.baseline_text)}")
     for note in result.notes:
-        console.print(f"  note: {_shown(note)}")
+        line(f"  note: {_shown(note)}")
     table = Table(show_lines=False, header_style="bold")
     for col in ("check", "value", "limit", "baseline", "change (worse +) [interval]", "verdict"):
         table.add_column(col, overflow="fold")
@@ -92,14 +96,14 @@ def write_table(result: GateResult, out: TextIO | None = None, width: int = 140)
     for r in result.checks:
         if r.verdict == PASS:
             continue
-        console.print(f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/] {_shown(r.check.name)}: {_shown(r.message)}")
+        line(f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/] {_shown(r.check.name)}: {_shown(r.message)}")
         for ev in r.evidence:
-            console.print(f"    - {_shown(ev.describe())}")
+            line(f"    - {_shown(ev.describe())}")
     style = _STYLE[result.verdict]
     n_fail = sum(r.verdict == FAIL for r in result.checks)
     n_warn = sum(r.verdict == WARN for r in result.checks)
-    console.print(f"[{style}]gate {result.verdict.upper()}[/]: {len(result.checks)} checks, "
-                  f"{n_fail} failed, {n_warn} warned (gate id {result.gate_id})")
+    line(f"[{style}]gate {result.verdict.upper()}[/]: {len(result.checks)} checks, "
+         f"{n_fail} failed, {n_warn} warned (gate id {result.gate_id})")
 
 
 def _failure_text(r: CheckResult) -> str:

@@ -459,3 +459,20 @@ def test_a_metric_no_measured_run_had_the_denominator_of_passes_as_not_applicabl
     mine = run_gate(store, policy('[[check]]\nmetric = "my_score"\ndirection = "higher"\nmin = 0.5',
                                   runs='run_ids = ["m0", "m1"]')).checks[0]
     assert (mine.verdict, mine.undecided_because) == ("warn", "no values")
+
+
+def test_report_lines_are_never_broken_so_a_ci_log_keeps_each_whole(store: Store, seed: Seeder) -> None:
+    import io
+
+    # Evidence past 140 columns was broken into lines mid-word: grep and copying a trace id failed.
+    evidence = "the supervisor overwrote the output of route_writer " + "after many outputs " * 12 + "END"
+    for i in range(5):
+        seed.run(f"w{i}", commit=HEAD, findings=[{"code": "FM-3.1", "evidence": evidence}])
+    result = run_gate(store, policy('[[check]]\nfailure_mode = "FM-3.1"\nmax_count = 0'))
+    out = io.StringIO()
+    report.write_table(result, out)
+    lines = out.getvalue().splitlines()
+    found = [x for x in lines if evidence in x]
+    assert len(found) == 5 and all(x.startswith("    - run w") for x in found)
+    assert any(len(x) > 140 for x in found)
+    assert max(len(x) for x in lines if x[:1] in "┏┃┡│└") <= 140  # the table still fits the width

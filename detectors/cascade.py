@@ -8,7 +8,8 @@ Nodes are erroneous spans. An edge u -> v says u's error explains v's:
 - data flow: a span that consumed (``handoff.input.output_ids``, its own or an ancestor's) an
   erroneous output is explained by the delegation that delivered it;
 - delegation order, only when a trace records no data flow at all: an erroneous delegation
-  explains the erroneous delegations its delegator started after it.
+  explains the erroneous delegations its delegator started after it had ended (two that ran
+  at once cannot have fed each other).
 
 An output is erroneous when a check failed it (or its delegation) and no later check passed
 it, when its delegation failed, or when a span under its delegation failed and was not retried
@@ -39,7 +40,7 @@ _VERIFICATION = SpanType.VERIFICATION.value
 
 _SPANS_BODY = f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.parent_id AS parent_id,
-    toUnixTimestamp64Nano(x.ts) AS ts, x.agent AS agent, x.step AS step, x.type AS type,
+    toUnixTimestamp64Nano(x.ts) AS ts, toUnixTimestamp64Nano(x.end_ts) AS end_ts, x.agent AS agent, x.step AS step, x.type AS type,
     x.failed AS failed, x.error AS error, x.input_ids AS input_ids, x.check_target AS check_target,
     x.verdict AS verdict, x.delegate AS delegate, x.delegation_id AS delegation_id,
     x.retry_of AS retry_of, o.ids AS output_ids, o.steps AS output_steps
@@ -74,6 +75,7 @@ class Node:
     span_id: str
     parent_id: str
     ts: int
+    end_ts: int
     agent: str
     step: int
     type: str
@@ -241,7 +243,8 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
             if d.span_id not in erroneous:
                 continue
             for later in delegations[i + 1:]:
-                if later.agent == d.agent and later.span_id in erroneous and later.span_id != d.span_id:
+                if (later.agent == d.agent and later.span_id in erroneous and later.span_id != d.span_id
+                        and later.ts >= d.end_ts):
                     edges[d.span_id].add(later.span_id)
                     flow_edges.add((d.span_id, later.span_id))
 

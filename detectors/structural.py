@@ -23,7 +23,12 @@ from .normalise import Scratch, prelude
 # 2: judged traces keep their error amplification counts (stores judged by 1 lack them).
 # 3: traces normalised at ingest get their read-time facts (delegation status, source agent)
 #    before they are judged; 2 judged them without when every span was typed on arrival.
-VERSION = "3"
+# 4: fewer false alarms on legitimate patterns: a failed check is passed again by the same
+#    check on its fix (not by another check); a transfer is settled once its target took
+#    over and ended the run or handed on; limit and spec words are whole words; a second clarification counts; roles are the
+#    acting span's; approvals given after the action do not count; parallel failures are not
+#    a cascade without data flow.
+VERSION = "4"
 
 ACCEPTED = f"'{Act.ACCEPTED.value}'"
 OVERWROTE = f"'{Act.OVERWROTE.value}'"
@@ -35,6 +40,7 @@ ERROR = f"'{Verdict.ERROR.value}'"
 OPEN = f"'{DelegationStatus.OPEN.value}'"
 COMPLETED = f"'{DelegationStatus.COMPLETED.value}'"
 DELEGATE = f"'{HandoffMode.DELEGATE.value}'"
+TRANSFER = f"'{HandoffMode.TRANSFER.value}'"
 TOOL = f"'{SpanType.TOOL.value}'"
 AGENT = f"'{SpanType.AGENT.value}'"
 LLM = f"'{SpanType.LLM.value}'"
@@ -48,10 +54,19 @@ COORDINATING_ROLES = ("supervisor", "manager", "orchestrator", "planner", "lead"
                       "router", "triage", "boss", "director")
 _COORD = "[" + ",".join(f"'{r}'" for r in COORDINATING_ROLES) + "]"
 
-# A termination reason saying a limit stopped the run rather than the work being done (FM-1.5).
-LIMIT_REASON = r"(max|limit|budget|timeout|timed.out|exhaust|exceed|too.many)"
-# A verification check that judges the task's own requirements (FM-1.1).
-SPEC_CHECK = r"(spec|constraint|requirement|contract|acceptance)"
+# Whole words, with "_" and "-" as separators too (max_turns): written without backslashes,
+# which a ClickHouse string literal would read as escapes.
+_WORD = "(^|[^a-z0-9])({})([^a-z0-9]|$)"
+
+# A termination reason saying a limit stopped the run rather than the work being done (FM-1.5):
+# "maximised coverage" and "an exhaustive review" are no limits, and a run that ended "within
+# budget" did not stop on one. Error class names are read in any case, run together
+# (MaxTurnsExceeded, GraphRecursionError, TimeoutError).
+LIMIT_REASON = ("(?i)" + _WORD.format("max|maximum|limits?|limited|budget|timed.out|exhaustion|exceeds|too.many")
+                + "|exceeded|exhausted|maxturns|maxiter|recursion|toomany|timeout")
+WITHIN_LIMIT = "(?i)" + _WORD.format("(within|under|below|inside)[^a-z0-9]+((the|its|our)[^a-z0-9]+)?(budget|limits?)")
+# A verification check that judges the task's own requirements (FM-1.1) ("aspect ratio" is none).
+SPEC_CHECK = "(?i)" + _WORD.format("specs?|specification|constraints?|requirements?|contracts?|acceptance")
 # Below this share of the output checked, a passing verification is called incomplete (FM-3.2).
 MIN_COVERAGE = 0.5
 
@@ -74,15 +89,36 @@ class Detector:
     sql: str = ""  # empty: judged elsewhere (cascade graph, text models)
 
 
-# Verifications that failed and were never followed by a pass on the same target.
+# Each verification with what its target is a version of: the hand-off that delivered the
+# output, and the outputs that hand-off was given to revise (``consumes``).
+_VERDICTS = f"""(
+    SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.check_name AS check_name, x.ts AS ts,
+        x.verdict AS verdict, x.check_target AS target, pr.span_id AS producer, d.input_ids AS revises
+    FROM v AS x
+    LEFT JOIN produced AS pr ON pr.trace_id = x.trace_id AND pr.output_id = x.check_target
+    LEFT JOIN (SELECT trace_id, span_id, input_ids FROM s WHERE type = {DELEGATION}) AS d
+        ON d.trace_id = x.trace_id AND d.span_id = pr.span_id
+)"""
+
+# Failed verifications that stand: the same check never passed the work again later, on the same
+# target or on a fix of it (another output of the same hand-off, or of a hand-off that took the
+# failed output to revise). A pass of another check, or of the same check on other work, does
+# not clear a failure.
+_STANDING_FAILS = f"""(
+    SELECT f.trace_id AS trace_id, f.span_id AS span_id
+    FROM {_VERDICTS} AS f
+    LEFT JOIN (SELECT * FROM {_VERDICTS} WHERE verdict = {PASS}) AS p
+        ON p.trace_id = f.trace_id AND p.check_name = f.check_name
+    WHERE f.verdict IN ({FAIL}, {ERROR})
+    GROUP BY f.trace_id, f.span_id
+    HAVING countIf(p.ts > f.ts AND (p.target = f.target OR (p.producer != '' AND p.producer = f.producer)
+                                    OR has(p.revises, f.target))) = 0
+)"""
+
 _UNRESOLVED_FAILS = f"""(
-    SELECT f.trace_id AS trace_id, count() AS n, groupArray(f.check_name) AS checks
-    FROM v AS f
-    LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v
-               WHERE verdict = {PASS} GROUP BY trace_id, check_target) AS p
-        ON f.trace_id = p.trace_id AND f.check_target = p.check_target
-    WHERE f.verdict IN ({FAIL}, {ERROR}) AND p.last_pass < f.ts
-    GROUP BY f.trace_id
+    SELECT trace_id, count() AS n, groupArray(check_name) AS checks
+    FROM v WHERE (trace_id, span_id) IN {_STANDING_FAILS}
+    GROUP BY trace_id
 )"""
 
 # Per delegation: outputs delivered, tokens, and when the first logical unit completed.
@@ -235,7 +271,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
         if(m.step >= 0, m.step, r.step) AS step, 0.85 AS confidence,
         format('the run stopped on a limit ({{}}), not on the work being done', m.reason) AS evidence
     FROM terminations AS m LEFT JOIN {_TERMINATING} AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
-    WHERE match(m.reason, '{LIMIT_REASON}')
+    WHERE match(m.reason, '{LIMIT_REASON}') AND NOT match(m.reason, '{WITHIN_LIMIT}')
     UNION ALL
     SELECT x.trace_id, argMin(x.span_id, x.ts), argMin(x.agent, x.ts), argMin(x.step, x.ts), 0.8,
         format('{{}} span(s) started after the termination event, first by {{}} at step {{}}',
@@ -278,9 +314,9 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegate AS agent, x.step
 FROM e AS x
 INNER JOIN (SELECT trace_id, span_id, min(ts) AS first_out FROM outputs GROUP BY trace_id, span_id) AS o
     ON o.trace_id = x.trace_id AND o.span_id = x.span_id
-LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS asked FROM e GROUP BY trace_id, delegator, delegate) AS q
+LEFT JOIN (SELECT trace_id, delegator, delegate, groupArray(ts) AS asked FROM e GROUP BY trace_id, delegator, delegate) AS q
     ON q.trace_id = x.trace_id AND q.delegator = x.delegate AND q.delegate = x.delegator
-WHERE x.ambiguous AND NOT (q.asked > x.ts AND q.asked < o.first_out)
+WHERE x.ambiguous AND NOT arrayExists(t -> t > x.ts AND t < o.first_out, q.asked)
 """),
     Detector(
         "FM-2.3", "task_derailment",
@@ -348,30 +384,44 @@ GROUP BY x.trace_id, x.span_id, x.delegator, x.step, x.task, x.task_hash, x.dele
 """),
     Detector(
         t.PREMATURE_TERMINATION, "premature_termination",
-        signal="the run terminated with delegations still open, or claimed success while a "
-               "verification had failed and was never passed again",
+        signal="the run terminated with delegations still open (a control transfer until its target "
+               "took over and then ended the run or handed control on), or claimed success while a verification had failed and the same check "
+               "never passed the work again (the same target, or its fix: another output of the same "
+               "hand-off, or of a hand-off given the failed output to revise)",
+        blind_spots="objectives nobody delegated or verified; a delegation that failed rather than "
+                    "stayed open; a fix delivered without consumes= naming the failed output; "
+                    "text logs (text models)",
         needs="the handoff.termination event; delegation status; verification spans",
-        blind_spots="objectives nobody delegated or verified; text logs (text models)",
         sql=f"""
 SELECT m.trace_id AS trace_id, m.span_id AS span_id,
     if(m.agent != '', m.agent, r.agent) AS agent,
     multiIf(m.step >= 0, m.step, last.step >= 0, last.step, r.step) AS step,
-    if(o.n > 0, 0.95, 0.9) AS confidence,
+    -- A control transfer never returns and gets no decision: it is settled once its target took
+    -- over and then ended the run itself or handed control on; until then it is open.
+    arrayFilter(x -> NOT (x.2 AND (x.3 OR x.1 = if(m.agent != '', m.agent, r.agent))), o.open) AS still_open,
+    if(length(still_open) > 0, 0.95, 0.9) AS confidence,
     concat('terminated (', if(m.reason != '', m.reason, 'no reason'), ')',
-        if(o.n > 0, format(' with {{}} delegation(s) still open (to {{}})', toString(o.n),
-            arrayStringConcat(o.agents, ', ')), ''),
+        if(length(still_open) > 0, format(' with {{}} delegation(s) still open (to {{}})',
+            toString(length(still_open)), arrayStringConcat(arrayDistinct(arrayMap(x -> x.1, still_open)), ', ')), ''),
         if(m.success_claimed AND f.n > 0, format(' claiming success over {{}} failed check(s): {{}}',
             toString(f.n), arrayStringConcat(f.checks, ', ')), '')) AS evidence
 FROM terminations AS m
 LEFT JOIN {_TERMINATING} AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
-LEFT JOIN (SELECT trace_id, count() AS n, groupUniqArray(delegate) AS agents FROM e
-           WHERE status = {OPEN} GROUP BY trace_id) AS o ON o.trace_id = m.trace_id
+LEFT JOIN (SELECT x.trace_id AS trace_id,
+               groupArray((x.delegate, x.mode = {TRANSFER} AND took.last_turn >= x.ts, onward.last > x.ts)) AS open
+           FROM e AS x
+           LEFT JOIN (SELECT trace_id, agent, max(ts) AS last_turn FROM s WHERE type = {AGENT}
+                      GROUP BY trace_id, agent) AS took ON took.trace_id = x.trace_id AND took.agent = x.delegate
+           LEFT JOIN (SELECT trace_id, delegator, max(ts) AS last FROM e GROUP BY trace_id, delegator) AS onward
+               ON onward.trace_id = x.trace_id AND onward.delegator = x.delegate
+           WHERE x.status = {OPEN}
+           GROUP BY x.trace_id) AS o ON o.trace_id = m.trace_id
 LEFT JOIN {_UNRESOLVED_FAILS} AS f ON f.trace_id = m.trace_id
 LEFT JOIN (SELECT x.trace_id AS trace_id, max(x.step) AS step FROM s AS x
            INNER JOIN (SELECT trace_id, min(ts) AS ts FROM terminations GROUP BY trace_id) AS mt
                ON mt.trace_id = x.trace_id
            WHERE x.ts <= mt.ts AND x.type != {RUN} GROUP BY x.trace_id) AS last ON last.trace_id = m.trace_id
-WHERE o.n > 0 OR (m.success_claimed AND f.n > 0)
+WHERE length(still_open) > 0 OR (m.success_claimed AND f.n > 0)
 """),
     Detector(
         t.MISSING_VERIFICATION, "missing_verification",
@@ -432,8 +482,8 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     Detector(
         "FM-1.1", "task_spec_violation",
         signal="a verification of the task's declared requirements (a check whose name says "
-               "spec, constraint, requirement, contract or acceptance) failed and no later check "
-               "of the same target passed",
+               "spec, constraint, requirement, contract or acceptance, as whole words) failed and "
+               "the same check never passed the work again (the target, or its fix: see FM-3.1)",
         needs="verification spans whose check names say what they check",
         blind_spots="requirements nobody checks; check names in other words; text logs (text models)",
         sql=f"""
@@ -442,12 +492,10 @@ SELECT f.trace_id AS trace_id, f.span_id AS span_id,
     if(p.step >= 0 AND p.delegate != '', p.step, f.step) AS step, 0.8 AS confidence,
     format('check {{}} failed on {{}}: the output breaks the task''s stated requirements',
         f.check_name, if(p.delegate != '', p.delegate, if(x.delegate != '', x.delegate, f.check_target))) AS evidence
-FROM (SELECT * FROM v WHERE verdict = {FAIL} AND match(lower(check_name), '{SPEC_CHECK}')) AS f
+FROM (SELECT * FROM v WHERE verdict = {FAIL} AND match(check_name, '{SPEC_CHECK}')) AS f
 LEFT JOIN produced AS p ON p.trace_id = f.trace_id AND p.output_id = f.check_target
 LEFT JOIN e AS x ON x.trace_id = f.trace_id AND x.delegation_id = f.check_target
-LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v WHERE verdict = {PASS}
-           GROUP BY trace_id, check_target) AS ok ON ok.trace_id = f.trace_id AND ok.check_target = f.check_target
-WHERE f.verdict = {FAIL} AND match(lower(f.check_name), '{SPEC_CHECK}') AND ok.last_pass < f.ts
+WHERE (f.trace_id, f.span_id) IN {_STANDING_FAILS}
 """),
     Detector(
         "FM-1.2", "role_violation",
@@ -460,21 +508,31 @@ WHERE f.verdict = {FAIL} AND match(lower(f.check_name), '{SPEC_CHECK}') AND ok.l
         sql=f"""
 SELECT x.trace_id AS trace_id, argMin(x.span_id, x.ts) AS span_id, x.agent AS agent,
     argMin(x.step, x.ts) AS step, 0.7 AS confidence,
-    format('{{}} (role {{}}) {{}} times took a coordinator''s action: {{}}', x.agent, any(r.agent_role),
+    format('{{}} (role {{}}) {{}} times took a coordinator''s action: {{}}', x.agent, any(x.role),
         toString(count()), arrayStringConcat(groupUniqArray(x.what), ', ')) AS evidence
 FROM (
-    SELECT trace_id, span_id, ts, step, delegator AS agent, delegate AS other, 'delegated work' AS what
-    FROM e
-    UNION ALL
-    SELECT d.trace_id, d.span_id, d.ts, y.step, d.agent, y.delegate, concat(d.action, ' an output')
-    FROM decisions AS d INNER JOIN e AS y ON y.trace_id = d.trace_id AND y.span_id = d.span_id
-    WHERE d.agent != ''
+    -- The role is the acting agent span's (the delegation's parent): one name may work in one
+    -- role and lead in another within a trace; else any role the name declared in it.
+    SELECT a.trace_id AS trace_id, a.span_id AS span_id, a.ts AS ts, a.step AS step, a.agent AS agent,
+        a.other AS other, a.what AS what, if(pa.agent = a.agent AND pa.role != '', pa.role, r.agent_role) AS role
+    FROM (
+        SELECT trace_id, span_id, parent_id, ts, step, delegator AS agent, delegate AS other,
+            'delegated work' AS what
+        FROM e
+        UNION ALL
+        SELECT d.trace_id, d.span_id, if(d.agent = y.delegator, y.parent_id, ''), d.ts, y.step, d.agent,
+            y.delegate, concat(d.action, ' an output')
+        FROM decisions AS d INNER JOIN e AS y ON y.trace_id = d.trace_id AND y.span_id = d.span_id
+        WHERE d.agent != ''
+    ) AS a
+    LEFT JOIN (SELECT trace_id, span_id, agent, role FROM s WHERE role != '' AND type = {AGENT}) AS pa
+        ON pa.trace_id = a.trace_id AND pa.span_id = a.parent_id
+    LEFT JOIN (SELECT trace_id, agent, any(role) AS agent_role FROM s WHERE role != '' AND agent != ''
+               GROUP BY trace_id, agent) AS r ON r.trace_id = a.trace_id AND r.agent = a.agent
 ) AS x
-INNER JOIN (SELECT trace_id, agent, any(role) AS agent_role FROM s WHERE role != '' AND agent != ''
-            GROUP BY trace_id, agent) AS r ON r.trace_id = x.trace_id AND r.agent = x.agent
 LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS first FROM e GROUP BY trace_id, delegator, delegate)
     AS back ON back.trace_id = x.trace_id AND back.delegator = x.other AND back.delegate = x.agent
-WHERE NOT arrayExists(k -> position(r.agent_role, k) > 0, {_COORD})
+WHERE x.role != '' AND NOT arrayExists(k -> position(x.role, k) > 0, {_COORD})
     AND NOT (back.delegator != '' AND back.first < x.ts)
 GROUP BY x.trace_id, x.agent
 """),
@@ -571,7 +629,7 @@ GROUP BY y.trace_id
     Detector(
         "unapproved-high-stakes-action", "unapproved_high_stakes",
         signal="a tool span marked high-stakes that ran with no `approved` approval event on it "
-               "(or on its parent naming it), or despite a `denied` one",
+               "(or on its parent naming it, given before the action started), or despite a `denied` one",
         needs="handoff.tool.high_stakes on tool spans; handoff.approval events",
         blind_spots="high-stakes tools nobody marked",
         sql=f"""
@@ -585,7 +643,7 @@ LEFT JOIN approvals AS ap ON ap.trace_id = x.trace_id
     AND (ap.span_id = x.span_id OR (ap.span_id = x.parent_id AND (ap.action = x.tool OR ap.action = x.name)))
 WHERE x.high_stakes AND x.type = {TOOL}
 GROUP BY x.trace_id, x.span_id, x.agent, x.step, x.tool, x.name, x.tool_target
-HAVING countIf(ap.decision = 'approved') = 0
+HAVING countIf(ap.decision = 'approved' AND (ap.span_id = x.span_id OR ap.ts <= x.ts)) = 0
 """),
     Detector(
         "conformity", "conformity",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from handoffs import sdk
 from handoffs.detectors import detect, structural
 from handoffs.store import Store
@@ -244,3 +246,136 @@ def test_the_reference_in_the_docs_is_the_one_the_detectors_generate() -> None:
     assert printed.stdout == structural.reference() and printed.stderr == ""
     docs = Path(__file__).resolve().parents[2] / "docs" / "detectors.md"
     assert structural.reference() in docs.read_text(), "run `python -m handoffs.detectors` and paste its table"
+
+
+# --- legitimate patterns that looked like failures, and the failures they hid ------------------
+
+def _findings(store: Store) -> dict[str, list]:
+    """Findings per run id, from a fresh pass."""
+    return {tf.run_id: tf.findings for tf in detect(store)}
+
+
+def _fix_after_a_failed_check(second_check: str, spec: str = "unit tests") -> str:
+    with sdk.run("revise") as run:
+        with sdk.agent("supervisor", role="supervisor") as sup:
+            with sup.delegate("coder", task="implement parser") as d:
+                with sdk.agent("coder", role="worker"):
+                    first = d.output("v1", tokens=100, unit_complete=True)
+                with sup.verify(spec, target=first, coverage=1.0) as v:
+                    v.verdict("fail")
+                d.decision("rejected", output=first, reason="2 tests fail")
+                with sdk.agent("coder", role="worker"):
+                    fixed = d.output("v2", tokens=100, unit_complete=True)
+                with sup.verify(second_check, target=fixed, coverage=1.0) as v:
+                    v.verdict("pass")
+                d.decision("accepted", output=fixed)
+        run.terminate("all tasks done", success_claimed=True, agent="supervisor")
+    return run.run_id
+
+
+def test_a_failed_check_is_resolved_by_the_same_check_passing_the_fix_not_by_another_check(
+        store: Store, traced) -> None:
+    # The fix is a new output: its pass did not clear the failure (FM-3.1, FM-1.1 on a good run);
+    # while a lint pass on the failed output cleared a failed test run.
+    with traced():
+        fixed = _fix_after_a_failed_check("unit tests")
+        spec_fixed = _fix_after_a_failed_check("requirements check", spec="requirements check")
+        linted = _fix_after_a_failed_check("lint")
+        spec_formatted = _fix_after_a_failed_check("format", spec="requirements check")
+    codes = {rid: {f.code for f in fs} for rid, fs in _findings(store).items()}
+    assert codes[fixed] == set() and codes[spec_fixed] == set()
+    assert codes[linted] == {"FM-3.1"} and codes[spec_formatted] == {"FM-3.1", "FM-1.1"}
+
+
+def test_a_control_transfer_is_open_only_until_its_target_takes_over(store: Store, traced) -> None:
+    # A transfer never returns and gets no decision: every one was "still open" at termination.
+    with traced():
+        with sdk.run("transfer") as run:
+            with sdk.agent("triage", role="router") as tri:
+                with tri.delegate("billing", task="a refund question", mode="transfer"):
+                    with sdk.agent("billing", role="worker"):
+                        run.terminate("refund issued", success_claimed=True, agent="billing")
+        with sdk.run("stopped before the target ran") as stopped:
+            with sdk.agent("triage", role="router") as tri:
+                with tri.delegate("billing", task="a refund question", mode="transfer"):
+                    pass
+            stopped.terminate("max turns", success_claimed=False)
+    codes = _codes(store)
+    assert codes[run.run_id] == set() and "FM-3.1" in codes[stopped.run_id]
+
+
+@pytest.mark.parametrize(("reason", "limit"), [
+    ("max_turns reached", True), ("Max turns (10) exceeded", True), ("budget exhausted", True),
+    ("timed out", True), ("MaxTurnsExceeded", True), ("GraphRecursionError", True),
+    ("all tasks done, within budget", False), ("maximised test coverage", False),
+    ("exhaustive literature review complete", False)])
+def test_a_limit_is_a_whole_word_in_the_termination_reason(reason: str, limit: bool, store: Store, traced) -> None:
+    with traced():
+        with sdk.run("limits") as run:
+            with sdk.agent("supervisor", role="supervisor"):
+                pass
+            run.terminate(reason, success_claimed=not limit, agent="supervisor")
+    assert ("FM-1.5" in _codes(store)[run.run_id]) is limit
+
+
+def test_spec_checks_are_named_by_whole_words(store: Store, traced) -> None:
+    with traced():
+        aspect = _fix_after_a_failed_check("anything", spec="aspect ratio")
+    assert "FM-1.1" not in _codes(store)[aspect]
+
+
+def test_a_question_before_each_ambiguous_task_is_a_clarification_each_time(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("clarify twice") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                for task in ("export the data", "summarise it"):
+                    with sup.delegate("analyst", task=task, ambiguous=True) as d:
+                        with sdk.agent("analyst", role="worker") as w:
+                            with w.delegate("supervisor", task=f"clarify: {task}?") as q:
+                                with sdk.agent("supervisor", role="supervisor"):
+                                    q.output("CSV", tokens=10, unit_complete=True)
+                            out = d.output(f"done: {task}", tokens=100, unit_complete=True)
+                        d.decision("accepted", output=out)
+            run.terminate("all tasks done", success_claimed=True, agent="supervisor")
+    assert "FM-2.2" not in _codes(store)[run.run_id]
+
+
+def test_one_name_in_two_roles_is_judged_by_the_role_it_acted_in(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("roles") as run:
+            with sdk.agent("boss", role="supervisor") as boss:
+                with boss.delegate("alice", task="write the design") as d:
+                    with sdk.agent("alice", role="worker"):
+                        out = d.output("design", unit_complete=True)
+                    d.decision("accepted", output=out)
+            with sdk.agent("alice", role="lead") as alice:
+                with alice.delegate("bob", task="implement it") as d:
+                    with sdk.agent("bob", role="worker"):
+                        out = d.output("code", unit_complete=True)
+                    d.decision("accepted", output=out)
+            run.terminate("all tasks done", success_claimed=True, agent="boss")
+        with sdk.run("worker leads") as bad:
+            with sdk.agent("boss", role="supervisor") as boss:
+                with boss.delegate("carol", task="write it") as d:
+                    with sdk.agent("carol", role="worker") as carol:
+                        with carol.delegate("dave", task="do it for me"):
+                            pass
+    codes = _codes(store)
+    assert "FM-1.2" not in codes[run.run_id] and "FM-1.2" in codes[bad.run_id]
+
+
+def test_an_approval_given_after_the_action_does_not_approve_it(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("late approval") as late:
+            with sdk.agent("ops", role="worker") as ops:
+                with ops.tool("drop_table", args={"t": "users"}, target="users", high_stakes=True):
+                    pass
+                sdk.approval("drop_table", "alice", "approved")
+        with sdk.run("approval first") as first:
+            with sdk.agent("ops", role="worker") as ops:
+                sdk.approval("drop_table", "alice", "approved")
+                with ops.tool("drop_table", args={"t": "users"}, target="users", high_stakes=True):
+                    pass
+    codes = _codes(store)
+    assert "unapproved-high-stakes-action" in codes[late.run_id]
+    assert "unapproved-high-stakes-action" not in codes[first.run_id]

@@ -386,6 +386,12 @@ def _approval_attributes(action: str, approver: str, decision: str) -> dict[str,
             c.APPROVAL_DECISION: decision, c.STEP: _run_var.get().next_step()}
 
 
+# Traces of other spans (an application's request, a batch job) that a run was opened in, oldest
+# first: a second run there starts a trace of its own. Bounded: a process opens runs for ever.
+_RUN_TRACES: dict[int, None] = {}
+_RUN_TRACES_KEPT = 10_000
+
+
 class Run(_Scope):
     """The run span: one task given to the team, with its id, tags, topology and CI metadata."""
 
@@ -414,13 +420,17 @@ class Run(_Scope):
         self._user_attributes = {k: v for k, v in (attributes or {}).items() if k not in attrs}
 
     def __enter__(self) -> Run:
-        if _run_var.get() is _NO_RUN:
+        opened_under = trace.get_current_span().get_span_context()
+        if _run_var.get() is _NO_RUN and not (opened_under.is_valid and opened_under.trace_id in _RUN_TRACES):
             super().__enter__()
+            if opened_under.is_valid:  # under an application's span: its trace now holds a run
+                _RUN_TRACES[opened_under.trace_id] = None
+                if len(_RUN_TRACES) > _RUN_TRACES_KEPT:
+                    del _RUN_TRACES[next(iter(_RUN_TRACES))]
         else:
-            # A run opened inside another run is a task of its own: it starts its own trace, as
-            # every run does (detection and the dashboard read one run per trace), linked to the
-            # span it was opened under so the two can be followed from one to the other.
-            opened_under = trace.get_current_span().get_span_context()
+            # A run opened inside another run, or a second run under the same application span,
+            # is a task of its own: it starts its own trace (detection and the dashboard read one
+            # run per trace), linked to the span it was opened under so either leads to the other.
             links = [trace.Link(opened_under)] if opened_under.is_valid else None
             self._open(settings.tracer.start_span(self._name, otel_context.Context(), links=links))
         if self._user_attributes:

@@ -618,3 +618,20 @@ def test_a_run_opened_inside_another_starts_its_own_trace_linked_to_where_it_was
     after = spans["execute_tool transfer_to_after"]
     assert after.context.trace_id == outer_trace and after.attributes[c.RUN_ID] == outer.run_id
     assert after.attributes[c.STEP] == 3
+
+
+def test_a_second_run_under_the_same_application_span_starts_its_own_trace(captured: Captured) -> None:
+    # A batch job's span around two runs put both in one trace: detection judged them as one run.
+    tracer = tracing.settings.tracer  # the application's own spans, on the provider configure made
+    with tracer.start_as_current_span("batch job") as job:
+        with sdk.run("first"), sdk.agent("a"):
+            pass
+        with sdk.run("second"), sdk.agent("b"):
+            pass
+    spans = captured.by_name()
+    job_trace = job.get_span_context().trace_id
+    first, second = spans["handoff.run first"], spans["handoff.run second"]
+    assert first.context.trace_id == job_trace and first.parent.span_id == job.get_span_context().span_id
+    assert second.context.trace_id != job_trace and second.parent is None
+    assert [link.context.span_id for link in second.links] == [job.get_span_context().span_id]
+    assert spans["invoke_agent b"].context.trace_id == second.context.trace_id

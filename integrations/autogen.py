@@ -79,6 +79,9 @@ async def trace(team: Any, task: Any = None, *, name: str | None = None) -> Asyn
                                  tokens=usage.completion_tokens if usage is not None else None)
             yield item
     except BaseException as exc:
+        if isinstance(exc, Exception) and _is_swarm(team) and recorder.open:
+            # A swarm's speaker is the target of its last hand-off: the error is that worker's.
+            recorder.failed(recorder.open[-1].target, f"{type(exc).__name__}: {exc}")
         recorder.end(type(exc).__name__, success_claimed=False, error=str(exc) or type(exc).__name__)
         raise
     finally:

@@ -6,8 +6,10 @@ tasks and threads that do not nest the way ``with`` blocks do. So an integration
 what happened, in order, and ``Recorder.emit`` replays it in one place: each agent turn an
 ``invoke_agent`` span, each hand-off a delegation span holding the target's turns, the
 target's messages its outputs, and what the delegating agent said next judged against them
-(``judge``: accepted, modified or overwrote). The run ends with a termination event; a
-delegation whose target never answered stays ``open``. Span times are those of the replay;
+(``judge``: accepted, modified or overwrote). Delegations opened together stay open side by
+side, each holding its own target's turns. The run ends with a termination event (or, paused
+for a human, a checkpoint); a delegation whose target never answered stays ``open``, one whose
+target raised is ``failed``. Span times are those of the replay;
 order and steps are the run's own.
 """
 
@@ -77,26 +79,44 @@ class ToolCall:
 
 @dataclass
 class Turn:
-    """One agent's contiguous stretch of work: its messages, tool calls and the hand-offs it made."""
+    """One agent's contiguous stretch of work: its messages, tool calls and the hand-offs it made.
+
+    ``pending_tokens`` are output tokens reported since its last output: the next output carries
+    them, so a response split over several messages (or preceded by a tool call) counts once.
+    """
 
     agent: str
     items: list[str | ToolCall | Handoff] = field(default_factory=list)
-    tokens: int | None = None
+    pending_tokens: int | None = None
 
 
 @dataclass
 class Handoff:
-    """A delegation: the target's turns inside it, their outputs, and the source's decision."""
+    """A delegation: the target's turns inside it, their outputs, and the source's decision.
+
+    ``parent`` is the delegation the source was working in when it handed off (None at the top
+    level): closing a delegation closes what was handed on inside it, never its siblings.
+    """
 
     source: str
     target: str
     task: str | None
     mode: str
+    parent: Handoff | None = None
     turns: list[Turn] = field(default_factory=list)
-    outputs: list[tuple[int, str]] = field(default_factory=list)  # (turn index, text)
+    outputs: list[tuple[int, str, int | None]] = field(default_factory=list)  # (turn index, text, tokens)
     decision: tuple[c.DecisionAction, str] | None = None
     failed: str | None = None
     returned: bool = False
+
+    def within(self, ancestor: Handoff) -> bool:
+        """Whether this delegation was made, at any depth, inside ``ancestor``."""
+        node = self.parent
+        while node is not None:
+            if node is ancestor:
+                return True
+            node = node.parent
+        return False
 
 
 @dataclass
@@ -105,13 +125,17 @@ class Ending:
     success_claimed: bool
     agent: str | None
     error: str | None
+    checkpoint: str | None = None
 
 
 class Recorder:
-    """Notes a run as it happens (``message``, ``handoff``, ``delegated``, ``end``), then ``emit``s it.
+    """Notes a run as it happens (``message``, ``handoff``, ``returned``, ``end``), then ``emit``s it.
 
-    ``implicit_handoffs`` is for teams whose hand-offs have no marker (AutoGen's round-robin and
-    selector chats): a change of speaker counts as a hand-off from the last speaker.
+    Several delegations can be open at once (agents as tools called in one response, LangGraph's
+    ``Send`` fan-out): each agent's work goes into the delegation it is the target of, and an
+    agent speaking again closes only the delegations it made. ``implicit_handoffs`` is for teams
+    whose hand-offs have no marker (AutoGen's round-robin and selector chats): a change of
+    speaker counts as a hand-off from the last speaker.
     """
 
     def __init__(self, name: str, *, topology: str | None = None, implicit_handoffs: bool = False) -> None:
@@ -119,78 +143,104 @@ class Recorder:
         self.topology = topology
         self.implicit = implicit_handoffs
         self.root: list[Turn] = []
-        self.stack: list[Handoff] = []
+        self.open: list[Handoff] = []
         self.awaiting: dict[str, list[Handoff]] = {}
         self.all_handoffs: list[Handoff] = []
         self.sources: set[str] = set()
         self.last_speaker: str | None = None
         self.last_text: str = ""
         self.ending: Ending | None = None
+        self.resumed_from: str | None = None
         self.run_id: str | None = None
 
-    # --- what happened -----------------------------------------------------------------
-    def _level(self) -> list[Turn]:
-        return self.stack[-1].turns if self.stack else self.root
+    # --- where an agent works ----------------------------------------------------------
+    def current(self, agent: str) -> Handoff | None:
+        """The open delegation ``agent`` works in: of several to it, the first still owing an output."""
+        mine = [h for h in self.open if h.target == agent]
+        if not mine:
+            return None
+        return next((h for h in mine if not h.outputs), mine[-1])
 
-    def _turn(self, agent: str) -> Turn:
-        level = self._level()
-        # A turn that handed work away ended there: what the agent says after the hand-off is a new turn.
-        if not level or level[-1].agent != agent or (level[-1].items and isinstance(level[-1].items[-1], Handoff)):
+    def _turn(self, agent: str, within: Handoff | None) -> Turn:
+        level = within.turns if within is not None else self.root
+        # A turn that handed work away ended there once that hand-off closed: what the agent says
+        # after it is a new turn. Hand-offs made together (still open) share the turn.
+        last = level[-1].items[-1] if level and level[-1].items else None
+        if not level or level[-1].agent != agent or (isinstance(last, Handoff) and last not in self.open):
             level.append(Turn(agent))
         return level[-1]
 
+    def _close(self, h: Handoff) -> None:
+        """``h`` is over, and so is everything handed on inside it; its outputs await the source's reply."""
+        for inner in [x for x in self.open if x.within(h)]:
+            self._close_one(inner)
+        self._close_one(h)
+
+    def _close_one(self, h: Handoff) -> None:
+        if h in self.open:
+            self.open.remove(h)
+            if h.outputs:
+                self.awaiting.setdefault(h.source, []).append(h)
+
+    # --- what happened -----------------------------------------------------------------
     def message(self, agent: str, text: str, tokens: int | None = None) -> None:
-        """``agent`` said ``text`` (its reply, an answer, a final output)."""
+        """``agent`` said ``text`` (its reply, an answer, a final output); ``tokens`` it cost to write."""
         if not agent:
             return
         text = text or ""
         self._settle(agent, text)
         if (self.implicit and self.last_speaker not in (None, agent) and agent not in self.sources
-                and not (self.stack and self.stack[-1].target == agent)):
+                and self.current(agent) is None):
             self.handoff(self.last_speaker, agent, task=self.last_text or None)
-        turn = self._turn(agent)
+        self._say(agent, text, tokens, self.current(agent))
+
+    def _say(self, agent: str, text: str, tokens: int | None, within: Handoff | None) -> None:
+        turn = self._turn(agent, within)
         if text:
             turn.items.append(text)
         if tokens is not None:
-            turn.tokens = (turn.tokens or 0) + tokens
-        top = self.stack[-1] if self.stack else None
-        if top is not None and top.target == agent and text.strip():
-            top.outputs.append((len(top.turns) - 1, text))
+            turn.pending_tokens = (turn.pending_tokens or 0) + tokens
+        if within is not None and text.strip():
+            within.outputs.append((len(within.turns) - 1, text, turn.pending_tokens))
+            turn.pending_tokens = None
         self.last_speaker, self.last_text = agent, text
 
     def _settle(self, agent: str, text: str) -> None:
-        """``agent`` speaks: delegations it is not working on are over; its pending decisions are made."""
-        while self.stack and self.stack[-1].target != agent:
-            done = self.stack.pop()
-            if done.outputs:
-                self.awaiting.setdefault(done.source, []).append(done)
+        """``agent`` speaks: the delegations it made are over; its pending decisions are made."""
+        for h in [x for x in self.open if x.source == agent]:
+            self._close(h)
         if text.strip():
             for pending in self.awaiting.pop(agent, []):
                 pending.decision = (judge(pending.outputs[-1][1], text), text)
 
-    def tool(self, agent: str, name: str, args: str | None = None, error: str | None = None) -> None:
-        """``agent`` called tool ``name`` (arguments are hashed by the SDK, never stored)."""
-        if agent and name:
-            self._turn(agent).items.append(ToolCall(name, args, error))
+    def tool(self, agent: str, name: str, args: str | None = None, error: str | None = None) -> ToolCall | None:
+        """``agent`` called tool ``name`` (arguments are hashed by the SDK, never stored).
+
+        Returns the call, so a failure reported later (by another node) can still be set on it.
+        """
+        if not agent or not name:
+            return None
+        call = ToolCall(name, args, error)
+        self._turn(agent, self.current(agent)).items.append(call)
+        return call
 
     def handoff(self, source: str, target: str, task: str | None = None,
                 mode: str = c.HandoffMode.TRANSFER.value) -> None:
-        """``source`` hands work to ``target`` (a transfer of control, or a delegation it awaits)."""
+        """``source`` hands work to ``target`` (a transfer of control, or a delegation it awaits).
+
+        The source's other open delegations stay open: hand-offs made together run side by side.
+        """
         if not source or not target or source == target:
             return
-        top = self.stack[-1] if self.stack else None
-        if top is not None and top.source == target and top.target == source:
+        within = self.current(source)
+        if within is not None and within.source == target:
             # Handing back to the agent that delegated: the delegation returns, it is not a new one.
-            top.returned = True
-            self.stack.pop()
-            if top.outputs:
-                self.awaiting.setdefault(top.source, []).append(top)
+            within.returned = True
+            self._close(within)
             return
-        self._settle(source, "")
-        turn = self._turn(source)
-        h = Handoff(source, target, task, mode)
-        turn.items.append(h)
-        self.stack.append(h)
+        h = Handoff(source, target, task, mode, parent=within)
+        self._turn(source, within).items.append(h)
+        self.open.append(h)
         self.all_handoffs.append(h)
         self.sources.add(source)
 
@@ -198,21 +248,32 @@ class Recorder:
         """The delegation ``source`` awaited from ``target`` came back with ``result`` (or failed).
 
         For delegations opened with ``handoff(..., mode="delegate")``: agents as tools, CrewAI's
-        coworker tools. The result is the target's output unless its own messages were seen.
+        coworker tools. The result is the target's output unless its own messages were seen; a
+        failed delegation's result (the framework's error text) is no output.
         """
-        h = next((x for x in reversed(self.stack) if x.source == source and x.target == target), None)
+        h = next((x for x in reversed(self.open) if x.source == source and x.target == target), None)
         if h is None:
             return
-        while self.stack and self.stack[-1] is not h:
-            self.stack.pop()
-        if result and not h.outputs:
-            self.message(target, result)
         if error is not None:
             h.failed = error
-        self.stack.remove(h)
-        if h.outputs:
-            self.awaiting.setdefault(source, []).append(h)
+        elif result and not h.outputs:
+            self._say(target, result, None, h)
+        self._close(h)
         self.last_speaker = target
+
+    def failed(self, agent: str, error: str) -> None:
+        """``agent`` raised while working on a delegation: that delegation failed (not left open)."""
+        h = self.current(agent)
+        if h is not None:
+            h.failed = error
+            self._close(h)
+
+    def resume(self, checkpoint: str, pending: list[tuple[str, str, str | None, str]]) -> None:
+        """This run continues a paused one from ``checkpoint``; ``pending`` are the hand-offs
+        (source, target, task, mode) the pause left open, re-opened here so their answers count."""
+        self.resumed_from = checkpoint
+        for source, target, task, mode in pending:
+            self.handoff(source, target, task=task, mode=mode)
 
     def end(self, reason: str, *, success_claimed: bool, agent: str | None = None,
             error: str | None = None, waiting_on: str | None = None) -> None:
@@ -221,24 +282,43 @@ class Recorder:
         ``waiting_on`` names the agent the team would have handed to next (a round-robin's next
         speaker) when the run was cut short: that hand-off is recorded, and stays open.
         """
-        if waiting_on and self.last_speaker and not (self.stack and self.stack[-1].target == waiting_on):
+        if waiting_on and self.last_speaker and self.current(waiting_on) is None:
             self.handoff(self.last_speaker, waiting_on, task=self.last_text or None)
         self.ending = Ending(reason, success_claimed, agent or self.last_speaker, error)
+
+    def pause(self, checkpoint: str) -> None:
+        """The run stopped to wait (for a human's input) and can be resumed from ``checkpoint``.
+
+        It has not terminated: no termination event (so no success claimed and no premature
+        termination judged), a checkpoint event instead; its open hand-offs stay open.
+        """
+        self.ending = Ending("paused", False, self.last_speaker, None, checkpoint=checkpoint)
+
+    def still_open(self) -> list[tuple[str, str, str | None, str]]:
+        """The hand-offs no answer came back for (source, target, task, mode), oldest first."""
+        return [(h.source, h.target, h.task, h.mode) for h in self.open if not h.outputs and not h.failed]
 
     # --- replay ------------------------------------------------------------------------
     def emit(self) -> str:
         """Write the run through ``handoffs.sdk``; returns its run id."""
-        for h in self.all_handoffs:
-            # Never answered by the source: it stands as delivered if it is the run's result.
-            if h.decision is None and h.outputs and self.last_text and h.outputs[-1][1] == self.last_text:
-                h.decision = (c.DecisionAction.ACCEPTED, self.last_text)
+        ending = self.ending or Ending("completed", True, self.last_speaker, None)
+        if ending.success_claimed:
+            for h in self.all_handoffs:
+                # Never answered by the source: it stands as delivered if it is the run's result.
+                if (h.decision is None and h.outputs and not h.failed and self.last_text
+                        and h.outputs[-1][1] == self.last_text):
+                    h.decision = (c.DecisionAction.ACCEPTED, self.last_text)
         sources = {h.source for h in self.all_handoffs}
         targets = {h.target for h in self.all_handoffs}
         roles = {a: ("supervisor" if a in sources else "worker") for a in sources | targets}
-        ending = self.ending or Ending("completed", True, self.last_speaker, None)
         with sdk.run(self.name, topology=self.topology) as run:
+            if self.resumed_from:
+                run.resume(self.resumed_from)
             self._emit_turns(self.root, roles)
-            run.terminate(ending.reason, success_claimed=ending.success_claimed, agent=ending.agent)
+            if ending.checkpoint:
+                run.checkpoint(ending.checkpoint)
+            else:
+                run.terminate(ending.reason, success_claimed=ending.success_claimed, agent=ending.agent)
             if ending.error:
                 run.error(ending.error)
             self.run_id = run.run_id
@@ -260,9 +340,9 @@ class Recorder:
             last = None
             for index, turn in enumerate(h.turns):
                 self._emit_turns([turn], roles)
-                for turn_index, text in h.outputs:
+                for turn_index, text, tokens in h.outputs:
                     if turn_index == index:
-                        last = d.output(text, tokens=turn.tokens or len(_words(text)), unit_complete=True)
+                        last = d.output(text, tokens=tokens or len(_words(text)), unit_complete=True)
             if h.decision is not None and last is not None:
                 action, reply = h.decision
                 d.decision(action, output=last, result=reply, agent=h.source)

@@ -50,7 +50,9 @@ def delegations(store: Store) -> list[dict[str, Any]]:
 SELECT SpanAttributes['{c.SOURCE_AGENT}'] AS source, SpanAttributes['{c.TARGET_AGENT}'] AS target,
     SpanAttributes['{c.DELEGATION_STATUS}'] AS status, SpanAttributes['{c.MODE}'] AS mode,
     arrayFilter(x -> x != '', arrayMap(a -> a['{c.DECISION_ACTION}'], Events.Attributes)) AS decisions,
-    arrayFilter(x -> x != '', arrayMap(a -> a['{c.OUTPUT_CONTENT}'], Events.Attributes)) AS outputs
+    arrayFilter(x -> x != '', arrayMap(a -> a['{c.OUTPUT_CONTENT}'], Events.Attributes)) AS outputs,
+    arrayFilter(x -> x != '', arrayMap(a -> a['{c.OUTPUT_TOKENS}'], Events.Attributes)) AS tokens,
+    TraceId AS trace
 FROM otel_traces FINAL
 WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.DELEGATION.value}'
 ORDER BY toInt32OrZero(SpanAttributes['{c.STEP}'])""")
@@ -81,3 +83,22 @@ def detected_codes(store: Store) -> set[str]:
 
     sdk.flush()
     return {f.code for tf in detect(store, incremental=False) for f in tf.findings}
+
+
+def turns(store: Store) -> list[dict[str, Any]]:
+    """Agent turns in step order, with the target of the delegation each sits in ('' at the top)."""
+    sdk.flush()
+    return store.query(f"""
+SELECT a.SpanAttributes['{c.GEN_AI_AGENT_NAME}'] AS agent, p.SpanAttributes['{c.TARGET_AGENT}'] AS within
+FROM (SELECT * FROM otel_traces FINAL WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.AGENT.value}') AS a
+LEFT JOIN (SELECT * FROM otel_traces FINAL) AS p ON p.TraceId = a.TraceId AND p.SpanId = a.ParentSpanId
+ORDER BY toInt32OrZero(a.SpanAttributes['{c.STEP}'])""")
+
+
+def run_events(store: Store) -> list[list[str]]:
+    """The event names of each run span (termination, checkpoint, resume), in trace order."""
+    sdk.flush()
+    rows = store.query(f"""
+SELECT Events.Name AS events FROM otel_traces FINAL
+WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.RUN.value}' ORDER BY Timestamp""")
+    return [list(r["events"]) for r in rows]

@@ -67,3 +67,33 @@ def test_a_draft_the_supervisor_passes_on_is_accepted(traced):
     assert rows[0]["decisions"] == ["accepted"] and rows[0]["status"] == "completed"
     codes = detected_codes(traced)
     assert t.OVERWRITE not in codes and t.PREMATURE_TERMINATION not in codes
+
+
+def test_a_swarm_worker_that_raised_fails_its_delegation(traced):
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.conditions import TextMentionTermination
+    from autogen_agentchat.teams import Swarm
+    from autogen_core import FunctionCall
+    from autogen_core.models import CreateResult, RequestUsage
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from handoffs.integrations import autogen as handoffs_autogen
+
+    info = {"vision": False, "function_calling": True, "json_output": False, "family": "unknown",
+            "structured_output": False}
+
+    class Crashing(ReplayChatCompletionClient):
+        async def create(self, *args: object, **kwargs: object) -> CreateResult:
+            raise RuntimeError("model crashed")
+
+    handoff = CreateResult(finish_reason="function_calls", cached=False,
+                           content=[FunctionCall(id="1", name="transfer_to_writer", arguments="{}")],
+                           usage=RequestUsage(prompt_tokens=1, completion_tokens=1))
+    team = Swarm([AssistantAgent("supervisor", model_client=ReplayChatCompletionClient([handoff], model_info=info),
+                                 handoffs=["writer"]),
+                  AssistantAgent("writer", model_client=Crashing([], model_info=info), handoffs=["supervisor"])],
+                 termination_condition=TextMentionTermination("TERMINATE"))
+    with pytest.raises(RuntimeError):
+        asyncio.run(handoffs_autogen.run(team, task="Write the draft."))
+    assert [(r["target"], r["status"]) for r in delegations(traced)] == [("writer", "failed")]
+    assert t.PREMATURE_TERMINATION not in detected_codes(traced)

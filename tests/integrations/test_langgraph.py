@@ -5,12 +5,13 @@ worker is an overwrite, a recursion limit right after the hand-off premature ter
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 
 from handoffs import taxonomy as t
 
-from .conftest import delegations, detected_codes, example, terminations, tools
+from .conftest import delegations, detected_codes, example, terminations, tools, turns
 
 pytest.importorskip("langgraph.prebuilt", reason="LangGraph is not installed (pip install 'handoffs[langgraph]')")
 pytestmark = [pytest.mark.frameworks,
@@ -56,3 +57,199 @@ def test_recursion_limit_after_the_handoff_is_premature_termination(traced):
     assert [(r["source"], r["target"], r["status"]) for r in rows] == [("supervisor", "researcher", "open")]
     assert terminations(traced) == [{"reason": "GraphRecursionError", "success": "false"}]
     assert t.PREMATURE_TERMINATION in detected_codes(traced)
+
+
+BLUE = "Blue light is scattered most by the molecules of the air, so the whole sky looks blue to us."
+RED = "Sunsets are red because the blue light is scattered away along the long path through the air."
+
+
+def _team(supervisor_script: list[Any], worker: Any, checkpointer: Any = None) -> Any:
+    """A supervisor node handing off to ``writer`` by a transfer call and Command(goto=)."""
+    from langchain_core.messages import ToolMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.types import Command
+
+    model = _example().ScriptedChatModel(responses=supervisor_script)
+
+    def supervisor(state: MessagesState) -> Any:
+        reply = model.invoke(state["messages"])
+        reply.name = "supervisor"
+        if reply.tool_calls:
+            call = reply.tool_calls[0]
+            done = ToolMessage(content="Transferred.", tool_call_id=call["id"], name=call["name"])
+            return Command(goto=call["name"].removeprefix("transfer_to_"), update={"messages": [reply, done]})
+        return Command(goto=END, update={"messages": [reply]})
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("supervisor", supervisor)
+    graph.add_node("writer", worker)
+    graph.add_edge(START, "supervisor")
+    graph.add_edge("writer", "supervisor")
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _transfer() -> Any:
+    from langchain_core.messages import AIMessage
+
+    return AIMessage(content="", tool_calls=[{"name": "transfer_to_writer", "args": {"task": "why blue"}, "id": "t1"}])
+
+
+def _writer(state: Any) -> Any:
+    from langchain_core.messages import AIMessage
+
+    return {"messages": [AIMessage(content=BLUE, name="writer")]}
+
+
+def test_send_to_two_workers_is_two_completed_delegations(traced):
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.types import Command, Send
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    calls = []
+
+    def supervisor(state: MessagesState) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            return Command(goto=[Send("physicist", state), Send("painter", state)],
+                           update={"messages": [AIMessage(content="Splitting the work.", name="supervisor")]})
+        return Command(goto=END, update={"messages": [AIMessage(content=f"{BLUE} {RED}", name="supervisor")]})
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("supervisor", supervisor)
+    graph.add_node("physicist", lambda s: {"messages": [AIMessage(content=BLUE, name="physicist")]})
+    graph.add_node("painter", lambda s: {"messages": [AIMessage(content=RED, name="painter")]})
+    graph.add_edge(START, "supervisor")
+    graph.add_edge("physicist", "supervisor")
+    graph.add_edge("painter", "supervisor")
+    handoffs_langgraph.invoke(graph.compile(), {"messages": [("user", "explain")]})
+    rows = delegations(traced)
+    assert [(r["target"], r["status"], r["outputs"], r["decisions"]) for r in rows] == [
+        ("physicist", "completed", [BLUE], ["accepted"]), ("painter", "completed", [RED], ["accepted"])]
+    assert [(r["agent"], r["within"]) for r in turns(traced)] == [
+        ("supervisor", ""), ("physicist", "physicist"), ("painter", "painter"), ("supervisor", "")]
+    assert t.PREMATURE_TERMINATION not in detected_codes(traced)
+
+
+def test_one_callback_for_two_invokes_records_two_runs(traced):
+    from langchain_core.messages import AIMessage
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    config = {"callbacks": [handoffs_langgraph.callback("reused")]}
+    for i in range(2):
+        _team([_transfer(), AIMessage(content=f"run {i}: {BLUE}")], _writer).invoke(
+            {"messages": [("user", f"question {i}")]}, config=config)
+    rows = delegations(traced)
+    assert len(rows) == 2 and len({r["trace"] for r in rows}) == 2
+    assert [x["success"] for x in terminations(traced)] == ["true", "true"]
+
+
+def test_a_handoff_tool_commanding_the_parent_graph_is_a_delegation(traced):
+    """langgraph-supervisor's pattern: a ReAct supervisor whose transfer tool returns
+    Command(goto=..., graph=Command.PARENT); then it writes over the researcher's answer."""
+    from typing import Annotated
+
+    from langchain_core.messages import AIMessage, ToolMessage
+    from langchain_core.tools import InjectedToolCallId, tool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import InjectedState, create_react_agent
+    from langgraph.types import Command
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    def hand_to_researcher(task: str, state: dict, tool_call_id: str) -> Command:
+        """Hand the task to the researcher."""
+        done = ToolMessage(content="Transferred", tool_call_id=tool_call_id, name="transfer_to_researcher")
+        return Command(goto="researcher", graph=Command.PARENT, update={"messages": [*state["messages"], done]})
+
+    # Real annotations (this module's are strings, which LangChain would resolve in its globals).
+    hand_to_researcher.__annotations__ = {"task": str, "state": Annotated[dict, InjectedState],
+                                          "tool_call_id": Annotated[str, InjectedToolCallId], "return": Command}
+    to_researcher = tool("transfer_to_researcher")(hand_to_researcher)
+
+    chat = _example().ScriptedChatModel
+    transfer = AIMessage(content="", tool_calls=[{"name": "transfer_to_researcher", "args": {"task": "why blue"},
+                                                  "id": "t1"}])
+    own = "The sky is blue because it mirrors the oceans, as every sailor on the horizon can plainly see."
+    supervisor = create_react_agent(chat(responses=[transfer, AIMessage(content=own)]), [to_researcher],
+                                    name="supervisor")
+    researcher = create_react_agent(chat(responses=[AIMessage(content=BLUE)]), [], name="researcher")
+    graph = StateGraph(MessagesState)
+    graph.add_node("supervisor", supervisor, destinations=("researcher",))
+    graph.add_node("researcher", researcher)
+    graph.add_edge(START, "supervisor")
+    graph.add_edge("researcher", "supervisor")
+    handoffs_langgraph.invoke(graph.compile(), {"messages": [("user", "why is the sky blue?")]})
+    rows = delegations(traced)
+    assert [(r["source"], r["target"], r["outputs"], r["decisions"]) for r in rows] == [
+        ("supervisor", "researcher", [BLUE], ["overwrote"])]
+
+
+def test_an_interrupted_graph_is_paused_not_done_and_its_resumption_keeps_the_handoff(traced):
+    from langchain_core.messages import AIMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command, interrupt
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    from .conftest import run_events
+
+    def writer(state: Any) -> Any:
+        interrupt("approve the draft?")
+        return _writer(state)
+
+    app = _team([_transfer(), AIMessage(content=f"Here it is: {BLUE}")], writer, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "hitl-1"}}
+    assert "__interrupt__" in handoffs_langgraph.invoke(app, {"messages": [("user", "why blue?")]}, config=config)
+    assert run_events(traced) == [["handoff.checkpoint"]]
+    assert t.PREMATURE_TERMINATION not in detected_codes(traced)
+
+    handoffs_langgraph.invoke(app, Command(resume=True), config=config)
+    assert run_events(traced)[1] == ["handoff.resume", "handoff.termination"]
+    assert [(r["status"], r["decisions"]) for r in delegations(traced)] == [("open", []), ("completed", ["accepted"])]
+
+
+def test_a_toolnode_error_fails_the_tool_call(traced):
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    @tool
+    def lookup(q: str) -> str:
+        """Look it up."""
+        raise RuntimeError("database is down")
+
+    model = _example().ScriptedChatModel(responses=[
+        AIMessage(content="", tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "l1"}]),
+        AIMessage(content="I could not look it up.")])
+
+    def agent(state: MessagesState) -> Any:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode([lookup], handle_tool_errors=True))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    handoffs_langgraph.invoke(graph.compile(), {"messages": [("user", "go")]})
+    assert tools(traced) == [{"tool": "lookup", "agent": "agent", "failed": True}]
+
+
+def test_a_worker_node_that_raised_fails_its_delegation(traced):
+    from langchain_core.messages import AIMessage
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    def writer(state: Any) -> Any:
+        raise RuntimeError("writer crashed")
+
+    with pytest.raises(RuntimeError):
+        handoffs_langgraph.invoke(_team([_transfer(), AIMessage(content=BLUE)], writer), {"messages": [("user", "q")]})
+    assert [(r["target"], r["status"]) for r in delegations(traced)] == [("writer", "failed")]
+    assert t.PREMATURE_TERMINATION not in detected_codes(traced)

@@ -75,3 +75,84 @@ def test_importing_handoffs_and_its_integrations_imports_no_framework():
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+REPLY = "Rayleigh scattering explains the blue sky; the red sunset follows from the same scattering."
+
+
+def test_delegations_made_together_each_keep_their_worker_and_output(traced):
+    """Two hand-offs opened before either answers (parallel agent tools, LangGraph Send)."""
+    from .conftest import turns
+
+    r = Recorder("fan-out")
+    r.message("supervisor", "Splitting the work.")
+    r.handoff("supervisor", "physicist", task="why blue")
+    r.handoff("supervisor", "painter", task="why red")
+    r.message("physicist", DRAFT)
+    r.message("painter", "Sunsets are red because the blue light was scattered away on the long path.")
+    r.message("supervisor", f"{DRAFT} Sunsets are red because the blue light was scattered away on the long path.")
+    r.end("done", success_claimed=True)
+    r.emit()
+    rows = delegations(traced)
+    assert [(x["target"], x["status"], x["decisions"], len(x["outputs"])) for x in rows] == [
+        ("physicist", "completed", ["accepted"], 1), ("painter", "completed", ["accepted"], 1)]
+    assert [(x["agent"], x["within"]) for x in turns(traced)] == [
+        ("supervisor", ""), ("physicist", "physicist"), ("painter", "painter"), ("supervisor", "")]
+
+
+def test_agent_tools_returning_in_turn_keep_their_siblings_open(traced):
+    r = Recorder("agent-tools")
+    r.handoff("editor", "physicist", mode=c.HandoffMode.DELEGATE.value)
+    r.handoff("editor", "painter", mode=c.HandoffMode.DELEGATE.value)
+    r.returned("editor", "physicist", DRAFT)
+    r.returned("editor", "painter", "Sunsets are red.")
+    r.message("editor", REPLY)
+    r.emit()
+    assert [(x["target"], x["status"], len(x["outputs"])) for x in delegations(traced)] == [
+        ("physicist", "completed", 1), ("painter", "completed", 1)]
+
+
+def test_a_response_in_several_messages_counts_its_tokens_once(traced):
+    r = Recorder("tokens")
+    r.handoff("triage", "writer")
+    r.message("writer", "", tokens=30)  # a tool call: its tokens go to the next output
+    r.message("writer", DRAFT, tokens=60)
+    r.message("writer", "That is all.", tokens=10)
+    r.emit()
+    assert delegations(traced)[0]["tokens"] == ["90", "10"]
+
+
+def test_a_run_that_failed_invents_no_acceptance_of_the_last_output(traced):
+    r = Recorder("limit")
+    r.handoff("editor", "physicist", mode=c.HandoffMode.DELEGATE.value)
+    r.returned("editor", "physicist", DRAFT)
+    r.end("MaxTurnsExceeded", success_claimed=False, agent="editor")
+    r.emit()
+    assert [(x["status"], x["decisions"]) for x in delegations(traced)] == [("completed", [])]
+
+
+def test_a_worker_that_raised_fails_its_delegation(traced):
+    r = Recorder("crash")
+    r.handoff("supervisor", "writer")
+    r.failed("writer", "RuntimeError: writer crashed")
+    r.end("RuntimeError", success_claimed=False)
+    r.emit()
+    assert [x["status"] for x in delegations(traced)] == ["failed"]
+
+
+def test_a_paused_run_claims_nothing_and_its_resumption_keeps_the_handoff(traced):
+    from .conftest import run_events
+
+    paused = Recorder("hitl")
+    paused.message("supervisor", "")
+    paused.handoff("supervisor", "writer", task="why blue")
+    paused.pause("thread-1")
+    paused.emit()
+    resumed = Recorder("hitl")
+    resumed.resume("thread-1", paused.still_open())
+    resumed.message("writer", DRAFT)
+    resumed.message("supervisor", f"Here it is: {DRAFT}")
+    resumed.end("completed", success_claimed=True)
+    resumed.emit()
+    assert run_events(traced) == [[c.EVENT_CHECKPOINT], [c.EVENT_RESUME, c.EVENT_TERMINATION]]
+    assert [(x["status"], x["decisions"]) for x in delegations(traced)] == [("open", []), ("completed", ["accepted"])]

@@ -13,7 +13,8 @@ Nodes are erroneous spans. An edge u -> v says u's error explains v's:
 
 An output is erroneous when a check failed it (or its delegation) and no later check passed
 it, when its delegation failed, or when a span under its delegation failed and was not retried
-successfully. The root cause is the earliest erroneous node with no erroneous ancestor; the
+successfully (no later attempt of its retry chain succeeded: attempts name the first one, or
+the one before). The root cause is the earliest erroneous node with no erroneous ancestor; the
 amplification is the number of own errors (erroneous spans not merely bubbling up from an
 erroneous child) per root.
 """
@@ -153,12 +154,33 @@ def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
     return _analyse_nodes(trace_id, nodes)
 
 
+def _retried_ok(nodes: dict[str, Node]) -> set[str]:
+    """Failed spans a later attempt of their retry chain made good: each attempt names the first
+    (``retry_of``, as the SDK documents) or the one before it, so attempts share the chain's root."""
+    retries = [n for n in nodes.values() if n.retry_of]
+    if not retries:
+        return set()
+
+    def root(n: Node) -> str:
+        sid, hops = n.span_id, 0
+        while hops < 16 and (current := nodes.get(sid)) is not None and current.retry_of:
+            sid, hops = current.retry_of, hops + 1
+        return sid
+
+    last_ok: dict[str, int] = {}
+    for n in retries:
+        if not n.failed:
+            r = root(n)
+            last_ok[r] = max(last_ok.get(r, n.ts), n.ts)
+    return {sid for sid, n in nodes.items()
+            if n.failed and last_ok.get(root(n), n.ts) > n.ts}
+
+
 def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
     children: dict[str, list[Node]] = defaultdict(list)
     for n in nodes.values():
         children[n.parent_id].append(n)
-    retried_ok = {n.retry_of for n in nodes.values() if n.retry_of and not n.failed}
-    failed = {sid for sid, n in nodes.items() if n.failed and sid not in retried_ok}
+    failed = {sid for sid, n in nodes.items() if n.failed} - _retried_ok(nodes)
 
     # Which delegation delivered each output, and which checks judged each target.
     producer: dict[str, Node] = {}

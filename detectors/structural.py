@@ -23,11 +23,18 @@ from .normalise import Scratch, prelude
 # 2: judged traces keep their error amplification counts (stores judged by 1 lack them).
 # 3: traces normalised at ingest get their read-time facts (delegation status, source agent)
 #    before they are judged; 2 judged them without when every span was typed on arrival.
-# 4: fewer false alarms on legitimate patterns: a failed check is passed again by the same
-#    check on its fix (not by another check); a transfer is settled once its target took
-#    over and ended the run or handed on; limit and spec words are whole words; a second clarification counts; roles are the
-#    acting span's; approvals given after the action do not count; parallel failures are not
-#    a cascade without data flow.
+# 4: fewer false alarms on legitimate patterns (an outside-in sweep): a failed check is passed
+#    again by the same check on its fix (not by another check); a transfer is settled once its
+#    target took over and ended the run or handed on; limit and spec words are whole words; a
+#    second clarification counts; roles are the acting span's; approvals given after the action
+#    do not count; parallel failures are not a cascade without data flow. Recovered failures
+#    need no compensation: a later attempt of the retry chain succeeded (chained or naming the
+#    first), the same task was handed again to the same delegate and completed, a read-only
+#    call's action carried on past it; a cancelled span did not fail; a failure lists only the
+#    side effects before it and names the delegate of a failed hand-off. Evidence counts the
+#    outputs before an overwrite and those used after an ignored one. FM-2.6 needs the
+#    delegate's own agent span missing, or another agent delivering. A restart counts after any
+#    checkpoint, each step once. Model families read Bedrock-style ids (us.anthropic.claude).
 VERSION = "4"
 
 ACCEPTED = f"'{Act.ACCEPTED.value}'"
@@ -125,8 +132,8 @@ _UNRESOLVED_FAILS = f"""(
 _OUTPUT_STATS = """(
     SELECT trace_id, span_id, count() AS n_out, sum(tokens) AS tokens,
         countIf(unit_complete) AS units, minIf(ts, unit_complete) AS first_unit,
-        groupArray(output_id) AS ids
-    FROM outputs GROUP BY trace_id, span_id
+        groupArray(output_id) AS ids, groupArray((ts, ot.tokens)) AS delivered
+    FROM outputs AS ot GROUP BY trace_id, span_id
 )"""
 
 # The spans that carry a termination event: joining these, not every span, keeps the join small.
@@ -134,13 +141,49 @@ _TERMINATING = """(
     SELECT trace_id, span_id, agent, step FROM s WHERE span_id IN (SELECT span_id FROM terminations)
 )"""
 
+# A cancelled span did not fail: the loser of a hedged request, a task a timeout cancelled
+# (asyncio.CancelledError, trio.Cancelled: the SDK records the class name first in the status).
+CANCELLED = "^([A-Za-z_]+[.])*Cancel(led)?(Error|Exception)?(:|$)"
+
+# Failed spans that a later attempt of their retry chain made good. Each attempt names the first
+# one (retry_of, as the SDK documents) or the one before it: the chain's root is found by
+# following retry_of (16 hops; an attempt whose chain is longer is read as not recovered).
+_RETRIED_OK = """(
+    SELECT trace_id, arrayJoin(arrayFilter((id, r, t, bad) -> bad AND arrayExists(
+            (r2, t2, bad2) -> r2 = r AND NOT bad2 AND t2 > t, roots, tss, bads), ids, roots, tss, bads)) AS span_id
+    FROM (
+        SELECT trace_id, groupArray(span_id) AS ids, groupArray(ts) AS tss, groupArray(failed) AS bads,
+            mapFromArrays(ids, groupArray(retry_of)) AS up,
+            arrayMap(x -> arrayFold((acc, i) -> if(up[acc] != '', up[acc], acc), range(16), x), ids) AS roots
+        FROM s WHERE retry_of != '' OR span_id IN (SELECT retry_of FROM s WHERE retry_of != '')
+        GROUP BY trace_id
+    )
+)"""
+
+# Failed hand-offs made good: the same task handed again to the same delegate, which completed it.
+_REDELEGATED = f"""(
+    SELECT f.trace_id AS trace_id, f.span_id AS span_id
+    FROM (SELECT trace_id, span_id, ts, delegator, delegate, task_hash FROM e WHERE failed AND task_hash != '') AS f
+    INNER JOIN (SELECT trace_id, ts, delegator, delegate, task_hash FROM e WHERE NOT failed AND status = {COMPLETED}
+                AND trace_id IN (SELECT trace_id FROM e WHERE failed)) AS g
+        ON g.trace_id = f.trace_id AND g.delegator = f.delegator AND g.delegate = f.delegate
+            AND g.task_hash = f.task_hash
+    WHERE g.ts > f.ts
+)"""
+
+# Traces where something failed, and the parents of failed spans (one level up).
+_FAILING_TRACES = "(SELECT trace_id FROM s WHERE failed)"
+_PARENTS = "(SELECT trace_id, span_id, parent_id FROM s WHERE span_id IN (SELECT parent_id FROM s WHERE failed))"
+
 # Traces with a checkpoint: the only ones that can restart instead of resuming.
 _CHECKPOINTED_TRACES = "(SELECT trace_id FROM checkpoints)"
 
-# Model family of each agent in a trace: the leading letters of its model name (gpt, claude...).
+# Model family of each agent in a trace: the leading letters of its model name (gpt, claude...),
+# after a provider path (openai/gpt-4o, models/gemini-1.5) and dotted region and provider
+# prefixes made of letters only (Bedrock: us.anthropic.claude-3-5..., meta.llama3-1...).
 # Only traces where a check failed can show conformity: the rest are not grouped at all.
 _FAMILY = f"""(
-    SELECT trace_id, agent, any(extract(lower(model), '^[a-z]+')) AS family, any(model) AS agent_model
+    SELECT trace_id, agent, any(extract(replaceRegexpOne(lower(model), '^(.*/)?([a-z]+[.])*', ''), '^[a-z]+')) AS family, any(model) AS agent_model
     FROM s WHERE agent != '' AND model != ''
         AND trace_id IN (SELECT trace_id FROM v WHERE verdict = {FAIL})
     GROUP BY trace_id, agent
@@ -164,7 +207,9 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id,
     format('{{}} {{}} the output of {{}} (task {{}}, step {{}}) after {{}} output(s), {{}} tokens, {{}}{{}}',
         if(any(d.agent) != '', any(d.agent), any(x.delegator)), any(d.action), any(x.delegate),
         if(any(x.task) != '', substring(any(x.task), 1, 80), any(x.task_hash)), toString(any(x.step)),
-        toString(any(o.n_out)), toString(any(o.tokens)),
+        -- What the supervisor had seen when it decided: the outputs delivered by then.
+        toString(arrayCount(x -> x.1 <= min(d.ts), any(o.delivered))),
+        toString(arraySum(x -> x.2, arrayFilter(x -> x.1 <= min(d.ts), any(o.delivered)))),
         if(any(o.units) = 0 OR min(d.ts) < any(o.first_unit),
            'before its first logical unit completed', 'after its first logical unit'),
         if(anyIf(d.reason, d.reason != '') != '', concat(': ', anyIf(d.reason, d.reason != '')), '')) AS evidence
@@ -351,13 +396,14 @@ WHERE x.status = {COMPLETED} AND x.mode = {DELEGATE} AND o.has = 0 AND NOT x.fai
 SELECT p.trace_id AS trace_id, p.span_id AS span_id, p.delegator AS agent, p.delegation_step AS step,
     0.6 AS confidence,
     format('{{}} accepted output {{}} of {{}} but never used it; it later used {{}} other output(s)',
-        p.delegator, p.output_id, p.delegate, toString(later.n)) AS evidence
+        p.delegator, p.output_id, p.delegate,
+        toString(length(arrayDistinct(arrayFlatten(arrayMap(x -> x.2, arrayFilter(x -> x.1 > d.ts, later.uses)))))))
+        AS evidence
 FROM produced AS p
 INNER JOIN decisions AS d ON d.trace_id = p.trace_id AND d.span_id = p.span_id
     AND (d.output_id = p.output_id OR d.output_id = '')
 INNER JOIN (
-    SELECT trace_id, agent, min(ts) AS first_use, max(ts) AS last_use, count() AS n,
-        groupUniqArrayArray(input_ids) AS used
+    SELECT trace_id, agent, max(ts) AS last_use, groupArray((ts, input_ids)) AS uses
     FROM s WHERE length(input_ids) > 0 AND type != {VERIFICATION} GROUP BY trace_id, agent
 ) AS later ON later.trace_id = p.trace_id AND later.agent = p.delegator
 LEFT JOIN (SELECT trace_id, groupUniqArrayArray(input_ids) AS all_used FROM s
@@ -369,18 +415,26 @@ WHERE d.action IN ({ACCEPTED}, {MODIFIED}) AND p.output_id != '' AND later.last_
     Detector(
         "FM-2.6", "reasoning_action_mismatch",
         signal="a hand-off naming one delegate while a different agent runs the delegated work "
-               "(the agent span under the delegation span)",
+               "(an agent span under the delegation span that is not the delegate's: flagged when "
+               "the delegate's own span is missing there, or the other agent delivered an output)",
         needs="the delegate's agent span nested under the delegation span",
         blind_spots="plan-versus-action inside one agent's reasoning (text models)",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegator AS agent, x.step AS step,
     0.7 AS confidence,
     format('{{}} handed task {{}} to {{}} but {{}} did the work', x.delegator,
-        if(x.task != '', substring(x.task, 1, 80), x.task_hash), x.delegate, any(ch.agent)) AS evidence
+        if(x.task != '', substring(x.task, 1, 80), x.task_hash), x.delegate,
+        arrayStringConcat(groupUniqArray(ch.agent), ', ')) AS evidence
 FROM e AS x
 INNER JOIN s AS ch ON ch.trace_id = x.trace_id AND ch.parent_id = x.span_id
+LEFT JOIN (SELECT trace_id, span_id, groupArray(ts) AS out_ts FROM outputs GROUP BY trace_id, span_id) AS o
+    ON o.trace_id = x.trace_id AND o.span_id = x.span_id
 WHERE ch.type = {AGENT} AND ch.agent != '' AND x.delegate != '' AND ch.agent != x.delegate
 GROUP BY x.trace_id, x.span_id, x.delegator, x.step, x.task, x.task_hash, x.delegate
+-- Another agent beside the delegate's own span (a reviewer) is no mismatch unless it delivered
+-- an output of the hand-off (one delivered while its span ran).
+HAVING (x.trace_id, x.span_id, x.delegate) NOT IN (SELECT trace_id, parent_id, agent FROM s WHERE type = {AGENT})
+    OR countIf(arrayExists(t -> t >= ch.ts AND t <= ch.end_ts, o.out_ts)) > 0
 """),
     Detector(
         t.PREMATURE_TERMINATION, "premature_termination",
@@ -560,71 +614,117 @@ FROM (
 """),
     Detector(
         "missing-compensation", "missing_compensation",
-        signal="a failed span (not retried successfully) after successful side effects in the same "
-               "action (same parent, its children, or the same agent) that no compensation span undid",
-        needs="side-effect markers on tool spans; compensation spans with handoff.compensation.of",
-        blind_spots="side effects not marked; rollbacks recorded as ordinary tool calls",
+        signal="a failure that broke off an action (a failed side-effecting step, a failed agent or "
+               "hand-off, or a failed read-only call its action did not carry on past) after "
+               "successful side effects in that action (same parent and before it, its children, or "
+               "the same agent one level up) that no compensation span undid; a failure is recovered, "
+               "and needs none, when a later attempt of its retry chain succeeded or the same task was "
+               "handed again to the same delegate and completed; a cancelled span did not fail",
+        needs="side-effect markers on tool spans; compensation spans with handoff.compensation.of; "
+              "retry_of on retries",
+        blind_spots="side effects not marked; rollbacks recorded as ordinary tool calls; a fallback "
+                    "for a failed side-effecting step or hand-off (another tool, another delegate)",
         sql=f"""
-SELECT f.trace_id AS trace_id, argMin(f.span_id, f.ts) AS span_id, argMin(f.agent, f.ts) AS agent,
-    argMin(f.step, f.ts) AS step, 0.9 AS confidence,
-    format('{{}} failed at step {{}} ({{}}) after {{}} side effect(s) nobody undid: {{}}',
-        argMin(if(f.agent != '', f.agent, f.name), f.ts), toString(argMin(f.step, f.ts)),
-        substring(argMin(f.error, f.ts), 1, 120), toString(uniqExact(se.span_id)),
-        arrayStringConcat(groupUniqArray(concat(se.tool, '@', toString(se.step))), ', ')) AS evidence
-FROM s AS f
-INNER JOIN s AS se ON se.trace_id = f.trace_id
-LEFT JOIN (SELECT DISTINCT trace_id, compensation_of FROM s WHERE compensation_of != '') AS comp
-    ON comp.trace_id = se.trace_id AND comp.compensation_of = se.span_id
-LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed) AS rt
-    ON rt.trace_id = f.trace_id AND rt.retry_of = f.span_id
-WHERE f.failed AND f.type IN ({TOOL}, {AGENT}, {DELEGATION}) AND se.type = {TOOL} AND se.side_effect
-    AND NOT se.failed AND se.ts < f.ts AND se.span_id != f.span_id
-    AND (se.parent_id = f.parent_id OR se.parent_id = f.span_id OR (se.agent = f.agent AND f.agent != ''))
-    AND comp.compensation_of = '' AND rt.retry_of = ''
-GROUP BY f.trace_id
+SELECT trace_id, argMin(span_id, k) AS span_id, argMin(agent, k) AS agent, argMin(step, k) AS step,
+    0.9 AS confidence, argMin(evidence, k) AS evidence
+FROM (
+    SELECT f.trace_id AS trace_id, f.span_id AS span_id, (any(f.end_ts), any(f.ts)) AS k, any(f.step) AS step,
+        if(any(f.type) = {DELEGATION} AND any(f.delegate) != '', any(f.delegate), any(f.agent)) AS agent,
+        format('{{}} failed{{}} at step {{}} ({{}}) after {{}} side effect(s) nobody undid: {{}}',
+            if(any(f.type) = {DELEGATION} AND any(f.delegate) != '', any(f.delegate), if(any(f.agent) != '', any(f.agent), any(f.name))),
+            if(any(f.type) = {DELEGATION} AND any(f.delegate) != '',
+               concat(' task ', if(any(f.task) != '', substring(any(f.task), 1, 80), any(f.task_hash)), ' for ', any(f.delegator)), ''),
+            toString(any(f.step)), substring(any(f.error), 1, 120), toString(uniqExact(se.span_id)),
+            arrayStringConcat(arrayMap(x -> x.2, arraySort(groupUniqArray((se.ts, concat(se.tool, '@', toString(se.step)))))),
+                              ', ')) AS evidence
+    FROM (
+        SELECT f.trace_id AS trace_id, f.span_id AS span_id, f.parent_id AS parent_id, p.parent_id AS grand_id,
+            f.ts AS ts, f.end_ts AS end_ts, f.step AS step, f.type AS type, f.agent AS agent, f.name AS name,
+            f.error AS error, f.delegator AS delegator, f.delegate AS delegate, f.task AS task, f.task_hash AS task_hash
+        FROM s AS f
+        LEFT JOIN {_PARENTS} AS p ON p.trace_id = f.trace_id AND p.span_id = f.parent_id
+        -- A read-only call that failed changed nothing: if its action carried on past it (a
+        -- fallback, the next step), it was handled.
+        LEFT JOIN (SELECT trace_id, parent_id, max(ts) AS last FROM s
+                   WHERE NOT failed AND type IN ({TOOL}, {AGENT}, {DELEGATION})
+                       AND parent_id IN (SELECT parent_id FROM s WHERE failed AND type = {TOOL} AND NOT side_effect)
+                   GROUP BY trace_id, parent_id) AS later
+            ON later.trace_id = f.trace_id AND later.parent_id = f.parent_id
+        LEFT JOIN (SELECT trace_id, groupArray(span_id) AS ids FROM {_REDELEGATED} GROUP BY trace_id) AS rd
+            ON rd.trace_id = f.trace_id
+        WHERE f.failed AND f.type IN ({TOOL}, {AGENT}, {DELEGATION}) AND NOT match(f.error, '{CANCELLED}')
+            AND NOT (f.type = {TOOL} AND NOT f.side_effect AND later.last >= f.end_ts)
+            AND (f.trace_id, f.span_id) NOT IN {_RETRIED_OK}
+            -- The hand-off was done again and completed: it, and what failed in it, are recovered.
+            AND NOT hasAny(rd.ids, [f.span_id, f.parent_id, p.parent_id])
+    ) AS f
+    INNER JOIN (
+        SELECT se.trace_id AS trace_id, se.span_id AS span_id, se.parent_id AS parent_id, p.parent_id AS grand_id,
+            se.ts AS ts, se.agent AS agent, se.tool AS tool, se.step AS step
+        FROM s AS se
+        LEFT JOIN (SELECT DISTINCT trace_id, compensation_of FROM s WHERE compensation_of != '') AS comp
+            ON comp.trace_id = se.trace_id AND comp.compensation_of = se.span_id
+        -- One level up only where a failure's grandparent is: the same agent's other turns there.
+        LEFT JOIN (SELECT trace_id, span_id, parent_id FROM s WHERE type = {AGENT}
+                       AND parent_id IN (SELECT parent_id FROM {_PARENTS})) AS p
+            ON p.trace_id = se.trace_id AND p.span_id = se.parent_id
+        WHERE se.type = {TOOL} AND se.side_effect AND NOT se.failed AND comp.compensation_of = ''
+            AND se.trace_id IN {_FAILING_TRACES}
+    ) AS se ON se.trace_id = f.trace_id
+    WHERE se.span_id != f.span_id
+        AND ((se.parent_id = f.parent_id AND se.ts < f.ts) OR se.parent_id = f.span_id
+             OR (se.agent = f.agent AND f.agent != '' AND se.grand_id = f.grand_id AND f.grand_id != ''
+                 AND se.ts < f.ts))
+    GROUP BY f.trace_id, f.span_id
+)
+GROUP BY trace_id
 """),
     Detector(
         "restart-instead-of-resume", "restart_instead_of_resume",
         signal="after a checkpoint and a failure (not retried successfully), work completed before "
-               "the checkpoint (same delegated task, or same tool call) is done again with no resume "
-               "event in between",
+               "that checkpoint (same delegated task, or same tool call) is done again with no resume "
+               "event in between; any checkpoint of the run counts, and each step done again once",
         needs="handoff.checkpoint events; handoff.resume events or handoff.resume.checkpoint_id",
         blind_spots="a restart written to a new trace or run",
         sql=f"""
-SELECT y.trace_id AS trace_id, argMin(y.span_id, y.ts) AS span_id, argMin(y.agent, y.ts) AS agent,
-    argMin(y.step, y.ts) AS step, 0.9 AS confidence,
+SELECT trace_id, argMin(redo, at) AS span_id, argMin(who, at) AS agent, argMin(redo_step, at) AS step,
+    0.9 AS confidence,
     format('after a failure at step {{}}, {{}} step(s) finished before checkpoint {{}} were done again (first: {{}} at step {{}}) instead of resuming from it',
-        toString(any(fl.step)), toString(count()), any(cp.checkpoint_id), argMin(y.what, y.ts),
-        toString(argMin(y.step, y.ts))) AS evidence
+        toString(argMin(why.2, at)), toString(count()), argMin(why.1, at), argMin(what, at),
+        toString(argMin(redo_step, at))) AS evidence
 FROM (
-    SELECT trace_id, span_id, ts, end_ts, step, failed,
-        if(type = {DELEGATION}, delegator, agent) AS agent,
-        if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
-    FROM s
-    WHERE ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
-        AND trace_id IN {_CHECKPOINTED_TRACES}
-) AS y
-INNER JOIN (SELECT trace_id, min(ts) AS ts, any(checkpoint_id) AS checkpoint_id FROM checkpoints
-            GROUP BY trace_id) AS cp ON cp.trace_id = y.trace_id
-INNER JOIN (SELECT f.trace_id AS trace_id, f.ts AS ts, f.step AS step FROM s AS f
-            LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed
-                       AND trace_id IN {_CHECKPOINTED_TRACES}) AS rt
-                ON rt.trace_id = f.trace_id AND rt.retry_of = f.span_id
-            WHERE f.failed AND f.type != {RUN} AND rt.retry_of = ''
-                AND f.trace_id IN {_CHECKPOINTED_TRACES}) AS fl
-    ON fl.trace_id = y.trace_id
-INNER JOIN (
-    SELECT trace_id, span_id, end_ts,
-        if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
-    FROM s WHERE NOT failed AND ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
-        AND trace_id IN {_CHECKPOINTED_TRACES}
-) AS done ON done.trace_id = y.trace_id AND done.what = y.what
-LEFT JOIN (
-    SELECT trace_id, ts FROM resumes
-    UNION ALL SELECT trace_id, ts FROM s WHERE resumed_from != ''
-) AS rs ON rs.trace_id = y.trace_id AND rs.ts >= fl.ts AND rs.ts <= y.ts
-WHERE fl.ts > cp.ts AND done.end_ts <= cp.ts AND y.ts > fl.ts AND rs.trace_id = ''
-GROUP BY y.trace_id
+    -- One row per step done again: the latest checkpoint it was done before, and the first
+    -- failure after that checkpoint.
+    SELECT y.trace_id AS trace_id, y.span_id AS redo, any(y.ts) AS at, any(y.agent) AS who,
+        any(y.step) AS redo_step, any(y.what) AS what,
+        argMax((cp.checkpoint_id, fl.step), (cp.ts, -toUnixTimestamp64Nano(fl.ts))) AS why
+    FROM (
+        SELECT trace_id, span_id, ts, end_ts, step, failed,
+            if(type = {DELEGATION}, delegator, agent) AS agent,
+            if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
+        FROM s
+        WHERE ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
+            AND trace_id IN {_CHECKPOINTED_TRACES}
+    ) AS y
+    INNER JOIN (SELECT trace_id, ts, checkpoint_id FROM checkpoints) AS cp ON cp.trace_id = y.trace_id
+    INNER JOIN (SELECT f.trace_id AS trace_id, f.ts AS ts, f.step AS step FROM s AS f
+                WHERE f.failed AND f.type != {RUN} AND f.trace_id IN {_CHECKPOINTED_TRACES}
+                    AND (f.trace_id, f.span_id) NOT IN {_RETRIED_OK}) AS fl
+        ON fl.trace_id = y.trace_id
+    INNER JOIN (
+        SELECT trace_id, span_id, end_ts,
+            if(type = {DELEGATION}, concat('task ', task_hash, ' to ', delegate), concat(tool, ' ', args_hash)) AS what
+        FROM s WHERE NOT failed AND ((type = {DELEGATION} AND task_hash != '') OR (type = {TOOL} AND args_hash != ''))
+            AND trace_id IN {_CHECKPOINTED_TRACES}
+    ) AS done ON done.trace_id = y.trace_id AND done.what = y.what
+    LEFT JOIN (
+        SELECT trace_id, ts FROM resumes
+        UNION ALL SELECT trace_id, ts FROM s WHERE resumed_from != ''
+    ) AS rs ON rs.trace_id = y.trace_id AND rs.ts >= fl.ts AND rs.ts <= y.ts
+    WHERE fl.ts > cp.ts AND done.end_ts <= cp.ts AND y.ts > fl.ts AND rs.trace_id = ''
+    GROUP BY y.trace_id, y.span_id
+)
+GROUP BY trace_id
 """),
     Detector(
         "unapproved-high-stakes-action", "unapproved_high_stakes",

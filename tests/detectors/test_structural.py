@@ -282,8 +282,23 @@ def test_a_failed_check_is_resolved_by_the_same_check_passing_the_fix_not_by_ano
         spec_fixed = _fix_after_a_failed_check("requirements check", spec="requirements check")
         linted = _fix_after_a_failed_check("lint")
         spec_formatted = _fix_after_a_failed_check("format", spec="requirements check")
+        with sdk.run("fixed in a new hand-off") as refixed:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("coder", task="implement parser") as d:
+                    with sdk.agent("coder", role="worker"):
+                        first = d.output("v1", tokens=100, unit_complete=True)
+                    with sup.verify("unit tests", target=first, coverage=1.0) as v:
+                        v.verdict("fail")
+                    d.decision("rejected", output=first, reason="2 tests fail")
+                with sup.delegate("coder", task="fix the parser", consumes=[first]) as d:
+                    with sdk.agent("coder", role="worker"):
+                        fixed_again = d.output("v2", tokens=100, unit_complete=True)
+                    with sup.verify("unit tests", target=fixed_again, coverage=1.0) as v:
+                        v.verdict("pass")
+                    d.decision("accepted", output=fixed_again)
+            refixed.terminate("all tasks done", success_claimed=True, agent="supervisor")
     codes = {rid: {f.code for f in fs} for rid, fs in _findings(store).items()}
-    assert codes[fixed] == set() and codes[spec_fixed] == set()
+    assert codes[fixed] == set() and codes[spec_fixed] == set() and codes[refixed.run_id] == set()
     assert codes[linted] == {"FM-3.1"} and codes[spec_formatted] == {"FM-3.1", "FM-1.1"}
 
 
@@ -379,3 +394,274 @@ def test_an_approval_given_after_the_action_does_not_approve_it(store: Store, tr
     codes = _codes(store)
     assert "unapproved-high-stakes-action" in codes[late.run_id]
     assert "unapproved-high-stakes-action" not in codes[first.run_id]
+
+
+# --- recovered failures, and evidence that says what happened (sweep 2) -------------------------
+
+def _side_effect_then(name: str, body) -> str:
+    """A run: the supervisor makes a side effect, then ``body(sup)`` runs; returns the run id."""
+    with sdk.run(name) as run:
+        with sdk.agent("supervisor", role="supervisor", model="gpt-4o") as sup:
+            with sup.tool("write_file", {"p": "plan.md"}, side_effect=True, target="plan.md"):
+                pass
+            body(sup)
+        run.terminate("all tasks done", success_claimed=True, agent="supervisor")
+    return run.run_id
+
+
+def _attempts(sup, chained: bool, side_effect: bool) -> None:
+    """Attempts 1 and 2 fail, 3 succeeds; each retry names the first attempt, or the one before."""
+    with sup.tool("upload", {"f": 1}, side_effect=side_effect, target="bucket") as first:
+        first.error("503")
+    with sup.tool("upload", {"f": 1}, side_effect=side_effect, target="bucket", retry_of=first, attempt=2) as second:
+        second.error("503")
+    with sup.tool("upload", {"f": 1}, side_effect=side_effect, target="bucket",
+                  retry_of=second if chained else first, attempt=3):
+        pass
+
+
+def _delegation_crashes(sup, again: bool = True) -> None:
+    try:
+        with sup.delegate("coder", task="implement parser"):
+            with sdk.agent("coder", role="worker"):
+                raise RuntimeError("rate limited")
+    except RuntimeError:
+        pass
+    if again:
+        with sup.delegate("coder", task="implement parser") as d:
+            with sdk.agent("coder", role="worker"):
+                out = d.output("parser", tokens=10, unit_complete=True)
+            with sup.verify("unit tests", target=out) as v:
+                v.verdict("pass")
+            d.decision("accepted", output=out)
+
+
+def _fallback(sup, fallback: bool = True) -> None:
+    try:
+        with sup.tool("web_search", {"q": "error 42"}):
+            raise ConnectionError("search API down")
+    except ConnectionError:
+        pass
+    if fallback:
+        with sup.tool("docs_search", {"q": "error 42"}):
+            pass
+
+
+def _cancelled(sup) -> None:
+    import asyncio
+    try:
+        with sup.delegate("slow", task="look up order 9"):
+            with sdk.agent("slow", role="worker"):
+                raise asyncio.CancelledError()
+    except asyncio.CancelledError:
+        pass
+
+
+def test_a_recovered_failure_needs_no_compensation(store: Store, traced) -> None:
+    # Retries chained or naming the first attempt, a task handed again to the same delegate, a
+    # read-only call its action carried on past, a cancelled hedge: each read as an abandoned
+    # action (missing-compensation on ordinary runs).
+    with traced():
+        recovered = [
+            _side_effect_then("retries name the first", lambda sup: _attempts(sup, False, True)),
+            _side_effect_then("retries chained", lambda sup: _attempts(sup, True, True)),
+            _side_effect_then("read-only retries", lambda sup: _attempts(sup, True, False)),
+            _side_effect_then("delegated again", _delegation_crashes),
+            _side_effect_then("fallback", _fallback),
+            _side_effect_then("cancelled", _cancelled),
+        ]
+        abandoned = _side_effect_then("gave up after a read-only failure", lambda sup: _fallback(sup, False))
+        crashed = _side_effect_then("not delegated again", lambda sup: _delegation_crashes(sup, False))
+    found = _findings(store)
+    for rid in recovered:
+        assert "missing-compensation" not in {f.code for f in found[rid]}, rid
+    [gave_up] = [f for f in found[abandoned] if f.code == "missing-compensation"]
+    assert "write_file@" in gave_up.evidence
+    # The delegate crashed: the finding names it, not the delegator whose side effect stands.
+    [f] = [f for f in found[crashed] if f.code == "missing-compensation"]
+    assert f.agent == "coder" and f.evidence.startswith("coder failed"), f.evidence
+    assert "supervisor" in f.evidence
+
+
+def test_missing_compensation_lists_only_side_effects_before_the_failure(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("two failures") as run:
+            with sdk.agent("mailer", role="worker") as a:
+                for u in (1, 2):
+                    with a.tool("create_user", {"u": u}, side_effect=True, target=f"user{u}") as made:
+                        pass
+                    with a.tool("send_welcome", {"u": u}, side_effect=True, target=f"mail{u}") as mail:
+                        mail.error("smtp down")
+                    if u == 1:
+                        first, first_made = mail, made
+            run.terminate("failed", success_claimed=False, agent="mailer")
+    [f] = [f for f in _findings(store)[run.run_id] if f.code == "missing-compensation"]
+    assert f.span_id == first.span_id
+    assert f.evidence.endswith(f"1 side effect(s) nobody undid: create_user@{first_made.step}"), f.evidence
+
+
+def test_overwrite_evidence_counts_the_outputs_before_the_decision(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("overwrite while streaming") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("writer", task="write chapter 1") as d:
+                    with sdk.agent("writer", role="worker"):
+                        o1 = d.output("para 1", tokens=100)
+                    d.decision("overwrote", output=o1, result="mine", reason="impatient")
+                    with sdk.agent("writer", role="worker"):
+                        d.output("para 2", tokens=1000)
+                        d.output("para 3", tokens=1000, unit_complete=True)
+            run.terminate("done", success_claimed=True, agent="supervisor")
+    [f] = [f for f in _findings(store)[run.run_id] if f.code == "overwrite"]
+    assert "after 1 output(s), 100 tokens, before its first logical unit" in f.evidence, f.evidence
+
+
+def test_ignored_input_evidence_counts_the_outputs_used_later(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("ignored") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                outs = {}
+                for worker in ("w_x", "w_a", "w_b"):
+                    with sup.delegate(worker, task=f"task {worker}") as d:
+                        with sdk.agent(worker, role="worker"):
+                            outs[worker] = d.output(worker, tokens=10, unit_complete=True)
+                        with sup.verify("review", target=outs[worker]) as v:
+                            v.verdict("pass")
+                        d.decision("accepted", output=outs[worker])
+                    if worker == "w_x":
+                        with sup.llm(input_tokens=300, output_tokens=10, consumes=[outs["w_x"]]):
+                            pass
+                with sup.llm(input_tokens=300, output_tokens=10, consumes=[outs["w_b"]]):
+                    pass
+            run.terminate("done", success_claimed=True, agent="supervisor")
+    [f] = [f for f in _findings(store)[run.run_id] if f.code == "FM-2.5"]
+    assert f.evidence.endswith("it later used 1 other output(s)"), f.evidence
+
+
+def test_a_reviewer_beside_the_delegate_is_no_reasoning_action_mismatch(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("reviewer decides") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("coder", task="implement parser") as d:
+                    with sdk.agent("coder", role="worker"):
+                        out = d.output("code", tokens=100, unit_complete=True)
+                    with sdk.agent("reviewer", role="reviewer") as r:
+                        with r.verify("code review", target=out) as v:
+                            v.verdict("pass")
+                    d.decision("accepted", output=out)
+            run.terminate("done", success_claimed=True, agent="supervisor")
+        with sdk.run("someone else did it") as other:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("coder", task="implement parser") as d:
+                    with sdk.agent("helper", role="worker"):
+                        out = d.output("code", tokens=100, unit_complete=True)
+                    d.decision("accepted", output=out)
+            other.terminate("done", success_claimed=True, agent="supervisor")
+    codes = _codes(store)
+    assert "FM-2.6" not in codes[run.run_id] and "FM-2.6" in codes[other.run_id]
+
+
+def test_restart_after_any_checkpoint_counted_once_per_step(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("second checkpoint") as second:
+            with sdk.agent("ops") as ops:
+                with ops.tool("fetch", {"page": 1}):
+                    pass
+                second.checkpoint("cp1")
+                with ops.tool("fetch", {"page": 2}):
+                    pass
+                second.checkpoint("cp2")
+                with ops.tool("parse", {"page": 2}) as p:
+                    p.error("parser crashed")
+                with ops.tool("fetch", {"page": 2}) as again:
+                    pass
+            second.terminate("stopped", success_claimed=False)
+        with sdk.run("two failures") as two:
+            with sdk.agent("ops") as ops:
+                with ops.tool("fetch", {"page": 1}):
+                    pass
+                two.checkpoint("cp1")
+                for i in range(2):
+                    with ops.tool("parse", {"page": 1, "try": i}) as p:
+                        p.error("parser crashed")
+                with ops.tool("fetch", {"page": 1}):
+                    pass
+            two.terminate("stopped", success_claimed=False)
+    found = _findings(store)
+    [f] = [f for f in found[second.run_id] if f.code == "restart-instead-of-resume"]
+    assert f.span_id == again.span_id and "checkpoint cp2" in f.evidence, f.evidence
+    [f] = [f for f in found[two.run_id] if f.code == "restart-instead-of-resume"]
+    assert " 1 step(s) finished before checkpoint cp1" in f.evidence, f.evidence
+
+
+def test_conformity_reads_the_family_of_provider_prefixed_model_ids(store: Store, traced) -> None:
+    with traced():
+        runs = {}
+        for author in ("us.meta.llama3-1-70b-instruct-v1:0", "us.anthropic.claude-3-haiku-20240307-v1:0"):
+            with sdk.run("bedrock") as run:
+                with sdk.agent("supervisor", role="supervisor",
+                               model="us.anthropic.claude-3-5-sonnet-20241022-v2:0") as sup:
+                    with sup.delegate("worker", task="job") as d:
+                        with sdk.agent("worker", role="worker", model=author):
+                            out = d.output("r", tokens=10, unit_complete=True)
+                        d.decision("accepted", output=out)
+                    with sup.verify("integration", target=out) as v:
+                        v.verdict("fail")
+                run.terminate("stopped", success_claimed=False, agent="supervisor")
+            runs[author] = run.run_id
+    codes = _codes(store)
+    assert "conformity" not in codes[runs["us.meta.llama3-1-70b-instruct-v1:0"]]
+    assert "conformity" in codes[runs["us.anthropic.claude-3-haiku-20240307-v1:0"]]
+
+
+@pytest.mark.parametrize("chained", [False, True])
+def test_a_failure_retried_successfully_later_in_its_chain_is_no_cascade_root(
+        chained: bool, store: Store, traced) -> None:
+    # Attempts 1 and 2 fail, 3 succeeds: the failed attempt no successful retry named directly
+    # made the worker's output erroneous, and the next worker's own failure a cascade from it.
+    with traced():
+        with sdk.run("retried upstream") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("fetcher", task="fetch the data") as d:
+                    with sdk.agent("fetcher", role="worker") as w:
+                        _attempts(w, chained, False)
+                        out = d.output("data", tokens=10, unit_complete=True)
+                    d.decision("accepted", output=out)
+                try:
+                    with sup.delegate("analyst", task="analyse it", consumes=[out]):
+                        with sdk.agent("analyst", role="worker"):
+                            raise ValueError("bad input")
+                except ValueError:
+                    pass
+            run.terminate("failed", success_claimed=False, agent="supervisor")
+    assert "error-cascade" not in _codes(store)[run.run_id]
+
+
+def test_missing_compensation_scope_is_the_action_not_the_run(store: Store, traced) -> None:
+    # The same agent in another turn of the same hand-off is the same action; its side effect in
+    # an earlier, completed hand-off is not (the same-agent clause took in the whole run).
+    with traced():
+        with sdk.run("two turns") as same:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("deployer", task="deploy") as d:
+                    with sdk.agent("deployer", role="worker") as w:
+                        with w.tool("create_db", {"n": 1}, side_effect=True, target="db"):
+                            pass
+                    with sdk.agent("deployer", role="worker") as w:
+                        with w.tool("migrate", {"n": 1}, side_effect=True, target="db") as mig:
+                            mig.error("migration failed")
+            same.terminate("failed", success_claimed=False, agent="supervisor")
+        with sdk.run("earlier hand-off") as earlier:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                for task in ("create the db", "migrate it"):
+                    with sup.delegate("deployer", task=task) as d:
+                        with sdk.agent("deployer", role="worker") as w:
+                            with w.tool(task, {"n": 1}, side_effect=True, target="db") as t:
+                                if task == "migrate it":
+                                    t.error("migration failed")
+                            out = d.output("done", tokens=1, unit_complete=True)
+                        d.decision("accepted", output=out)
+            earlier.terminate("failed", success_claimed=False, agent="supervisor")
+    codes = _codes(store)
+    assert "missing-compensation" in codes[same.run_id]
+    assert "missing-compensation" not in codes[earlier.run_id]

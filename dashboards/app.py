@@ -40,9 +40,10 @@ else:
             st.Page(HERE / "compare_page.py", title="Compare", icon="⚖️", url_path="compare"),
         ],
     })
-    ui.sidebar_filters()
 
 try:
+    if has_runs:
+        ui.sidebar_filters()  # reads the store too: a store gone since the last page fails here
     page.run()
 except HandoffsError as exc:
     st.error(f"The store could not answer this page: {exc}")

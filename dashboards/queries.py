@@ -143,10 +143,17 @@ fa AS (
     FROM rf GROUP BY run_id
 ),
 g AS (
-    SELECT run_id, count() AS gate_checks, countIf(verdict = {{fail:String}}) AS gate_failed,
-           countIf(verdict = {{warn:String}}) AS gate_warned
-    FROM {GATE_TABLE} FINAL ARRAY JOIN run_ids AS run_id
-    WHERE has({{runs:Array(String)}}, run_id)
+    -- The latest gate that judged the run decides, as a build re-run turns green in CI: counted
+    -- over every gate, one that failed once stayed failed whatever judged it since.
+    SELECT run_id, argMax(checks, at) AS gate_checks, argMax(failed, at) AS gate_failed,
+           argMax(warned, at) AS gate_warned
+    FROM (
+        SELECT run_id, gate_id, max(evaluated_at) AS at, count() AS checks,
+               countIf(verdict = {{fail:String}}) AS failed, countIf(verdict = {{warn:String}}) AS warned
+        FROM {GATE_TABLE} FINAL ARRAY JOIN run_ids AS run_id
+        WHERE has({{runs:Array(String)}}, run_id)
+        GROUP BY run_id, gate_id
+    )
     GROUP BY run_id
 ),
 d AS (SELECT DISTINCT trace_id FROM {DETECTED_TABLE} WHERE trace_id IN {{traces:Array(String)}}),
@@ -172,7 +179,9 @@ SELECT base.run_id AS run_id,
        coalesce(s.error_spans, 0) AS error_spans,
        coalesce(fa.findings, 0) AS findings, coalesce(fa.blocking, 0) AS blocking, fa.codes AS codes,
        coalesce(g.gate_checks, 0) AS gate_checks, coalesce(g.gate_failed, 0) AS gate_failed,
-       coalesce(g.gate_warned, 0) AS gate_warned, d.trace_id != '' AS detected,
+       -- NULL where no row joined (join_use_nulls): != '' would be NULL, which pandas reads as
+       -- NaN, which is true, and every run never judged showed as passed.
+       coalesce(g.gate_warned, 0) AS gate_warned, d.trace_id IS NOT NULL AS detected,
        {_METRIC_SELECT}
 FROM (SELECT arrayJoin(arrayZip({{runs:Array(String)}}, {{traces:Array(String)}})) AS pair,
              pair.1 AS run_id, pair.2 AS trace_id) AS base

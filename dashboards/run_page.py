@@ -55,7 +55,7 @@ if wanted and wanted not in set(recent["run_id"]):
     # project's: a dashboard pinned to one project must not show the others by URL.
     linked = ui.q("runs", project, run=wanted, limit=1, trend=False)
     if not linked.empty:
-        st.caption(f"Run `{wanted}` is opened by its link: it is not among the {len(recent)} latest runs "
+        st.caption(f"Run {ui.code(wanted)} is opened by its link: it is not among the {len(recent)} latest runs "
                    "of the sidebar's time window that the picker lists.")
     recent = pd.concat([linked, recent], ignore_index=True)
 if recent.empty:
@@ -63,18 +63,22 @@ if recent.empty:
     st.stop()
 ids = list(recent["run_id"])
 if wanted and wanted not in ids:
-    st.warning(f"No run `{wanted}` in this {'project' if project else 'store'}; showing the latest run instead.")
+    st.warning(f"No run {ui.code(wanted)} in this {'project' if project else 'store'}; showing the latest run instead.")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0)
-st.query_params["run"] = run_id
+if not wanted or wanted in ids or run_id != ids[0]:
+    # An unknown id keeps its URL until another run is picked: rewritten to the fallback, a
+    # reload or a shared link showed that run with no warning.
+    st.query_params["run"] = run_id
 run = ui.q("runs", project, run=run_id, limit=1, trend=False).iloc[0]
 
-st.subheader(f"{ui.status_label(run['status'])} · {run_id}")
-st.caption(f"status from {run['status_from']} · project {run['project'] or '–'} · system "
-           f"{run['system'] or '–'} · topology {run['topology'] or '–'} · trace `{run['trace_id']}`")
+st.subheader(f"{ui.status_label(run['status'])} · {ui.literal(run_id)}")
+st.caption(f"status from {run['status_from']} · project {ui.literal(run['project'] or '–')} · system "
+           f"{ui.literal(run['system'] or '–')} · topology {ui.literal(run['topology'] or '–')} · "
+           f"trace {ui.code(run['trace_id'])}")
 # When, commit and branch as text, which wraps; tiles only for figures: a tile cuts its value
 # short ("2026-1…", "aaaaa…") as soon as the window is narrower than the widest screens.
 st.markdown(f"**When** {pd.Timestamp(run['started_at']):%Y-%m-%d %H:%M:%S} · **Commit** "
-            f"`{run['commit'] or '–'}` · **Branch** `{run['branch'] or '–'}`")
+            f"{ui.code(run['commit'] or '–')} · **Branch** {ui.code(run['branch'] or '–')}")
 cols = st.columns(3)
 cols[0].metric("Duration", ui.fmt_duration(run["duration_s"]))
 cols[1].metric("Tokens", f"{int(run['tokens'] or 0):,}")
@@ -97,7 +101,7 @@ with checks_tab:
         gate = gates[0] if len(gates) == 1 else st.selectbox(
             f"Gate ({len(gates)} judged this run, the latest first)", gates,
             format_func=lambda g: f"{pd.Timestamp(gate_at[g]):%Y-%m-%d %H:%M} · {policy[g]} · {g}")
-        st.markdown(f"**Gate checks** · {policy[gate]} · {pd.Timestamp(gate_at[gate]):%Y-%m-%d %H:%M} · "
+        st.markdown(f"**Gate checks** · {ui.literal(policy[gate])} · {pd.Timestamp(gate_at[gate]):%Y-%m-%d %H:%M} · "
                     f"gate `{gate}`")
         shown = checks[checks["gate_id"] == gate]
         icons = {FAIL: "❌ ", WARN: "⚠️ ", PASS: "✅ "}
@@ -118,10 +122,10 @@ with checks_tab:
         for i, f in findings.head(MAX_FINDINGS).iterrows():
             icon = "❌" if f["blocking"] else "⚠️"
             step = "" if pd.isna(f["step"]) else f" · step {int(f['step'])}"
-            with st.expander(f"{icon} {f['code']} {f['name']} · {f['agent'] or 'no agent'}{step} · "
+            with st.expander(f"{icon} {f['code']} {f['name']} · {ui.literal(f['agent'] or 'no agent')}{step} · "
                              f"confidence {f['confidence']:.0%}", expanded=i == 0):
-                st.markdown(f"**Evidence:** {f['evidence']}")
-                st.caption(f"{f['category']} · span `{f['span_id']}` · detector {f['detector']} "
+                st.markdown(f"**Evidence:** {ui.literal(f['evidence'])}")
+                st.caption(f"{f['category']} · span {ui.code(f['span_id'])} · detector {f['detector']} "
                            f"{f['detector_version']}")
                 ctx = finding_context(spans, f)
                 if ctx.empty:

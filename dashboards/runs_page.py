@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import streamlit as st
 
 from handoffs import taxonomy as T
@@ -39,7 +41,8 @@ st.altair_chart(charts.runs_timeline(runs), width="stretch", theme="streamlit")
 
 table = runs.assign(
     status=runs["status"].map(ui.status_label),
-    link="run?run=" + runs["run_id"],
+    # Encoded: a run id holding & # + % or ? opened another run (or none).
+    link="run?run=" + runs["run_id"].map(lambda run_id: quote(run_id, safe="")),
     tokens=runs["tokens"].fillna(0).astype(int),
     findings=runs["findings"].fillna(0).astype(int),
     trend=runs["trend"].map(list),

@@ -8,6 +8,7 @@ URL and the query's parameters, so moving between pages does not re-run the same
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any, Final
 
@@ -33,6 +34,28 @@ STATUS_LABELS: Final[dict[str, str]] = {
     "passed": "✅ passed",
     "not checked": "⏳ not checked",
 }
+# What starts Markdown inline (emphasis, code, links and images, HTML and entities, tables,
+# strike-through) and Streamlit's own (`$` LaTeX, `:red[...]` colours, `:emoji:`). Line-start
+# marks (#, -, +, 1.) need none: these texts are set inside a line.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]!<>$:&|~])")
+
+
+def literal(text: object) -> str:
+    """``text`` to be shown as written inside Markdown. Agent names, run ids and evidence come
+    from traces: read as Markdown, a finding's text could render an image that calls a URL,
+    links, LaTeX or colours."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def code(text: object) -> str:
+    """``text`` as inline code, fenced by more backticks than it holds so none ends it early."""
+    text = str(text)
+    if "`" not in text:
+        return f"`{text}`"
+    fence = "`" * (max(len(run) for run in re.findall("`+", text)) + 1)
+    return f"{fence} {text} {fence}"  # the spaces let a backtick begin or end it
+
+
 # One colour per status, legible on light and dark backgrounds.
 STATUS_COLORS: Final[dict[str, str]] = {
     "failed": "#e5484d", "warning": "#f5a524", "passed": "#30a46c", "not checked": "#8b8d98",
@@ -87,7 +110,7 @@ def sidebar_filters() -> None:
     projects = options["projects"]
     with st.sidebar:
         if pinned:
-            st.caption(f"Project: `{pinned}`")
+            st.caption(f"Project: {code(pinned)}")
         elif len(projects) > 1:
             st.selectbox("Project", [""] + projects, key="project",
                          format_func=lambda p: p or "all projects")

@@ -259,3 +259,54 @@ def test_a_link_opens_its_run_outside_the_window_and_the_picker_follows_the_wind
     picker = next(box for box in at.selectbox if box.label == "Run")
     assert picker.value == "old-0" and "old-1" not in picker.options  # the window's runs, and the linked one
     assert "is opened by its link" in text_of(at)
+
+
+def test_text_from_traces_is_shown_as_written_not_as_markdown(app_url: str, store: Store) -> None:
+    import pyarrow as pa
+
+    from handoffs.store import schema
+
+    # A finding's evidence quotes what agents wrote: read as Markdown it rendered an image that
+    # called a URL (a beacon), links, LaTeX and colours.
+    evidence = "reason: ![pix](http://127.0.0.1:9/t.png) $x$ and :red[red] **bold** <b>x</b>"
+    mode = T.BY_CODE[T.STEP_REPETITION]
+    store.insert(schema.FINDINGS_TABLE, pa.table({
+        "project": [PROJECT], "run_id": [BAD.run_id], "trace_id": [BAD.trace_id], "code": [mode.code],
+        "name": [mode.name], "category": [mode.category], "agent": ["**boss**"],
+        "step": pa.array([9], pa.int32()), "span_id": ["0" * 16], "confidence": [0.95],
+        "evidence": [evidence], "detector": ["seed"], "detector_version": ["0"]}))
+    at = page("run_page.py", run=BAD.run_id)
+    shown = [m.value for m in at.markdown if "Evidence" in m.value and "pix" in m.value]
+    assert shown == [r"**Evidence:** reason\: \!\[pix\](http\://127.0.0.1\:9/t.png) \$x\$ and \:red\[red\] "
+                     r"\*\*bold\*\* \<b\>x\</b\>"]
+    assert any(e.label.startswith(r"❌ FM-1.3 Step repetition · \*\*boss\*\*") for e in at.expander)
+
+
+def test_a_store_that_fails_after_the_first_query_is_a_message_not_a_traceback(
+        app_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.dashboards import queries
+    from handoffs.errors import StoreError
+
+    # Deleted while the dashboard ran: its state still answered (from part metadata), then the
+    # sidebar's query raised outside the page's error handling, and every page was a traceback.
+    def gone(*args: object, **kwargs: object) -> None:
+        raise StoreError("query failed on the embedded store: FILE_DOESNT_EXIST")
+
+    monkeypatch.setattr(queries, "filter_options", gone)
+    at = page()
+    assert not at.exception
+    assert any("The store could not answer this page: query failed" in str(e.value) for e in at.error)
+
+
+def test_a_runs_link_encodes_its_id(app_url: str, store: Store) -> None:
+    # "run?run=" + id: an id holding ? & # + or % opened another run, or none.
+    old_runs(store, "a/<b>?x=1&y=#0+%", 1, first_trace=500)
+    table = page().dataframe[0].value.set_index("run_id")
+    assert table.loc["a/<b>?x=1&y=#0+%-0", "link"] == "run?run=a%2F%3Cb%3E%3Fx%3D1%26y%3D%230%2B%25-0"
+
+
+def test_an_unknown_run_id_keeps_its_url_while_the_latest_run_is_shown(app_url: str) -> None:
+    # The URL was rewritten to the fallback run: a reload or a shared link showed it, unwarned.
+    at = page("run_page.py", run="does-not-exist")
+    assert any("No run `does-not-exist`" in str(w.value) for w in at.warning)
+    assert at.query_params["run"] == "does-not-exist"

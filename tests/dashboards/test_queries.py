@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from dashboard_seed import BAD, RUNS, seed
+from dashboard_seed import BAD, PROJECT, RUNS, seed
 
 from handoffs import taxonomy as T
 from handoffs.dashboards import queries
@@ -111,3 +111,31 @@ def test_a_commits_runs_are_the_ones_the_gate_judges(store: Store) -> None:
                                      C.RUN_ID: f"t-{i}"})
     store.insert_spans(batch)
     assert sorted(queries.runs_of_commit(store, "", "f" * 40)) == ["t-0", "t-1", "t-2"]
+
+
+def test_a_runs_status_follows_the_latest_gate_that_judged_it(store: Store) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from handoffs.gate.policy import FAIL, PASS
+
+    seed(store)  # run-bad: g0 passed, then g1 failed an hour later
+    status = queries.runs(store, run_ids=[BAD.run_id], limit=1).iloc[0]
+    assert (status["status"], status["status_from"]) == ("failed", "gate")
+    # Gated again and passed (a re-run, a lenient policy): the latest gate decides, as in CI.
+    store.insert(schema.GATE_TABLE, pa.table({
+        "project": [PROJECT], "gate_id": ["g2"], "policy": ["handoffs.toml"], "check_name": ["x"],
+        "severity": [FAIL], "verdict": [PASS], "value": [0.0], "limit_value": [0.0], "baseline": [None],
+        "run_ids": [[BAD.run_id]], "commit": [BAD.commit], "branch": ["main"], "message": ["ok"],
+        "evaluated_at": pa.array([dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)], pa.timestamp("ms"))}))
+    again = queries.runs(store, run_ids=[BAD.run_id], limit=1).iloc[0]
+    assert (again["status"], again["gate_checks"], again["gate_failed"]) == ("passed", 1, 0)
+
+
+def test_a_run_the_detectors_never_judged_is_not_checked_not_passed(store: Store) -> None:
+    seed(store)
+    store.command(f"TRUNCATE TABLE {schema.DETECTED_TABLE}")
+    row = queries.runs(store, run_ids=[RUNS[0].run_id], limit=1).iloc[0]
+    # The NULL of the unmatched join read as NaN, which is true: every such run showed passed.
+    assert (row["status"], bool(row["detected"])) == ("not checked", False)

@@ -96,14 +96,22 @@ class Detector:
     sql: str = ""  # empty: judged elsewhere (cascade graph, text models)
 
 
+# Traces with a control transfer left open: the only ones where its target may have taken over.
+_OPEN_TRANSFER_TRACES = f"(SELECT trace_id FROM e WHERE status = {OPEN} AND mode = {TRANSFER})"
+
+# Traces where a check failed: the only ones with a failure to stand (most traces have none).
+_FAILED_CHECK_TRACES = f"(SELECT trace_id FROM v WHERE verdict IN ({FAIL}, {ERROR}))"
+
 # Each verification with what its target is a version of: the hand-off that delivered the
 # output, and the outputs that hand-off was given to revise (``consumes``).
 _VERDICTS = f"""(
     SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.check_name AS check_name, x.ts AS ts,
         x.verdict AS verdict, x.check_target AS target, pr.span_id AS producer, d.input_ids AS revises
-    FROM v AS x
-    LEFT JOIN produced AS pr ON pr.trace_id = x.trace_id AND pr.output_id = x.check_target
-    LEFT JOIN (SELECT trace_id, span_id, input_ids FROM s WHERE type = {DELEGATION}) AS d
+    FROM (SELECT * FROM v WHERE trace_id IN {_FAILED_CHECK_TRACES}) AS x
+    LEFT JOIN (SELECT * FROM produced WHERE trace_id IN {_FAILED_CHECK_TRACES}) AS pr
+        ON pr.trace_id = x.trace_id AND pr.output_id = x.check_target
+    LEFT JOIN (SELECT trace_id, span_id, input_ids FROM s
+               WHERE type = {DELEGATION} AND trace_id IN {_FAILED_CHECK_TRACES}) AS d
         ON d.trace_id = x.trace_id AND d.span_id = pr.span_id
 )"""
 
@@ -463,12 +471,13 @@ FROM terminations AS m
 LEFT JOIN {_TERMINATING} AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
 LEFT JOIN (SELECT x.trace_id AS trace_id,
                groupArray((x.delegate, x.mode = {TRANSFER} AND took.last_turn >= x.ts, onward.last > x.ts)) AS open
-           FROM e AS x
-           LEFT JOIN (SELECT trace_id, agent, max(ts) AS last_turn FROM s WHERE type = {AGENT}
+           FROM (SELECT * FROM e WHERE status = {OPEN}) AS x
+           LEFT JOIN (SELECT trace_id, agent, max(ts) AS last_turn FROM s
+                      WHERE type = {AGENT} AND trace_id IN {_OPEN_TRANSFER_TRACES}
                       GROUP BY trace_id, agent) AS took ON took.trace_id = x.trace_id AND took.agent = x.delegate
-           LEFT JOIN (SELECT trace_id, delegator, max(ts) AS last FROM e GROUP BY trace_id, delegator) AS onward
+           LEFT JOIN (SELECT trace_id, delegator, max(ts) AS last FROM e
+                      WHERE trace_id IN {_OPEN_TRANSFER_TRACES} GROUP BY trace_id, delegator) AS onward
                ON onward.trace_id = x.trace_id AND onward.delegator = x.delegate
-           WHERE x.status = {OPEN}
            GROUP BY x.trace_id) AS o ON o.trace_id = m.trace_id
 LEFT JOIN {_UNRESOLVED_FAILS} AS f ON f.trace_id = m.trace_id
 LEFT JOIN (SELECT x.trace_id AS trace_id, max(x.step) AS step FROM s AS x
@@ -566,9 +575,11 @@ SELECT x.trace_id AS trace_id, argMin(x.span_id, x.ts) AS span_id, x.agent AS ag
         toString(count()), arrayStringConcat(groupUniqArray(x.what), ', ')) AS evidence
 FROM (
     -- The role is the acting agent span's (the delegation's parent): one name may work in one
-    -- role and lead in another within a trace; else any role the name declared in it.
+    -- role and lead in another within a trace; else the first role the name declared in it.
     SELECT a.trace_id AS trace_id, a.span_id AS span_id, a.ts AS ts, a.step AS step, a.agent AS agent,
-        a.other AS other, a.what AS what, if(pa.agent = a.agent AND pa.role != '', pa.role, r.agent_role) AS role
+        a.other AS other, a.what AS what,
+        if(arrayExists(t -> t.1 = a.parent_id, r.roles), arrayFirst(t -> t.1 = a.parent_id, r.roles).2,
+           r.roles[1].2) AS role
     FROM (
         SELECT trace_id, span_id, parent_id, ts, step, delegator AS agent, delegate AS other,
             'delegated work' AS what
@@ -579,10 +590,9 @@ FROM (
         FROM decisions AS d INNER JOIN e AS y ON y.trace_id = d.trace_id AND y.span_id = d.span_id
         WHERE d.agent != ''
     ) AS a
-    LEFT JOIN (SELECT trace_id, span_id, agent, role FROM s WHERE role != '' AND type = {AGENT}) AS pa
-        ON pa.trace_id = a.trace_id AND pa.span_id = a.parent_id
-    LEFT JOIN (SELECT trace_id, agent, any(role) AS agent_role FROM s WHERE role != '' AND agent != ''
-               GROUP BY trace_id, agent) AS r ON r.trace_id = a.trace_id AND r.agent = a.agent
+    INNER JOIN (SELECT trace_id, agent, groupArray((span_id, role)) AS roles FROM s
+                WHERE role != '' AND agent != '' AND type = {AGENT}
+                GROUP BY trace_id, agent) AS r ON r.trace_id = a.trace_id AND r.agent = a.agent
 ) AS x
 LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS first FROM e GROUP BY trace_id, delegator, delegate)
     AS back ON back.trace_id = x.trace_id AND back.delegator = x.other AND back.delegate = x.agent
@@ -641,7 +651,9 @@ FROM (
         SELECT f.trace_id AS trace_id, f.span_id AS span_id, f.parent_id AS parent_id, p.parent_id AS grand_id,
             f.ts AS ts, f.end_ts AS end_ts, f.step AS step, f.type AS type, f.agent AS agent, f.name AS name,
             f.error AS error, f.delegator AS delegator, f.delegate AS delegate, f.task AS task, f.task_hash AS task_hash
-        FROM s AS f
+        -- The failed spans first: the joins below then run over them, not every span.
+        FROM (SELECT * FROM s WHERE failed AND type IN ({TOOL}, {AGENT}, {DELEGATION})
+              AND NOT match(error, '{CANCELLED}')) AS f
         LEFT JOIN {_PARENTS} AS p ON p.trace_id = f.trace_id AND p.span_id = f.parent_id
         -- A read-only call that failed changed nothing: if its action carried on past it (a
         -- fallback, the next step), it was handled.
@@ -652,8 +664,7 @@ FROM (
             ON later.trace_id = f.trace_id AND later.parent_id = f.parent_id
         LEFT JOIN (SELECT trace_id, groupArray(span_id) AS ids FROM {_REDELEGATED} GROUP BY trace_id) AS rd
             ON rd.trace_id = f.trace_id
-        WHERE f.failed AND f.type IN ({TOOL}, {AGENT}, {DELEGATION}) AND NOT match(f.error, '{CANCELLED}')
-            AND NOT (f.type = {TOOL} AND NOT f.side_effect AND later.last >= f.end_ts)
+        WHERE NOT (f.type = {TOOL} AND NOT f.side_effect AND later.last >= f.end_ts)
             AND (f.trace_id, f.span_id) NOT IN {_RETRIED_OK}
             -- The hand-off was done again and completed: it, and what failed in it, are recovered.
             AND NOT hasAny(rd.ids, [f.span_id, f.parent_id, p.parent_id])
@@ -661,15 +672,15 @@ FROM (
     INNER JOIN (
         SELECT se.trace_id AS trace_id, se.span_id AS span_id, se.parent_id AS parent_id, p.parent_id AS grand_id,
             se.ts AS ts, se.agent AS agent, se.tool AS tool, se.step AS step
-        FROM s AS se
+        FROM (SELECT * FROM s WHERE type = {TOOL} AND side_effect AND NOT failed
+              AND trace_id IN {_FAILING_TRACES}) AS se
         LEFT JOIN (SELECT DISTINCT trace_id, compensation_of FROM s WHERE compensation_of != '') AS comp
             ON comp.trace_id = se.trace_id AND comp.compensation_of = se.span_id
         -- One level up only where a failure's grandparent is: the same agent's other turns there.
         LEFT JOIN (SELECT trace_id, span_id, parent_id FROM s WHERE type = {AGENT}
                        AND parent_id IN (SELECT parent_id FROM {_PARENTS})) AS p
             ON p.trace_id = se.trace_id AND p.span_id = se.parent_id
-        WHERE se.type = {TOOL} AND se.side_effect AND NOT se.failed AND comp.compensation_of = ''
-            AND se.trace_id IN {_FAILING_TRACES}
+        WHERE comp.compensation_of = ''
     ) AS se ON se.trace_id = f.trace_id
     WHERE se.span_id != f.span_id
         AND ((se.parent_id = f.parent_id AND se.ts < f.ts) OR se.parent_id = f.span_id

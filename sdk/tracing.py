@@ -577,8 +577,13 @@ class Delegation(_Scope):
     def __init__(self, source: str, target: str, task: str | None = None,
                  mode: str = _DELEGATE,
                  consumes: Iterable[Output | str] | None = None, ambiguous: bool = False) -> None:
-        self.source = source = _named(source, "the delegating agent's name")
-        self.target = target = _named(target, "the delegate's name")
+        # Names that are plain text skip the call: this is the hand-off's hot path.
+        if type(source) is not str or not source or source.isspace():
+            source = _named(source, "the delegating agent's name")
+        if type(target) is not str or not target or target.isspace():
+            target = _named(target, "the delegate's name")
+        self.source = source
+        self.target = target
         self._outputs = 0
         self._decided = False
         self._unit_done = False

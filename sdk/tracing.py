@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import operator
+import threading
 import traceback
 import uuid
 from collections import deque
@@ -390,6 +391,21 @@ def _approval_attributes(action: str, approver: str, decision: str) -> dict[str,
 # first: a second run there starts a trace of its own. Bounded: a process opens runs for ever.
 _RUN_TRACES: dict[int, None] = {}
 _RUN_TRACES_KEPT = 10_000
+_RUN_TRACES_LOCK = threading.Lock()  # runs started at once under one span: one of them is first
+
+
+def _first_run_in(parent: trace.SpanContext) -> bool:
+    """Whether a run opened under ``parent`` is the first in its trace (always, with no parent),
+    noting that the trace now holds one."""
+    if not parent.is_valid:
+        return True
+    with _RUN_TRACES_LOCK:
+        if parent.trace_id in _RUN_TRACES:
+            return False
+        _RUN_TRACES[parent.trace_id] = None
+        if len(_RUN_TRACES) > _RUN_TRACES_KEPT:
+            del _RUN_TRACES[next(iter(_RUN_TRACES))]
+    return True
 
 
 class Run(_Scope):
@@ -421,12 +437,8 @@ class Run(_Scope):
 
     def __enter__(self) -> Run:
         opened_under = trace.get_current_span().get_span_context()
-        if _run_var.get() is _NO_RUN and not (opened_under.is_valid and opened_under.trace_id in _RUN_TRACES):
+        if _run_var.get() is _NO_RUN and _first_run_in(opened_under):
             super().__enter__()
-            if opened_under.is_valid:  # under an application's span: its trace now holds a run
-                _RUN_TRACES[opened_under.trace_id] = None
-                if len(_RUN_TRACES) > _RUN_TRACES_KEPT:
-                    del _RUN_TRACES[next(iter(_RUN_TRACES))]
         else:
             # A run opened inside another run, or a second run under the same application span,
             # is a task of its own: it starts its own trace (detection and the dashboard read one

@@ -635,3 +635,23 @@ def test_a_second_run_under_the_same_application_span_starts_its_own_trace(captu
     assert second.context.trace_id != job_trace and second.parent is None
     assert [link.context.span_id for link in second.links] == [job.get_span_context().span_id]
     assert spans["invoke_agent b"].context.trace_id == second.context.trace_id
+
+
+def test_runs_started_at_once_under_one_application_span_get_one_trace_each(captured: Captured) -> None:
+    tracer = tracing.settings.tracer
+    together = threading.Barrier(4)
+
+    def team(i: int) -> None:
+        together.wait(5)
+        with sdk.run(f"r{i}"), sdk.agent(f"a{i}"):
+            pass
+
+    with tracer.start_as_current_span("batch job") as job:
+        threads = [threading.Thread(target=sdk.propagate(team), args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    runs = [s for s in captured.spans() if s.name.startswith("handoff.run ")]
+    assert len({s.context.trace_id for s in runs}) == 4
+    assert sum(s.context.trace_id == job.get_span_context().trace_id for s in runs) == 1

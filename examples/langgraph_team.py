@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, ToolMessage
@@ -54,6 +54,22 @@ def search(query: str) -> str:
     return "Rayleigh scattering: scattering of light by particles much smaller than its wavelength."
 
 
+def supervisor_node(model: Any) -> Any:
+    """The supervisor: asks its model, and hands off with Command(goto=...) when it calls a
+    transfer_to_<worker> tool (LangGraph's supervisor pattern), else ends the graph."""
+
+    def supervisor(state: MessagesState) -> Any:  # Command(goto=...): its targets are the model's to pick
+        reply = model.invoke(state["messages"])
+        reply.name = "supervisor"
+        if reply.tool_calls:
+            call = reply.tool_calls[0]
+            done = ToolMessage(content="Transferred.", tool_call_id=call["id"], name=call["name"])
+            return Command(goto=call["name"].removeprefix("transfer_to_"), update={"messages": [reply, done]})
+        return Command(goto=END, update={"messages": [reply]})
+
+    return supervisor
+
+
 def build(scenario: str) -> Any:
     """The compiled graph, its models scripted for ``scenario``."""
     final = f"Here is the answer: {RESEARCH}" if scenario == "accept" else REWRITE
@@ -67,17 +83,8 @@ def build(scenario: str) -> Any:
     ])
     researcher = create_react_agent(researcher_model, [search], name="researcher")
 
-    def supervisor(state: MessagesState) -> Command[Literal["researcher", "__end__"]]:
-        reply = supervisor_model.invoke(state["messages"])
-        reply.name = "supervisor"
-        if reply.tool_calls:
-            call = reply.tool_calls[0]
-            done = ToolMessage(content="Transferred.", tool_call_id=call["id"], name=call["name"])
-            return Command(goto=call["name"].removeprefix("transfer_to_"), update={"messages": [reply, done]})
-        return Command(goto=END, update={"messages": [reply]})
-
     graph = StateGraph(MessagesState)
-    graph.add_node("supervisor", supervisor)
+    graph.add_node("supervisor", supervisor_node(supervisor_model))
     graph.add_node("researcher", researcher)
     graph.add_edge(START, "supervisor")
     graph.add_edge("researcher", "supervisor")

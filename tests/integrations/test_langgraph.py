@@ -65,23 +65,11 @@ RED = "Sunsets are red because the blue light is scattered away along the long p
 
 def _team(supervisor_script: list[Any], worker: Any, checkpointer: Any = None) -> Any:
     """A supervisor node handing off to ``writer`` by a transfer call and Command(goto=)."""
-    from langchain_core.messages import ToolMessage
-    from langgraph.graph import END, START, MessagesState, StateGraph
-    from langgraph.types import Command
+    from langgraph.graph import START, MessagesState, StateGraph
 
-    model = _example().ScriptedChatModel(responses=supervisor_script)
-
-    def supervisor(state: MessagesState) -> Any:
-        reply = model.invoke(state["messages"])
-        reply.name = "supervisor"
-        if reply.tool_calls:
-            call = reply.tool_calls[0]
-            done = ToolMessage(content="Transferred.", tool_call_id=call["id"], name=call["name"])
-            return Command(goto=call["name"].removeprefix("transfer_to_"), update={"messages": [reply, done]})
-        return Command(goto=END, update={"messages": [reply]})
-
+    ex = _example()
     graph = StateGraph(MessagesState)
-    graph.add_node("supervisor", supervisor)
+    graph.add_node("supervisor", ex.supervisor_node(ex.ScriptedChatModel(responses=supervisor_script)))
     graph.add_node("writer", worker)
     graph.add_edge(START, "supervisor")
     graph.add_edge("writer", "supervisor")

@@ -538,22 +538,27 @@ def test_exit_with_the_collector_down_waits_at_most_block_timeout_and_says_what_
 
 def test_ctrl_c_while_exit_waits_for_the_collector_gives_up_without_a_traceback(tmp_path: Path) -> None:
     import signal
+    import socket
 
     script = tmp_path / "app.py"
     script.write_text(_DEAD_COLLECTOR_EXIT)
-    child = subprocess.Popen([sys.executable, str(script), f"http://127.0.0.1:{_free_port()}", "300"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert child.stderr is not None
-        seen = []
-        for line in child.stderr:  # wait until the exit hook says it is waiting
-            seen.append(line)
-            if "before exit" in line:
-                break
-        child.send_signal(signal.SIGINT)
-        _, rest = child.communicate(timeout=60)
-    finally:
-        child.kill()
+    # A collector that takes connections and never answers, so the exit hook is still waiting
+    # when Ctrl-C arrives: against a closed port every export failed at once, and on a loaded
+    # machine the wait could end before the signal did.
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:
+        child = subprocess.Popen([sys.executable, str(script), f"http://127.0.0.1:{silent.getsockname()[1]}", "300"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert child.stderr is not None
+            seen = []
+            for line in child.stderr:  # wait until the exit hook says it is waiting
+                seen.append(line)
+                if "before exit" in line:
+                    break
+            child.send_signal(signal.SIGINT)
+            _, rest = child.communicate(timeout=60)
+        finally:
+            child.kill()
     stderr = "".join(seen) + rest
     assert "stopped waiting for the exporter: 5001 span(s) lost in this process" in stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr

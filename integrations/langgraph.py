@@ -85,7 +85,6 @@ def callback(name: str = "langgraph") -> Any:
         def __init__(self) -> None:
             self.runs: dict[UUID, _GraphRun] = {}  # by the graph's root run id: invokes may overlap
             self.node_runs: dict[UUID, UUID] = {}  # node run id -> its graph's root run id
-            self.run_ids: list[str] = []
             self.run_id: str | None = None  # the last one recorded
 
         def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
@@ -184,7 +183,6 @@ def callback(name: str = "langgraph") -> Any:
             for node_run in run.nodes:
                 self.node_runs.pop(node_run, None)
             self.run_id = run.recorder.emit()
-            self.run_ids.append(self.run_id)
 
     return HandoffsCallback()
 

@@ -265,11 +265,11 @@ class _Scope:
         self._attributes = attributes
         self._failed = False
 
-    def __enter__(self) -> Any:
-        return self._open(settings.tracer.start_span(self._name))
-
-    def _open(self, span: Span) -> Any:
-        """Give the started ``span`` this scope's attributes and make it current."""
+    def __enter__(self, span: Span | None = None) -> Any:
+        """Start the span (or take ``span``, started elsewhere: a run's own trace), give it this
+        scope's attributes and make it current."""
+        if span is None:
+            span = settings.tracer.start_span(self._name)
         attributes = self._attributes
         data = span._attributes._dict if type(span) in _TRUSTED_TYPES else _trusted_attributes(span)  # type: ignore[attr-defined]
         # One slot stays free for the attribute a span sets as it closes (delegation status).
@@ -444,7 +444,7 @@ class Run(_Scope):
             # is a task of its own: it starts its own trace (detection and the dashboard read one
             # run per trace), linked to the span it was opened under so either leads to the other.
             links = [trace.Link(opened_under)] if opened_under.is_valid else None
-            self._open(settings.tracer.start_span(self._name, otel_context.Context(), links=links))
+            super().__enter__(settings.tracer.start_span(self._name, otel_context.Context(), links=links))
         if self._user_attributes:
             # validated by OpenTelemetry, unlike ours
             self.span.set_attributes({k: _cut(v) if isinstance(v, str) else v

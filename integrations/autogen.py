@@ -6,8 +6,11 @@
 Every chat message becomes part of its sender's turn; a swarm's ``HandoffMessage`` is a
 delegation; in round-robin and selector chats, which carry no hand-off marker, a change of
 speaker is one (from the last speaker, unless the new speaker is the one who delegated).
-The team's stop reason becomes the run's termination: a message limit or timeout is not a
-claim of success, a stop or termination text is. AutoGen itself is imported only here.
+Agents working inside a participant are not the team's: a SocietyOfMindAgent's inner team is
+not recorded (the society's summary is its answer), and a team taking part as a participant
+speaks through its members' messages, under its own name. The team's stop reason becomes the
+run's termination: a message limit or timeout is not a claim of success, a stop or
+termination text is. AutoGen itself is imported only here.
 """
 
 from __future__ import annotations
@@ -39,6 +42,30 @@ def _next_speaker(team: Any, last: str | None) -> str | None:
     return names[(names.index(last) + 1) % len(names)] if last in names else None
 
 
+def _inner_agents(team: Any) -> dict[str, str | None]:
+    """Agents working inside the team's participants, whose messages the team's stream also
+    carries: each mapped to the participant it works for when its messages are that participant's
+    own (a team taking part as a participant has no voice but its members'), or to None when they
+    are not what the participant delivers (a SocietyOfMindAgent's inner team: its answer is the
+    summary it writes after it)."""
+    inner: dict[str, str | None] = {}
+
+    def visit(member: Any, owner: str | None) -> None:
+        society_team = getattr(member, "_team", None)  # SocietyOfMindAgent's; teams keep ``_participants``
+        for sub in getattr(society_team, "_participants", None) or []:
+            inner.setdefault(sub.name, None)
+            visit(sub, None)
+        for sub in getattr(member, "_participants", None) or []:
+            inner.setdefault(sub.name, owner)
+            visit(sub, owner)
+
+    participants = getattr(team, "_participants", None) or []
+    for participant in participants:
+        visit(participant, participant.name)
+    # A name the outer team also uses is that participant speaking.
+    return {k: v for k, v in inner.items() if k not in {p.name for p in participants}}
+
+
 async def trace(team: Any, task: Any = None, *, name: str | None = None) -> AsyncIterator[Any]:
     """``team.run_stream(task=...)``, recorded: yields the same messages and the final TaskResult."""
     with framework("autogen"):
@@ -54,8 +81,17 @@ async def trace(team: Any, task: Any = None, *, name: str | None = None) -> Asyn
     recorder = Recorder(name or type(team).__name__, topology=_topology(team),
                         implicit_handoffs=not _is_swarm(team))
     calls: dict[str, str] = {}
+    inner = _inner_agents(team)
     try:
         async for item in team.run_stream(task=task):
+            source = getattr(item, "source", None)
+            if source in inner:
+                # Inside a participant: never a hand-off or a stop of the outer team.
+                owner = inner[source]
+                if owner is None or isinstance(item, HandoffMessage | StopMessage):
+                    yield item
+                    continue
+                source = owner
             if isinstance(item, TaskResult):
                 reason = item.stop_reason or "completed"
                 limited = any(x in reason for x in LIMIT_REASONS)
@@ -66,16 +102,16 @@ async def trace(team: Any, task: Any = None, *, name: str | None = None) -> Asyn
             elif isinstance(item, ToolCallExecutionEvent):
                 for done in item.content:
                     if not done.name.startswith(TRANSFER_PREFIX):  # hand-offs come as HandoffMessage
-                        recorder.tool(item.source, done.name, calls.get(done.call_id),
+                        recorder.tool(source, done.name, calls.get(done.call_id),
                                       error=done.content if done.is_error else None)
             elif isinstance(item, HandoffMessage):
-                recorder.handoff(item.source, item.target)
+                recorder.handoff(source, item.target)
             elif isinstance(item, StopMessage):
-                recorder.message(item.source, item.content)
-                recorder.end(item.content or "stop", success_claimed=True, agent=item.source)
-            elif isinstance(item, BaseChatMessage) and item.source != USER:
+                recorder.message(source, item.content)
+                recorder.end(item.content or "stop", success_claimed=True, agent=source)
+            elif isinstance(item, BaseChatMessage) and source != USER:
                 usage = item.models_usage
-                recorder.message(item.source, item.to_model_text(),
+                recorder.message(source, item.to_model_text(),
                                  tokens=usage.completion_tokens if usage is not None else None)
             yield item
     except BaseException as exc:

@@ -8,7 +8,8 @@ node hands off with a ``transfer_to_<node>`` tool call, by returning ``Command(g
 (or several nodes, or ``Send``s: hand-offs that run side by side), or from inside a subgraph
 with ``Command(goto=<node>, graph=Command.PARENT)`` (langgraph-supervisor's hand-off tools); a
 goto that follows a transfer call of the same node counts once. Every ``invoke`` the callback
-sees is a run of its own, recorded when the graph finishes; an error (a recursion limit, an
+sees is a run of its own, recorded when the graph finishes (once, by the first of them, when
+a graph is given several of these callbacks); an error (a recursion limit, an
 exception in a node) ends it without a success claim, a node that raised fails the hand-off it
 was working on, and a hand-off whose target never ran stays open. A graph paused by
 ``interrupt()`` is recorded with a checkpoint instead of a termination; the invoke that resumes
@@ -19,6 +20,7 @@ left open re-opened in it. LangChain is imported only when ``callback`` is calle
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,12 @@ END = "__end__"
 # dropped past this many, so threads never resumed do not accumulate).
 MAX_PAUSED = 1000
 _paused: OrderedDict[str, list[tuple[str, str, str | None, str]]] = OrderedDict()
+# Graph runs being recorded, by root run id, and the callback recording each: a graph given two
+# of these callbacks (in config and bound with ``with_config``, or ``invoke`` on a config that
+# already has one) shows both the same run id, and only the first records it. Async runs call
+# the callbacks from a thread pool, hence the lock.
+_recording: dict[UUID, object] = {}
+_recording_lock = threading.Lock()
 
 
 def _messages(update: Any) -> list[Any]:
@@ -91,6 +99,9 @@ def callback(name: str = "langgraph") -> Any:
                            parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None,
                            **kwargs: Any) -> None:
             if parent_run_id is None:
+                with _recording_lock:
+                    if _recording.setdefault(run_id, self) is not self or run_id in self.runs:
+                        return
                 thread = (metadata or {}).get("thread_id")
                 run = _GraphRun(Recorder(name, topology="centralized"),
                                 f"langgraph:{thread}" if thread is not None else f"langgraph:{run_id}")
@@ -113,7 +124,7 @@ def callback(name: str = "langgraph") -> Any:
                     _pause(run)
                 else:
                     run.recorder.end("completed", success_claimed=True)
-                self._finish(run)
+                self._finish(run_id, run)
 
         def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
             node, run = self._node(run_id)
@@ -127,7 +138,7 @@ def callback(name: str = "langgraph") -> Any:
             elif run_id in self.runs:
                 run = self.runs.pop(run_id)
                 run.recorder.end(type(error).__name__, success_claimed=False, error=str(error) or type(error).__name__)
-                self._finish(run)
+                self._finish(run_id, run)
 
         def _node(self, run_id: UUID) -> tuple[str | None, _GraphRun | None]:
             root = self.node_runs.pop(run_id, None)
@@ -179,7 +190,9 @@ def callback(name: str = "langgraph") -> Any:
                         run.calls[str(call["id"])] = recorded
             return handed
 
-        def _finish(self, run: _GraphRun) -> None:
+        def _finish(self, run_id: UUID, run: _GraphRun) -> None:
+            with _recording_lock:
+                _recording.pop(run_id, None)
             for node_run in run.nodes:
                 self.node_runs.pop(node_run, None)
             self.run_id = run.recorder.emit()

@@ -24,14 +24,19 @@ from handoffs import conventions as c
 from handoffs import sdk
 from handoffs.errors import UsageError
 
-# A reply that shares at least this much of its vocabulary with the worker's output (Jaccard
-# on word sets) is an edit of it; below, a reply at least MIN_REPLACEMENT times the output's
-# length is a replacement (overwrite); a shorter one (an acknowledgement) leaves it standing.
+# A reply that shares at least this much of its vocabulary with the worker's output (Jaccard on
+# words, and character pairs of unspaced script) is an edit of it; below, a reply at least
+# MIN_REPLACEMENT times the output's length is a replacement (overwrite); a shorter one (an
+# acknowledgement) leaves it standing.
 MODIFIED_SIMILARITY = 0.5
 MIN_REPLACEMENT = 0.5
 # Framework markers that are not part of the text an agent delivers.
-_MARKERS = re.compile(r"\b(TERMINATE|APPROVE)\b")
-_WORD = re.compile(r"\w+")
+_MARKERS = frozenset({"TERMINATE", "APPROVE"})
+# Scripts written without spaces between words (kana, CJK ideographs): no word boundary to find,
+# so each character is a token. Hangul is spaced, so it counts as words.
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+_RUN = re.compile(rf"([{_UNSPACED}]+)|([^\W{_UNSPACED}]+)")
+
 
 @contextmanager
 def framework(extra: str) -> Iterator[None]:
@@ -43,24 +48,43 @@ def framework(extra: str) -> Iterator[None]:
                          f"pip install 'handoffs[{extra}]'") from exc
 
 
+def _runs(text: str) -> list[tuple[str, bool]]:
+    """Lower-cased runs of word characters, markers dropped, each with whether it is unspaced script."""
+    return [(unspaced or word.lower(), bool(unspaced))
+            for unspaced, word in _RUN.findall(text) if word not in _MARKERS]
+
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(_MARKERS.sub(" ", text).lower())
+    """The tokens of ``text``: its words, and each character of unspaced script."""
+    return [token for run, unspaced in _runs(text) for token in (run if unspaced else (run,))]
+
+
+def _vocabulary(text: str) -> set[str]:
+    """What similarity compares: words, and for unspaced script the pairs of adjacent characters
+    (a single character, like "the", is shared by any two texts of the language)."""
+    found: set[str] = set()
+    for run, unspaced in _runs(text):
+        if unspaced and len(run) > 1:
+            found.update(run[i:i + 2] for i in range(len(run) - 1))
+        else:
+            found.add(run)
+    return found
 
 
 def judge(output: str, reply: str) -> c.DecisionAction:
     """What the delegating agent did with ``output``, judged from its next ``reply``.
 
-    Accepted when the reply contains the output or only acknowledges it; modified when it
-    reworks it (shares most of its words); overwrote when it delivers a text of its own of
-    comparable size in place of it.
+    Accepted when the reply contains the output (as whole tokens: "42" is not in "1425") or
+    only acknowledges it; modified when it reworks it (shares most of its vocabulary); overwrote
+    when it delivers a text of its own of comparable size in place of it.
     """
     out_words, reply_words = _words(output), _words(reply)
     if not out_words or not reply_words:
         return c.DecisionAction.ACCEPTED
-    if " ".join(out_words) in " ".join(reply_words):
+    # Tokens hold no spaces: padded with them, a substring match starts and ends on token bounds.
+    if f" {' '.join(out_words)} " in f" {' '.join(reply_words)} ":
         return c.DecisionAction.ACCEPTED
-    a, b = set(out_words), set(reply_words)
+    a, b = _vocabulary(output), _vocabulary(reply)
     if len(a & b) / len(a | b) >= MODIFIED_SIMILARITY:
         return c.DecisionAction.MODIFIED
     if len(reply_words) >= MIN_REPLACEMENT * len(out_words):

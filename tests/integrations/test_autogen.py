@@ -97,3 +97,56 @@ def test_a_swarm_worker_that_raised_fails_its_delegation(traced):
         asyncio.run(handoffs_autogen.run(team, task="Write the draft."))
     assert [(r["target"], r["status"]) for r in delegations(traced)] == [("writer", "failed")]
     assert t.PREMATURE_TERMINATION not in detected_codes(traced)
+
+
+def _inner_team(name: str | None = None) -> object:
+    """A writer and an editor in a round-robin of their own, done when the editor approves."""
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.conditions import TextMentionTermination
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    ex = example("autogen_team")
+    return RoundRobinGroupChat([AssistantAgent("writer", model_client=ex._client([ex.DRAFT])),
+                                AssistantAgent("editor", model_client=ex._client(["Fine as it is. APPROVE"]))],
+                               termination_condition=TextMentionTermination("APPROVE"), name=name)
+
+
+def test_a_society_of_mind_is_one_worker_answering_with_its_summary(traced):
+    """The society's inner team speaks in the outer stream too: its agents are not the outer team's."""
+    from autogen_agentchat.agents import AssistantAgent, SocietyOfMindAgent
+    from autogen_agentchat.conditions import TextMentionTermination
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    from handoffs.integrations import autogen as handoffs_autogen
+
+    from .conftest import turns
+
+    ex = example("autogen_team")
+    summary = "Summary: air molecules scatter blue light far more than red, so the sky looks blue."
+    society = SocietyOfMindAgent("society", team=_inner_team(), model_client=ex._client([summary]))
+    supervisor = AssistantAgent("supervisor", model_client=ex._client([ex.ASK, f"Here it is: {summary} TERMINATE"]))
+    team = RoundRobinGroupChat([supervisor, society], termination_condition=TextMentionTermination("TERMINATE"))
+    result = asyncio.run(handoffs_autogen.run(team, task=ex.TASK))
+    assert [m.source for m in result.messages] == ["user", "supervisor", "writer", "editor", "society", "supervisor"]
+
+    rows = delegations(traced)
+    assert [(r["source"], r["target"], r["status"]) for r in rows] == [("supervisor", "society", "completed")]
+    assert rows[0]["outputs"] == [summary] and rows[0]["decisions"] == ["accepted"]
+    assert [x["agent"] for x in turns(traced)] == ["supervisor", "society", "supervisor"]
+
+
+def test_a_team_taking_part_in_a_team_speaks_through_its_members(traced):
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.conditions import TextMentionTermination
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    from handoffs.integrations import autogen as handoffs_autogen
+
+    ex = example("autogen_team")
+    supervisor = AssistantAgent("supervisor", model_client=ex._client([ex.ASK, ex.REWRITE]))
+    team = RoundRobinGroupChat([supervisor, _inner_team("writers")],
+                               termination_condition=TextMentionTermination("TERMINATE", sources=["supervisor"]))
+    asyncio.run(handoffs_autogen.run(team, task=ex.TASK))
+    rows = delegations(traced)
+    assert [(r["source"], r["target"], r["status"]) for r in rows] == [("supervisor", "writers", "completed")]
+    assert rows[0]["outputs"][0] == ex.DRAFT

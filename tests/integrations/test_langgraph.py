@@ -134,6 +134,27 @@ def test_one_callback_for_two_invokes_records_two_runs(traced):
     assert [x["success"] for x in terminations(traced)] == ["true", "true"]
 
 
+def test_a_graph_given_the_callback_twice_records_one_run(traced):
+    from langchain_core.messages import AIMessage
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    def team(i: int) -> Any:
+        return _team([_transfer(), AIMessage(content=f"run {i}: {BLUE}")], _writer)
+
+    # Two callbacks in one config; invoke() adding its own to a config that has one; a callback
+    # bound with with_config and another in the config.
+    team(0).invoke({"messages": [("user", "q")]},
+                   config={"callbacks": [handoffs_langgraph.callback(), handoffs_langgraph.callback()]})
+    handoffs_langgraph.invoke(team(1), {"messages": [("user", "q")]},
+                              config={"callbacks": [handoffs_langgraph.callback()]})
+    team(2).with_config(callbacks=[handoffs_langgraph.callback()]).invoke(
+        {"messages": [("user", "q")]}, config={"callbacks": [handoffs_langgraph.callback()]})
+    rows = delegations(traced)
+    assert len(rows) == 3 and len({r["trace"] for r in rows}) == 3
+    assert len(terminations(traced)) == 3
+
+
 def test_a_handoff_tool_commanding_the_parent_graph_is_a_delegation(traced):
     """langgraph-supervisor's pattern: a ReAct supervisor whose transfer tool returns
     Command(goto=..., graph=Command.PARENT); then it writes over the researcher's answer."""

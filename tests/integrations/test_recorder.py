@@ -23,6 +23,19 @@ def test_judge_tells_acceptance_edits_and_replacements_apart():
         is c.DecisionAction.OVERWROTE
 
 
+def test_judge_matches_whole_tokens_and_reads_unspaced_scripts_by_character():
+    # An output found only inside longer words of the reply was not kept: the reply replaced it.
+    assert judge("42", "The answer is 1425, by my own calculation.") is c.DecisionAction.OVERWROTE
+    assert judge("no", "I know a better plan: ship on Friday after the review.") is c.DecisionAction.OVERWROTE
+    assert judge("42", "It is 42, as computed.") is c.DecisionAction.ACCEPTED
+    # Chinese has no spaces: one term changed is an edit, an unrelated text of the same
+    # length a replacement, the output quoted before a marker an acceptance.
+    blue = "天空是蓝色的，因为瑞利散射使蓝光散射得更多。"
+    assert judge(blue, blue.replace("瑞利", "米氏")) is c.DecisionAction.MODIFIED
+    assert judge(blue, "海洋是蓝色的，因为它反射了天空的颜色，而且水本身也吸收红光。") is c.DecisionAction.OVERWROTE
+    assert judge(blue, f"答案：{blue}TERMINATE") is c.DecisionAction.ACCEPTED
+
+
 def test_transfer_and_return_is_one_delegation_judged_by_the_next_reply(traced):
     r = Recorder("swarm")
     r.message("supervisor", "")

@@ -20,7 +20,7 @@ def ranking(title: str, frame: pd.DataFrame, category: str, value: str, what: st
                                        value.replace("_", " "), ",.2g"),
                     width="stretch", theme="streamlit")
     labels = {column: column.replace("_", " ") for column in frame.columns}  # not runs_affected
-    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+    st.dataframe(frame, hide_index=True, width="stretch", placeholder=ui.MISSING, column_config={
         **labels, "overwrite_rate": st.column_config.NumberColumn("overwrite rate", format="percent")})
 
 
@@ -71,4 +71,4 @@ else:
                .agg(runs=("runs", "sum"), total=("total", "sum"), last=("value", "last")))
     summary = summary.assign(mean=summary["total"] / summary["runs"])[["subject", "runs", "mean", "last"]]
     st.dataframe(summary.sort_values("mean", ascending=False), hide_index=True,
-                 width="stretch")
+                 width="stretch", placeholder=ui.MISSING)

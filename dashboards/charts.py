@@ -20,7 +20,10 @@ _STATUS_SCALE = alt.Scale(domain=list(STATUS_COLORS), range=list(STATUS_COLORS.v
 # (without it a five-row heatmap drew its rows 9 px high and dropped their labels).
 _AXES = 60
 _SLANTED = 90  # a heatmap's slanted column labels
-FLAG_COLORS = {"flagged by a finding": "#e5484d", "error status": "#f5a524", "ok": "#3e63dd"}
+# "failed": an error status, or a delegation that says it failed (``queries._FAILED_SQL``).
+FLAG_COLORS = {"flagged by a finding": "#e5484d", "failed": "#f5a524", "ok": "#3e63dd"}
+ROW = 22  # a waterfall row, in pixels
+MAX_NODE_LABEL = 32  # characters of an agent's name drawn in the graph (the tooltip has it all)
 
 
 def mode_label(code: str) -> str:
@@ -35,17 +38,24 @@ def mode_order(codes: list[str]) -> list[str]:
     return sorted(set(codes), key=lambda c: (order.get(c, len(order)), c))
 
 
+def _time_span(times: pd.Series) -> str:
+    first, last = pd.Timestamp(times.min()), pd.Timestamp(times.max())
+    return f"started {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S}"
+
+
 def runs_timeline(runs: pd.DataFrame) -> alt.Chart:
     """Findings per run over time, coloured by status: the build history strip."""
     data = runs[["run_id", "started_at", "status", "findings", "commit", "branch"]].copy()
     data["findings"] = data["findings"].fillna(0)
     return alt.Chart(data).mark_circle(size=140, opacity=0.9).encode(
-        x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M", labelAngle=0)),
+        # Vega's multi-scale labels (each in its tick's unit: "11:50", ":30", ".250") under a
+        # title with the span: a fixed "%m-%d %H:%M" repeated one label at ticks under a minute.
+        x=alt.X("started_at:T", title=_time_span(data["started_at"]), axis=alt.Axis(labelAngle=0)),
         y=alt.Y("findings:Q", title="findings", scale=alt.Scale(domainMin=0, nice=True)),
         color=alt.Color("status:N", scale=_STATUS_SCALE, title="status"),
         tooltip=["run_id", "status", "findings", "commit", "branch",
                  alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M")],
-    ).properties(height=160)
+    ).properties(height=180)
 
 
 def waterfall(spans: pd.DataFrame) -> alt.Chart:
@@ -64,20 +74,24 @@ def waterfall(spans: pd.DataFrame) -> alt.Chart:
         color=alt.Color("flag:N", title=None, legend=alt.Legend(orient="top", direction="vertical"),
                         scale=alt.Scale(domain=list(FLAG_COLORS), range=list(FLAG_COLORS.values()))),
         tooltip=["name", "agent", "status", "flag", alt.Tooltip("duration_ms:Q", format=",.1f")],
-    ).properties(height=_AXES + 22 * len(data))
+    # A height per row: a fixed total fitted the legend and axis in first, and a short trace
+    # kept a few pixels for its bars (and dropped every other label).
+    ).properties(height=alt.Step(ROW))
 
 
 def mode_heatmap(cells: pd.DataFrame, group_title: str, value: str = "share",
-                 value_format: str = ".0%") -> alt.LayerChart:
+                 value_format: str = ".0%", chronological: bool = False) -> alt.LayerChart:
     """MAST's figure: failure modes (rows) by group (columns); a cell is the share of runs
-    with the mode (or another ``value`` column, such as a count of findings)."""
+    with the mode (or another ``value`` column, such as a count of findings). Columns in name
+    order, or ``chronological`` (runs: oldest to newest by ``latest_run``)."""
     data = cells.copy()
     data["mode"] = data["code"].map(mode_label)
     rows = [mode_label(c) for c in mode_order(list(data["code"]))]
     top = float(data[value].max()) if len(data) else 1.0
     domain = [0, 1] if value == "share" else [0, max(top, 1.0)]
     base = alt.Chart(data).encode(
-        x=alt.X("grp:N", title=group_title, axis=alt.Axis(labelAngle=-30, labelLimit=160)),
+        x=alt.X("grp:N", title=group_title, axis=alt.Axis(labelAngle=-30, labelLimit=160),
+                sort=alt.EncodingSortField("latest_run", op="max") if chronological else "ascending"),
         y=alt.Y("mode:N", sort=rows, title=None, axis=alt.Axis(labelLimit=300)),
     )
     rect = base.mark_rect().encode(
@@ -163,11 +177,12 @@ def handoff_graph(edges: pd.DataFrame, cascade_roots: dict[str, int]) -> str:
     agents = sorted(set(edges["source"]) | set(edges["target"]) | set(cascade_roots))
     for agent in agents:
         n = cascade_roots.get(agent, 0)
+        # A long name made a node wider than the chart, and every label shrank to fit it.
+        name = agent if len(agent) <= MAX_NODE_LABEL else agent[:MAX_NODE_LABEL - 1] + "…"
+        attrs = f"label={_quote(name, *([f'{n} cascade root(s)'] if n else []))}, tooltip={_quote(agent)}"
         if n:
-            label = _quote(agent, f"{n} cascade root(s)")
-            lines.append(f'  {_quote(agent)} [label={label}, fillcolor="#e5484d", color="#e5484d"];')
-        else:
-            lines.append(f"  {_quote(agent)};")
+            attrs += ', fillcolor="#e5484d", color="#e5484d"'
+        lines.append(f"  {_quote(agent)} [{attrs}];")
     for e in edges.itertuples(index=False):
         rate = float(e.overwrite_rate)
         label = f"{int(e.delegations)}× · overwrite {rate:.0%}"

@@ -67,28 +67,34 @@ diffs += [compare_share(f"runs with {charts.mode_label(code)}", hits_a.get(code,
 table = pd.DataFrame([d.__dict__ for d in diffs])
 regressed = table[table["verdict"] == "regression"]["figure"].tolist()
 if regressed:
-    st.error(f"B regressed against A on {', '.join(regressed)} (significant at {ALPHA:g}, "
-             "the gate's test).")
+    st.error(f"B (candidate) regressed against A (baseline) on {', '.join(regressed)} "
+             f"(significant at {ALPHA:g}, the gate's test).")
 elif (table["verdict"] == "too few runs").all():
-    st.info(f"{len(sa)} run(s) against {len(sb)}: differences are shown, but the gate decides only "
+    st.info(f"A (baseline) has {len(sa)} run(s), B (candidate) {len(sb)}: differences are shown, "
+            "but the gate decides only "
             f"with at least {MIN_RUNS} runs a side (its default `min_runs`): compare two commits "
             "with that many runs each.")
 elif (table["verdict"] == "too few runs").any():
-    st.success(f"No significant regression of B against A at {ALPHA:g} (the gate's test) where "
+    st.success(f"No significant regression of B (candidate) against A (baseline) at {ALPHA:g} "
+               "(the gate's test) where "
                f"there were {MIN_RUNS} runs a side to judge; the rest is shown without a verdict.")
 else:
-    st.success(f"No significant regression of B against A at {ALPHA:g} (the gate's test).")
+    st.success(f"No significant regression of B (candidate) against A (baseline) at {ALPHA:g} "
+               "(the gate's test).")
 table["verdict"] = table["verdict"].map(VERDICT_ICONS)
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "a": st.column_config.NumberColumn("A", format="%.3f"),
-    "b": st.column_config.NumberColumn("B", format="%.3f"),
-    "worse_by": st.column_config.NumberColumn("B worse by", format="%+.3f"),
+st.dataframe(table, hide_index=True, width="stretch", placeholder=ui.MISSING, column_config={
+    "a": st.column_config.NumberColumn("A (baseline)", format="%.3f"),
+    "b": st.column_config.NumberColumn("B (candidate)", format="%.3f"),
+    "worse_by": st.column_config.NumberColumn(
+        "B worse than A by", format="%+.3f",
+        help="> 0: the candidate is worse than the baseline, in the figure's units"),
     "low": st.column_config.NumberColumn("interval low", format="%+.3f"),
     "high": st.column_config.NumberColumn("interval high", format="%+.3f"),
     "p_value": st.column_config.NumberColumn("p", format="%.3g"),
     "n_a": "runs A", "n_b": "runs B"})
 st.caption("Per-run means compared with Welch's test, shares of runs with a failure mode with "
-           "Fisher's exact test, both one-sided for B worse than A: the gate's own comparisons "
+           "Fisher's exact test, both one-sided for B (candidate) worse than A (baseline): the "
+           "gate's own comparisons "
            "(handoffs.gate.stats).")
 
 st.subheader("Failure modes, side by side")
@@ -99,8 +105,9 @@ else:
     st.altair_chart(charts.side_by_side(both), width="stretch", theme="streamlit")
     wide = (both.pivot_table(index="code", columns="side", values="findings", fill_value=0)
             .reindex(columns=["A", "B"], fill_value=0))
-    st.dataframe(wide.rename(index=charts.mode_label), width="stretch")
+    st.caption("A: the baseline; B: the candidate.")
+    st.dataframe(wide.rename(index=charts.mode_label), width="stretch", placeholder=ui.MISSING)
 
 with st.expander("Per-run figures"):
     st.dataframe(pd.concat([sa.assign(side="A"), sb.assign(side="B")], ignore_index=True),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch", placeholder=ui.MISSING)

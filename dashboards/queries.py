@@ -53,12 +53,15 @@ MAX_TRACE_SPANS: Final = 3000  # a trace view beyond this is unreadable anyway
 # from 0.12 to 0.45 s (BENCHMARKS.md, dashboard); the page says so when the cap applies.
 HEATMAP_RUNS: Final = 5000
 AGENT_MODE_ROWS: Final = 20000  # (day, agent, mode) cells; past it the oldest days are left out
-HEATMAP_GROUPS: Final[dict[str, tuple[str, str]]] = {
-    # heatmap grouping -> (group of a finding, group whose run count is the denominator), SQL
-    # over the runs CTE ``r`` and findings ``f``. A closed set: pages offer these keys only.
-    "system": ("if(r.system != '', r.system, r.service)", "if(r.system != '', r.system, r.service)"),
-    "agent": ("if(f.agent != '', f.agent, '(no agent)')", "''"),  # share of all runs
-    "run": ("r.run_id", "r.run_id"),
+HEATMAP_GROUPS: Final[dict[str, tuple[str, str, str]]] = {
+    # heatmap grouping -> (group of a finding, group whose run count is the denominator, which
+    # groups are shown when there are more than the limit), SQL over the runs CTE ``r``,
+    # findings ``f`` and the ``hits`` per group. A closed set: pages offer these keys only.
+    "system": ("if(r.system != '', r.system, r.service)", "if(r.system != '', r.system, r.service)",
+               "sum(findings)"),
+    "agent": ("if(f.agent != '', f.agent, '(no agent)')", "''", "sum(findings)"),  # share of all runs
+    # The latest runs, as the page's label says (by findings it showed the noisiest ones).
+    "run": ("r.run_id", "r.run_id", "max(latest)"),
 }
 
 # Every page filters runs by project ('' = all) and the start of its window (unix seconds).
@@ -272,6 +275,13 @@ def run_findings(store: Store, run_id: str, trace_id: str) -> pd.DataFrame:
         {"run": run_id, "trace": trace_id, "blocking": BLOCKING_CONFIDENCE})
 
 
+# A span failed, as the detectors read it (``detectors/normalise.py``: ``failed``, and a
+# delegation's ``status``, lower-cased): its status is Error, or the delegation says it failed
+# (the SDK's ``set_status("failed")`` and the collector's normalisation set only that).
+_FAILED_SQL = (f"({SPAN_FAILED_SQL} OR lower(SpanAttributes[{{a_status:String}}]) = "
+               "{failed:String})")
+_FAILED_PARAMS: Final = {"a_status": C.DELEGATION_STATUS, "failed": C.DelegationStatus.FAILED.value}
+
 TRACE_SQL = f"""
 SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name,
        SpanAttributes[{{a_type:String}}] AS span_type,
@@ -280,7 +290,7 @@ SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name,
        SpanAttributes[{{a_target:String}}] AS target,
        toInt32OrNull(SpanAttributes[{{a_step:String}}]) AS step,
        toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration AS duration_ns,
-       StatusCode AS status, StatusMessage AS status_message,
+       StatusCode AS status, StatusMessage AS status_message, {_FAILED_SQL} AS failed,
        toUInt64OrZero(SpanAttributes[{{in_tok:String}}])
            + toUInt64OrZero(SpanAttributes[{{out_tok:String}}]) AS tokens,
        substring(SpanAttributes[{{a_task:String}}], 1, 400) AS task,
@@ -310,7 +320,7 @@ def trace_spans(store: Store, trace_id: str, limit: int = MAX_TRACE_SPANS) -> pd
         "out_tok": C.GEN_AI_USAGE_OUTPUT_TOKENS, "a_task": C.TASK, "a_role": C.MESSAGE_ROLE,
         "a_msg": C.MESSAGE_CONTENT, "a_out": C.OUTPUT_CONTENT, "a_action": C.DECISION_ACTION,
         "a_reason": C.DECISION_REASON,
-    })
+    } | _FAILED_PARAMS)
 
 
 HANDOFF_EDGES_SQL = f"""
@@ -318,7 +328,7 @@ WITH e AS (
     SELECT SpanAttributes[{{a_source:String}}] AS source, SpanAttributes[{{a_target:String}}] AS target,
            arrayExists((n, a) -> n = {{ev_decision:String}} AND a[{{a_action:String}}] IN {{overwrites:Array(String)}},
                        `Events.Name`, `Events.Attributes`) AS overwritten,
-           {SPAN_FAILED_SQL} OR SpanAttributes[{{a_status:String}}] = {{failed:String}} AS failed
+           {_FAILED_SQL} AS failed
     FROM {SPAN_TABLE}
     WHERE TraceId IN {{traces:Array(String)}}
       AND SpanAttributes[{{a_type:String}}] = {{delegation:String}}
@@ -346,10 +356,9 @@ def handoff_edges(store: Store, trace_ids: Sequence[str]) -> pd.DataFrame:
         "traces": list(trace_ids), "a_source": C.SOURCE_AGENT, "a_target": C.TARGET_AGENT,
         "ev_decision": C.EVENT_DECISION, "a_action": C.DECISION_ACTION,
         "overwrites": [C.DecisionAction.OVERWROTE.value],
-        "a_status": C.DELEGATION_STATUS, "failed": C.DelegationStatus.FAILED.value,
         "a_type": C.SPAN_TYPE, "delegation": C.SpanType.DELEGATION.value,
         "cascade": T.ERROR_CASCADE,
-    })
+    } | _FAILED_PARAMS)
 
 
 # --- agents ----------------------------------------------------------------------------------
@@ -470,10 +479,13 @@ def agent_modes(store: Store, project: str, since: int) -> pd.DataFrame:
 
 def mode_heatmap(store: Store, project: str, since: int, by: str, limit: int = 40) -> pd.DataFrame:
     """Share of runs in each group that show each mode (MAST's figure): group x code, over the
-    window's latest ``HEATMAP_RUNS`` runs (``runs_in_group`` says how many a group had)."""
+    window's latest ``HEATMAP_RUNS`` runs (``runs_in_group`` says how many a group had).
+
+    At most ``limit`` groups: the systems or agents with the most findings, or the latest runs
+    with findings (``latest_run``: when a group's latest run started)."""
     if by not in HEATMAP_GROUPS:
         raise ValueError(f"heatmap grouping must be one of {sorted(HEATMAP_GROUPS)}, not {by!r}")
-    group, size_group = HEATMAP_GROUPS[by]
+    group, size_group, top_by = HEATMAP_GROUPS[by]
     return _frame(store, f"""
         WITH r AS (
             SELECT run_id, trace_id, system, service, started_at
@@ -482,16 +494,17 @@ def mode_heatmap(store: Store, project: str, since: int, by: str, limit: int = 4
         ),
         hits AS (
             SELECT {group} AS grp, {size_group} AS size_key, f.code AS code,
-                   uniqExact(r.run_id) AS runs_with_mode, count() AS findings
+                   uniqExact(r.run_id) AS runs_with_mode, count() AS findings,
+                   max(r.started_at) AS latest
             FROM {FINDINGS_TABLE} AS f FINAL
             INNER JOIN r ON (f.run_id = r.run_id OR (f.run_id = '' AND f.trace_id = r.trace_id))
             GROUP BY grp, size_key, code
         ),
         sizes AS (SELECT {size_group} AS size_key, count() AS runs_in_group FROM r GROUP BY size_key),
-        top AS (SELECT grp FROM hits GROUP BY grp ORDER BY sum(findings) DESC LIMIT {{limit:UInt32}})
+        top AS (SELECT grp FROM hits GROUP BY grp ORDER BY {top_by} DESC LIMIT {{limit:UInt32}})
         SELECT hits.grp AS grp, hits.code AS code, hits.runs_with_mode AS runs_with_mode,
                hits.findings AS findings, sizes.runs_in_group AS runs_in_group,
-               hits.runs_with_mode / sizes.runs_in_group AS share
+               hits.runs_with_mode / sizes.runs_in_group AS share, hits.latest AS latest_run
         FROM hits INNER JOIN sizes ON sizes.size_key = hits.size_key
         WHERE hits.grp IN (SELECT grp FROM top)
         ORDER BY grp, code""",

@@ -9,7 +9,6 @@ import streamlit as st
 from handoffs import taxonomy as T
 from handoffs.dashboards import charts, queries, ui
 from handoffs.gate.policy import FAIL, PASS, WARN
-from handoffs.store.spans import ERROR_STATUS_CODES
 
 CONTEXT_STEPS = 2  # a finding's context: spans this many steps before and after it
 MAX_FINDINGS = 50
@@ -89,8 +88,13 @@ checks = ui.q("run_checks", run_id)
 gates = list(dict.fromkeys(checks["gate_id"]))  # the latest first
 findings = ui.q("run_findings", run_id, run["trace_id"])
 spans = ui.q("trace_spans", run["trace_id"])
+# The tab counts the checks of the gate it shows: the one picked inside it, else the latest
+# (it counted the latest whichever was picked).
+gate_key = f"gate:{run_id}"
+shown_gate = st.session_state.get(gate_key) if st.session_state.get(gate_key) in gates else (
+    gates[0] if gates else None)
 checks_tab, trace_tab, graph_tab = st.tabs([
-    f"Checks ({int((checks['gate_id'] == gates[0]).sum()) if gates else 0}) and findings ({len(findings)})",
+    f"Checks ({int((checks['gate_id'] == shown_gate).sum())}) and findings ({len(findings)})",
     f"Trace ({len(spans)} spans)", "Hand-off graph"])
 
 with checks_tab:
@@ -99,7 +103,7 @@ with checks_tab:
         per_gate = checks.groupby("gate_id")[["gate_at", "policy"]].first()
         gate_at, policy = per_gate["gate_at"], per_gate["policy"]
         gate = gates[0] if len(gates) == 1 else st.selectbox(
-            f"Gate ({len(gates)} judged this run, the latest first)", gates,
+            f"Gate ({len(gates)} judged this run, the latest first)", gates, key=gate_key,
             format_func=lambda g: f"{pd.Timestamp(gate_at[g]):%Y-%m-%d %H:%M} · {policy[g]} · {g}")
         st.markdown(f"**Gate checks** · {ui.literal(policy[gate])} · {pd.Timestamp(gate_at[gate]):%Y-%m-%d %H:%M} · "
                     f"gate `{gate}`")
@@ -108,7 +112,7 @@ with checks_tab:
         st.dataframe(shown.assign(verdict=shown["verdict"].map(lambda v: icons.get(v, "") + v))
                      .drop(columns=["gate_id", "gate_at", "evaluated_at", "policy"])
                      .rename(columns={"check_name": "check", "limit_value": "limit"}),
-                     hide_index=True, width="stretch", column_config={
+                     hide_index=True, width="stretch", placeholder=ui.MISSING, column_config={
                          # Figures to 4 significant digits (p-sized values read 1.68e-06, not .00000168).
                          name: st.column_config.NumberColumn(name, format="%.4g")
                          for name in ("value", "limit", "baseline")})
@@ -131,7 +135,7 @@ with checks_tab:
                 if ctx.empty:
                     st.caption("The flagged span is not among this trace's stored spans.")
                 else:
-                    st.dataframe(ctx, hide_index=True, width="stretch")
+                    st.dataframe(ctx, hide_index=True, width="stretch", placeholder=ui.MISSING)
         if len(findings) > MAX_FINDINGS:
             st.caption(f"{len(findings) - MAX_FINDINGS} more findings not shown.")
 
@@ -146,8 +150,8 @@ with trace_tab:
             offset_ms=(tree["start_ns"] - t0) / 1e6,
             end_ms=(tree["start_ns"] + tree["duration_ns"].astype("int64") - t0) / 1e6,
             duration_ms=tree["duration_ns"].astype("int64") / 1e6,
-            flag=["flagged by a finding" if s in flagged else "error status" if st_ in ERROR_STATUS_CODES
-                  else "ok" for s, st_ in zip(tree["span_id"], tree["status"], strict=True)],
+            flag=["flagged by a finding" if s in flagged else "failed" if failed else "ok"
+                  for s, failed in zip(tree["span_id"], tree["failed"], strict=True)],
             label=["· " * d + n + ("  ⚑" if s in flagged else "")
                    for d, n, s in zip(tree["depth"], tree["name"], tree["span_id"], strict=True)],
         )
@@ -155,9 +159,10 @@ with trace_tab:
             st.caption(f"Waterfall of the first {MAX_WATERFALL} of {len(tree)} spans.")
         st.altair_chart(charts.waterfall(tree.head(MAX_WATERFALL)), width="stretch",
                         theme="streamlit")
-        st.dataframe(tree[["label", "agent", "span_type", "step", "status", "duration_ms", "tokens",
-                           "decisions", "message"]].rename(columns={"label": "span"}),
-                     hide_index=True, width="stretch")
+        st.dataframe(tree[["label", "agent", "span_type", "step", "flag", "status", "duration_ms",
+                           "tokens", "decisions", "message"]].rename(columns={"label": "span",
+                                                                              "flag": "state"}),
+                     hide_index=True, width="stretch", placeholder=ui.MISSING)
 
 with graph_tab:
     edges = ui.q("handoff_edges", [run["trace_id"]])
@@ -168,4 +173,4 @@ with graph_tab:
         st.graphviz_chart(charts.handoff_graph(edges, roots), width="stretch")
         st.caption("Edges: delegations, coloured by overwrite rate (green < 20 % ≤ amber < 50 % ≤ "
                    "red). Red agents: roots of error cascades.")
-        st.dataframe(edges, hide_index=True, width="stretch")
+        st.dataframe(edges, hide_index=True, width="stretch", placeholder=ui.MISSING)

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import streamlit as st
 
 from handoffs import taxonomy as T
 from handoffs.dashboards import charts, queries, ui
 
+LIMITS = [50, 100, 200, 500]  # the "Show" choices: runs listed, newest first
+
 st.title("Runs")
 
 project, since = ui.window()
 options = ui.q("filter_options", project)
+ui.from_url("branches", options["branches"], [], multi=True)
+ui.from_url("tag", [""] + options["tags"], "")
+ui.from_url("limit", LIMITS, 100)
 left, mid, right = st.columns([3, 2, 1])
 branches = left.multiselect("Branch", options["branches"], key="branches",
                             placeholder="all branches")
 tag = mid.selectbox("Tag", [""] + options["tags"], key="tag",
                     format_func=lambda t: t or "any tag")
-limit = right.selectbox("Show", [50, 100, 200, 500], index=1, key="limit",
-                        format_func=lambda n: f"latest {n}")
+limit = right.selectbox("Show", LIMITS, key="limit", format_func=lambda n: f"latest {n}")
+for key, default in (("branches", []), ("tag", ""), ("limit", 100)):
+    ui.to_url(key, default)
 
 runs = ui.q("runs", project=project, since=since, branches=branches, tag=tag, limit=limit)
 if runs.empty:
@@ -42,11 +48,14 @@ st.altair_chart(charts.runs_timeline(runs), width="stretch", theme="streamlit")
 table = runs.assign(
     status=runs["status"].map(ui.status_label),
     # Encoded: a run id holding & # + % or ? opened another run (or none).
-    link="run?run=" + runs["run_id"].map(lambda run_id: quote(run_id, safe="")),
+    # With the sidebar's filters: the link opens in a new tab, a session of its own.
+    link="run?" + runs["run_id"].map(
+        lambda run_id: urlencode({"run": run_id, **ui.shared_params()}, quote_via=quote, safe="")),
     tokens=runs["tokens"].fillna(0).astype(int),
     findings=runs["findings"].fillna(0).astype(int),
     trend=runs["trend"].map(list),
 )
+trend_max = max(1, int(table["findings"].max()))
 metric_columns = {
     m: st.column_config.NumberColumn(m.replace("_", " "), format="%.2f") for m in queries.SEED_METRICS
     if table[m].notna().any()
@@ -56,6 +65,7 @@ st.dataframe(
            "tokens", "findings", "trend", *metric_columns]],
     hide_index=True,
     width="stretch",
+    placeholder=ui.MISSING,
     column_config={
         "status": st.column_config.TextColumn("status", help="gate verdict, else from findings"),
         "run_id": st.column_config.TextColumn("run"),
@@ -64,8 +74,11 @@ st.dataframe(
         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.3g"),  # 3 ms is not 0.0
         "tags": st.column_config.ListColumn("tags"),
         "findings": st.column_config.NumberColumn("findings"),
+        # One scale for every row: each scaled to its own maximum, a row of 0s and 1s drew
+        # the same full bars as a row of 0s and 9s.
         "trend": st.column_config.BarChartColumn(
-            "findings, last runs on branch", help=f"the last {queries.TREND_RUNS} runs"),
+            "findings, last runs on branch", y_min=0, y_max=trend_max,
+            help=f"the last {queries.TREND_RUNS} runs, on one scale: 0 to {trend_max} findings"),
         **metric_columns,
     },
 )
@@ -73,7 +86,8 @@ st.dataframe(
 pick, go = st.columns([3, 1], vertical_alignment="bottom")
 labels = dict(zip(runs["run_id"], table["status"], strict=True))
 chosen = pick.selectbox("Open a run", runs["run_id"], format_func=lambda r: f"{r} · {labels[r]}")
-go.page_link("run_page.py", label="Open run detail", icon="🔎", query_params={"run": chosen})
+go.page_link("run_page.py", label="Open run detail", icon="🔎",
+             query_params={"run": chosen, **ui.shared_params()})
 st.caption("Status comes from the gate's checks when the gate evaluated a run; otherwise a "
            f"finding with confidence ≥ {queries.BLOCKING_CONFIDENCE} fails it and weaker "
            "findings only warn (docs/dashboard.md).")

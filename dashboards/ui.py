@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 import pandas as pd
@@ -28,6 +29,10 @@ WINDOWS: Final[dict[str, int | None]] = {
     "last 90 days": 90 * 86_400,
     "all time": None,
 }
+DEFAULT_WINDOW: Final = "all time"
+# A table cell with no value (Streamlit writes "None", which reads as a value called None).
+MISSING: Final = "—"
+MAX_LISTED_PROJECTS: Final = 20
 STATUS_LABELS: Final[dict[str, str]] = {
     "failed": "❌ failed",
     "warning": "⚠️ warning",
@@ -98,24 +103,72 @@ def window() -> tuple[str, int]:
     ``since`` is rounded to the minute so cached results are reused within a minute.
     """
     project = pinned_project() or st.session_state.get("project", "")
-    seconds = WINDOWS.get(st.session_state.get("window", "all time"))
+    seconds = WINDOWS.get(st.session_state.get("window", DEFAULT_WINDOW))
     since = 0 if seconds is None else int(time.time() // 60 * 60) - seconds
     return project, since
 
 
+def from_url(key: str, options: Sequence[Any], default: Any, multi: bool = False) -> None:
+    """Before the widget ``key`` is drawn: its value from the URL's query parameter ``key`` when
+    this session has none yet (a reload or a shared link starts a new session), else
+    ``default``. Values that are not among ``options`` are left out."""
+    if key in st.session_state:
+        return
+    by_text = {str(o): o for o in options}
+    values = [by_text[v] for v in st.query_params.get_all(key) if v in by_text]
+    st.session_state[key] = values if multi else values[0] if values else default
+
+
+def to_url(key: str, default: Any) -> None:
+    """After the widget ``key`` is drawn: its value into the URL, left out while it is the
+    default (so a link carries only what was chosen). Page switches clear the query
+    parameters; every page puts its filters back."""
+    value = st.session_state.get(key, default)
+    if value == default:
+        st.query_params.pop(key, None)
+    else:
+        st.query_params[key] = [str(v) for v in value] if isinstance(value, list) else str(value)
+
+
+def shared_params() -> dict[str, str]:
+    """The sidebar's filters as they stand in the URL, for a link to another page to carry."""
+    return {k: st.query_params[k] for k in ("project", "window") if k in st.query_params}
+
+
+def no_such_project(project: str, projects: Sequence[str]) -> str:
+    """Why a page is empty when its project has no runs, and which projects have some."""
+    known = ", ".join(code(p) for p in projects[:MAX_LISTED_PROJECTS])
+    more = f" and {len(projects) - MAX_LISTED_PROJECTS} more" if len(projects) > MAX_LISTED_PROJECTS else ""
+    return (f"Project {code(project)} has no runs in this store. "
+            + (f"Projects with runs: {known}{more}." if projects else "No project has runs."))
+
+
 def sidebar_filters() -> None:
-    """Project and time window, shared by every page (kept in session state)."""
+    """Project and time window, shared by every page (kept in session state and in the URL)."""
     pinned = pinned_project()
     options = q("filter_options", pinned)
     projects = options["projects"]
+    if pinned and pinned not in projects:
+        # Every page would be empty and advise widening the time window, which cannot help.
+        st.error(f"{no_such_project(pinned, projects)} This dashboard is pinned to it "
+                 "(`handoffs dashboard --project`): start it with one of those, or without `--project`.")
+        st.stop()
+    wanted = st.query_params.get("project", "")
+    if not pinned and "project" not in st.session_state and wanted and wanted not in projects:
+        st.warning(f"{no_such_project(wanted, projects)} Showing all projects.")
+    from_url("project", [""] + projects, "")
+    from_url("window", list(WINDOWS), DEFAULT_WINDOW)
     with st.sidebar:
         if pinned:
             st.caption(f"Project: {code(pinned)}")
         elif len(projects) > 1:
             st.selectbox("Project", [""] + projects, key="project",
                          format_func=lambda p: p or "all projects")
-        st.selectbox("Time window", list(WINDOWS), index=len(WINDOWS) - 1, key="window")
+        st.selectbox("Time window", list(WINDOWS), key="window")
         st.caption(f"Store: `{store().url.redacted()}`")
+    if not pinned:
+        to_url("project", "")
+    to_url("window", DEFAULT_WINDOW)
 
 
 def status_label(status: str) -> str:

@@ -310,3 +310,90 @@ def test_an_unknown_run_id_keeps_its_url_while_the_latest_run_is_shown(app_url: 
     at = page("run_page.py", run="does-not-exist")
     assert any("No run `does-not-exist`" in str(w.value) for w in at.warning)
     assert at.query_params["run"] == "does-not-exist"
+
+
+def test_missing_values_are_a_dash_and_the_sparklines_share_one_scale(app_url: str) -> None:
+    import json
+
+    at = page()
+    runs = at.dataframe[0].proto
+    assert runs.placeholder == "—"  # Streamlit wrote "None" in every empty cell
+    trend = json.loads(runs.columns)["trend"]
+    # Each row scaled to its own maximum: a row of 0s and 1s drew the bars of a row of 0s and 9s.
+    assert (trend["type_config"]["y_min"], trend["type_config"]["y_max"]) == (0, 2)
+    at = page("run_page.py", run=BAD.run_id)
+    assert at.dataframe and all(d.proto.placeholder == "—" for d in at.dataframe)
+
+
+def test_the_checks_tab_counts_the_checks_of_the_gate_it_shows(app_url: str) -> None:
+    at = page("run_page.py", run=BAD.run_id)
+    assert at.tabs[0].label.startswith("Checks (2)")
+    next(box for box in at.selectbox if box.label.startswith("Gate (")).set_value("g0").run()
+    assert at.tabs[0].label.startswith("Checks (1)")  # it still counted the latest gate's two
+
+
+def test_a_delegation_failed_by_its_status_attribute_is_drawn_failed(app_url: str, store: Store) -> None:
+    batch = SpanBatch()
+    ok = RUNS[0]
+    batch.append(trace_id=ok.trace_id, span_id=f"{ok.trace_id[:4]}{99:012x}", name=C.delegation_span_name("tester"),
+                 parent_span_id=f"{ok.trace_id[:4]}{2:012x}", start_ns=time.time_ns(), duration_ns=1,
+                 status_code="Ok", attributes={
+                     C.SPAN_TYPE: C.SpanType.DELEGATION.value, C.SOURCE_AGENT: "planner",
+                     C.TARGET_AGENT: "tester", C.DELEGATION_STATUS: C.DelegationStatus.FAILED.value})
+    store.insert_spans(batch)
+    at = page("run_page.py", run=ok.run_id)
+    tree = next(d.value for d in at.dataframe if "span" in d.value.columns)
+    state = dict(zip(tree["span"].str.split().str[-1], tree["state"], strict=True))
+    assert state["transfer_to_tester"] == "failed"  # it was "ok"
+    assert state["transfer_to_coder"] == "ok"
+    assert '"planner" -> "tester" [label="1× · overwrite 0% · 1 failed"' in at.get("graphviz_chart")[0].proto.spec
+
+
+def test_the_filters_are_kept_in_the_url(app_url: str) -> None:
+    at = page()
+    at.selectbox(key="window").select("last 7 days").run()
+    at.selectbox(key="tag").select("canary").run()
+    assert at.query_params["window"] == "last 7 days" and at.query_params["tag"] == "canary"
+    assert at.dataframe[0].value.loc[0, "link"] == (
+        f"run?run={BAD.run_id}&window=last%207%20days")  # a new tab keeps the window too
+    # A reload or a shared link: a new session, the filters from the URL.
+    fresh = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
+    fresh.query_params.update({"window": "last 7 days", "tag": "canary", "branches": "main"})
+    fresh.run()
+    assert fresh.selectbox(key="window").value == "last 7 days"
+    assert fresh.multiselect(key="branches").value == ["main"]
+    assert list(fresh.dataframe[0].value["run_id"]) == [BAD.run_id]
+    at.selectbox(key="window").select("all time").run()
+    assert "window" not in at.query_params  # the default stays out of links
+
+
+def test_a_project_without_runs_says_so_and_names_the_projects_with_runs(
+        app_url: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.dashboards import ENV_PROJECT
+
+    # Pinned: every page advised widening the time window, which could not help.
+    monkeypatch.setenv(ENV_PROJECT, "nosuch")
+    for name in (None, "run_page.py"):
+        at = page(name)
+        assert [e.value for e in at.error] == [
+            f"Project `nosuch` has no runs in this store. Projects with runs: `{PROJECT}`. This dashboard "
+            "is pinned to it (`handoffs dashboard --project`): start it with one of those, or without "
+            "`--project`."]
+        assert not at.dataframe and "Widen the time window" not in text_of(at)
+    # From a link: said once, then every project is shown.
+    monkeypatch.delenv(ENV_PROJECT)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
+    at.query_params["project"] = "nosuch"
+    at.run()
+    assert any("Project `nosuch` has no runs in this store" in str(w.value) for w in at.warning)
+    assert set(at.dataframe[0].value["run_id"]) == {r.run_id for r in RUNS}
+
+
+def test_the_compare_page_names_the_baseline_and_the_candidate(app_url: str) -> None:
+    at = page("compare_page.py")
+    at.radio[0].set_value("two runs").run()
+    text = text_of(at)
+    assert "A (baseline) has 1 run(s), B (candidate) 1" in text
+    labels = {c["label"] for c in __import__("json").loads(at.dataframe[0].proto.columns).values()
+              if "label" in c}
+    assert {"A (baseline)", "B (candidate)", "B worse than A by"} <= labels

@@ -139,3 +139,34 @@ def test_a_run_the_detectors_never_judged_is_not_checked_not_passed(store: Store
     row = queries.runs(store, run_ids=[RUNS[0].run_id], limit=1).iloc[0]
     # The NULL of the unmatched join read as NaN, which is true: every such run showed passed.
     assert (row["status"], bool(row["detected"])) == ("not checked", False)
+
+
+def test_the_heatmap_by_run_shows_the_latest_runs_not_the_most_flagged(store: Store) -> None:
+    seed(store)
+    # run-bad has the most findings (2), run-new is the latest with any (1): by findings the
+    # page's "run (latest)" column showed run-bad.
+    cells = queries.mode_heatmap(store, "", 0, "run", limit=1)
+    assert set(cells["grp"]) == {RUNS[2].run_id}
+    by_system = queries.mode_heatmap(store, "", 0, "system", limit=1)
+    assert by_system["findings"].sum() == 3  # systems and agents still by findings
+
+
+def test_a_delegation_failed_by_its_attribute_is_failed_in_the_trace_and_graph(store: Store) -> None:
+    import time
+
+    from handoffs import conventions as C
+    from handoffs.store import SpanBatch
+
+    trace, now = "f" * 32, time.time_ns()
+    batch = SpanBatch()
+    for i, status in enumerate(("FAILED", "completed")):
+        # The span's own status is Ok: only the delegation's status says it failed (the SDK's
+        # set_status("failed")); the detectors read that status lower-cased.
+        batch.append(trace_id=trace, span_id=f"{i + 1:016x}", name="transfer_to_coder",
+                     start_ns=now + i, duration_ns=1, status_code="Ok", attributes={
+                         C.SPAN_TYPE: C.SpanType.DELEGATION.value, C.SOURCE_AGENT: "planner",
+                         C.TARGET_AGENT: "coder", C.DELEGATION_STATUS: status})
+    store.insert_spans(batch)
+    spans = queries.trace_spans(store, trace)
+    assert spans["failed"].tolist() == [True, False]
+    assert queries.handoff_edges(store, [trace])["failures"].tolist() == [1]

@@ -7,7 +7,11 @@ CrewAI announces its work on its event bus: each agent execution's output is tha
 message; the coworker tools (``Delegate work to coworker``, ``Ask question to coworker``) are
 delegations the caller awaits, the tool result the worker's deliverable. Handlers of that bus
 run on a thread pool, so events are collected while the crew runs and read in CrewAI's own
-emission order once it is over. A worker's error (which CrewAI hands back as the tool's text)
+emission order once it is over. The bus is shared: ``kickoff`` adds its handlers beside the
+ones already there (CrewAI's console and tracing listeners, your own) and removes only its own;
+each handler keeps only the events of its own kickoff, told apart by the context they were
+emitted from, so crews kicked off together in threads, or one inside a tool of another, are
+runs of their own. A worker's error (which CrewAI hands back as the tool's text)
 fails its delegation; a crew that raises or is interrupted ends the run without a success
 claim, and a delegation that never came back stays open. CrewAI is imported only when ``kickoff`` runs.
 """
@@ -16,6 +20,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from handoffs import conventions as c
@@ -26,6 +33,9 @@ from .recorder import Recorder, framework
 WORKER_ERROR_PREFIX = "Error executing task with agent"
 DELEGATE_TOOLS = frozenset({"delegate work to coworker", "delegate_work_to_coworker",
                             "ask question to coworker", "ask_question_to_coworker"})
+# The kickoff recording the current context. CrewAI runs bus handlers in a copy of the emitting
+# context (and copies it into the threads it starts), so a handler reads here whose event it has.
+_recording: ContextVar[_Collector | None] = ContextVar("handoffs_crewai_recording", default=None)
 
 
 def _args(raw: Any) -> dict[str, Any]:
@@ -52,6 +62,8 @@ class _Collector:
 
     def add(self, kind: str) -> Any:
         def handler(source: Any, event: Any) -> None:
+            if _recording.get() is not self:  # another kickoff's, or no kickoff's
+                return
             seq = getattr(event, "emission_sequence", None)
             stamp = getattr(event, "timestamp", None)
             with self.lock:
@@ -61,7 +73,9 @@ class _Collector:
 
     def replay(self, recorder: Recorder) -> None:
         open_delegations: list[tuple[str, str]] = []
-        for _, _, kind, event in sorted(self.events, key=lambda e: (e[0], e[1])):
+        with self.lock:
+            events = sorted(self.events, key=lambda e: (e[0], e[1]))
+        for _, _, kind, event in events:
             if kind == "tool_started" and str(event.tool_name).lower() in DELEGATE_TOOLS:
                 args = _args(event.tool_args)
                 target = str(args.get("coworker") or "").strip()
@@ -89,6 +103,22 @@ class _Collector:
                 recorder.message(_role(event), str(getattr(event, "output", "") or ""))
 
 
+@contextmanager
+def _listening(bus: Any, collector: _Collector, kinds: dict[str, type]) -> Iterator[None]:
+    """``collector``'s handlers on ``bus`` while the block runs, and this context routed to it."""
+    handlers = [(event_type, collector.add(kind)) for kind, event_type in kinds.items()]
+    for event_type, handler in handlers:
+        bus.on(event_type)(handler)
+    token = _recording.set(collector)
+    try:
+        yield
+    finally:
+        _recording.reset(token)
+        bus.flush()  # the handlers run on CrewAI's thread pool: let them see every event emitted
+        for event_type, handler in handlers:
+            bus.off(event_type, handler)
+
+
 def kickoff(crew: Any, inputs: dict[str, Any] | None = None, *, name: str | None = None) -> Any:
     """``crew.kickoff(inputs=inputs)``, recorded; returns its CrewOutput (or raises its error)."""
     with framework("crewai"):
@@ -103,21 +133,17 @@ def kickoff(crew: Any, inputs: dict[str, Any] | None = None, *, name: str | None
     collector = _Collector()
     recorder = Recorder(name or str(getattr(crew, "name", None) or "crew"),
                         topology="centralized" if "hierarchical" in str(getattr(crew, "process", "")) else None)
-    with crewai_event_bus.scoped_handlers():
-        crewai_event_bus.on(ToolUsageStartedEvent)(collector.add("tool_started"))
-        crewai_event_bus.on(ToolUsageFinishedEvent)(collector.add("tool_finished"))
-        crewai_event_bus.on(ToolUsageErrorEvent)(collector.add("tool_error"))
-        crewai_event_bus.on(AgentExecutionCompletedEvent)(collector.add("agent_completed"))
-        try:
+    kinds = {"tool_started": ToolUsageStartedEvent, "tool_finished": ToolUsageFinishedEvent,
+             "tool_error": ToolUsageErrorEvent, "agent_completed": AgentExecutionCompletedEvent}
+    try:
+        with _listening(crewai_event_bus, collector, kinds):
             result = crew.kickoff(inputs=inputs)
-        except BaseException as exc:
-            # Interrupts too (Ctrl-C, a CI job's timeout): the run that was cut short is the one to see.
-            crewai_event_bus.flush()
-            collector.replay(recorder)
-            recorder.end(type(exc).__name__, success_claimed=False, error=str(exc) or type(exc).__name__)
-            recorder.emit()
-            raise
-        crewai_event_bus.flush()
+    except BaseException as exc:
+        # Interrupts too (Ctrl-C, a CI job's timeout): the run that was cut short is the one to see.
+        collector.replay(recorder)
+        recorder.end(type(exc).__name__, success_claimed=False, error=str(exc) or type(exc).__name__)
+        recorder.emit()
+        raise
     collector.replay(recorder)
     recorder.end("completed", success_claimed=True)
     recorder.emit()

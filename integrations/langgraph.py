@@ -94,11 +94,14 @@ def callback(name: str = "langgraph") -> Any:
             self.runs: dict[UUID, _GraphRun] = {}  # by the graph's root run id: invokes may overlap
             self.node_runs: dict[UUID, UUID] = {}  # node run id -> its graph's root run id
             self.run_id: str | None = None  # the last one recorded
+            # What a graph run's start names as its parent: none for a top-level invoke; invoke()
+            # given a callback manager sets the manager's parent run (a chain group, say).
+            self.root_parent: UUID | None = None
 
         def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
                            parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None,
                            **kwargs: Any) -> None:
-            if parent_run_id is None:
+            if parent_run_id == self.root_parent:
                 with _recording_lock:
                     if _recording.setdefault(run_id, self) is not self or run_id in self.runs:
                         return
@@ -200,9 +203,29 @@ def callback(name: str = "langgraph") -> Any:
     return HandoffsCallback()
 
 
+def _with_handler(callbacks: Any, handler: Any) -> Any:
+    """``callbacks`` in any form LangChain takes (a list, a callback manager, None; a single
+    handler too) with ``handler`` added, as a new list or manager: the caller's is left as it was."""
+    from langchain_core.callbacks import BaseCallbackManager
+
+    if callbacks is None:
+        return [handler]
+    if isinstance(callbacks, list | tuple):
+        return [*callbacks, handler]
+    if isinstance(callbacks, BaseCallbackManager):
+        # A copy keeps the manager's own tags, metadata and parent run; inherited, the handler
+        # also sees the graph's nodes, as one passed in a list does.
+        manager = callbacks.copy()
+        manager.add_handler(handler, inherit=True)
+        return manager
+    return [callbacks, handler]
+
+
 def invoke(graph: Any, inputs: Any, *, name: str = "langgraph", config: dict[str, Any] | None = None,
            **kwargs: Any) -> Any:
     """``graph.invoke(inputs, config)`` with the recording callback added; returns its output."""
+    handler = callback(name)
     config = dict(config or {})
-    config["callbacks"] = [*config.get("callbacks", []), callback(name)]
+    config["callbacks"] = _with_handler(config.get("callbacks"), handler)
+    handler.root_parent = getattr(config["callbacks"], "parent_run_id", None)
     return graph.invoke(inputs, config=config, **kwargs)

@@ -262,3 +262,51 @@ def test_a_worker_node_that_raised_fails_its_delegation(traced):
         handoffs_langgraph.invoke(_team([_transfer(), AIMessage(content=BLUE)], writer), {"messages": [("user", "q")]})
     assert [(r["target"], r["status"]) for r in delegations(traced)] == [("writer", "failed")]
     assert t.PREMATURE_TERMINATION not in detected_codes(traced)
+
+
+@pytest.mark.parametrize("form", ["list", "manager", "handler", "none"])
+def test_invoke_adds_its_callback_to_any_form_of_callbacks_leaving_the_callers_alone(traced, form):
+    """``config["callbacks"]`` may be a list, a CallbackManager, a single handler or None."""
+    from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
+    from langchain_core.messages import AIMessage
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    class Mine(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.graph_runs = 0
+
+        def on_chain_start(self, serialized: Any, inputs: Any, *, parent_run_id: Any = None, **kwargs: Any) -> None:
+            self.graph_runs += parent_run_id is None
+
+    mine = Mine()
+    callbacks: Any = {"list": [mine], "manager": CallbackManager(handlers=[mine], inheritable_handlers=[mine]),
+                      "handler": mine, "none": None}[form]
+    config = {"callbacks": callbacks, "tags": ["mine"]}
+    handoffs_langgraph.invoke(_team([_transfer(), AIMessage(content=f"Here it is: {BLUE}")], _writer),
+                              {"messages": [("user", "why blue?")]}, config=config)
+
+    assert [(r["source"], r["target"], r["status"]) for r in delegations(traced)] == [
+        ("supervisor", "writer", "completed")]
+    assert mine.graph_runs == (0 if form == "none" else 1)
+    assert config == {"callbacks": callbacks, "tags": ["mine"]}
+    if form == "list":
+        assert callbacks == [mine]
+    elif form == "manager":
+        assert callbacks.handlers == [mine] and callbacks.inheritable_handlers == [mine]
+
+
+def test_invoke_given_a_chain_groups_manager_records_the_graph_within_it(traced):
+    """A manager with a parent run (``trace_as_chain_group``): the graph's run is a child of it."""
+    from langchain_core.callbacks.manager import trace_as_chain_group
+    from langchain_core.messages import AIMessage
+
+    from handoffs.integrations import langgraph as handoffs_langgraph
+
+    with trace_as_chain_group("group") as manager:
+        handoffs_langgraph.invoke(_team([_transfer(), AIMessage(content=f"Here it is: {BLUE}")], _writer),
+                                  {"messages": [("user", "why blue?")]}, config={"callbacks": manager})
+        assert manager.handlers == [] and manager.inheritable_handlers == []
+    assert [(r["source"], r["target"], r["status"]) for r in delegations(traced)] == [
+        ("supervisor", "writer", "completed")]
+    assert terminations(traced) == [{"reason": "completed", "success": "true"}]

@@ -277,7 +277,11 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
 
     cascades = []
     for root in roots:
-        members, hops, via_flow = [root], [], False
+        members, via_flow = [root], False
+        # One hop per source and consuming agent: a hand-off and the agent's turn under it both
+        # consume the output (and both err), but the error crossed once. The hop names the
+        # first consuming span that carries an error message, else the first.
+        hop_to: dict[tuple[str, str], Node] = {}
         seen, queue = {root.span_id}, deque([root.span_id])
         while queue:
             u = queue.popleft()
@@ -289,9 +293,11 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
                 members.append(nodes[w])
                 if (u, w) in flow_edges:
                     via_flow = True
-                    hops.append(f"{_agent_of(nodes[u], nodes)} (step {nodes[u].step}) -> "
-                                f"{_agent_of(nodes[w], nodes)} (step {nodes[w].step}"
-                                f"{', ' + nodes[w].error[:80] if nodes[w].error else ''})")
+                    key = (u, _agent_of(nodes[w], nodes))
+                    if key not in hop_to or (nodes[w].error and not hop_to[key].error):
+                        hop_to[key] = nodes[w]
+        hops = [f"{_agent_of(nodes[u], nodes)} (step {nodes[u].step}) -> {agent} (step {w.step}"
+                f"{', ' + w.error[:80] if w.error else ''})" for (u, agent), w in hop_to.items()]
         cascades.append(Cascade(root, members, via_flow, hops))
     # Own errors: failures not bubbling up from an erroneous child, and outputs a check failed
     # although nothing under their delegation failed. Containment alone adds none.

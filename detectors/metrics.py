@@ -13,7 +13,9 @@ each judged trace, so no cascade graph is built twice.
 Definitions (DESIGN.md), with the choices the seeds leave open:
 
 - overwrite_rate: delegations whose output the delegator overwrote (or modified) before the
-  delegate completed its first logical unit, within 5 steps of the hand-off / delegations.
+  delegate completed its first logical unit, within 5 steps of the hand-off / delegations. A
+  modification counts with no unit completed only where the trace records units (``unit_complete``
+  defaults to false), as the overwrite detector reads it.
   Agent scope: the delegator's.
 - tokens_before_interruption: output tokens the delegate delivered before the delegator's first
   intervention (overwrote, modified, rejected, rederived), mean over intervened delegations.
@@ -59,8 +61,12 @@ SELECT tr.rid AS run_id, any(tr.project) AS project, x.span_id AS span_id, any(x
     any(x.delegate) AS delegate,
     any(x.status) = '{DelegationStatus.COMPLETED.value}' AS completed,
     countIf(d.action IN {_INTERVENTIONS}) > 0 AS intervened,
-    countIf(d.action IN {_REWRITES} AND (o.units = 0 OR d.ts < o.first_unit)
-            AND d.step - x.step <= {FIRST_STEPS}) > 0 AS early_overwrite,
+    -- As the overwrite detector reads it: unit_complete defaults to false, so a modification
+    -- with no unit yet counts only in traces whose outputs record units at all.
+    countIf(d.action IN {_REWRITES} AND d.step - x.step <= {FIRST_STEPS} AND (d.ts < o.first_unit
+            OR (o.units = 0 AND (d.action = '{Act.OVERWROTE.value}'
+                                 OR x.trace_id IN (SELECT trace_id FROM outputs WHERE unit_complete)))))
+        > 0 AS early_overwrite,
     any(o.tokens_before) AS tokens_before
 FROM e AS x
 INNER JOIN tr ON tr.trace_id = x.trace_id

@@ -35,7 +35,14 @@ from .normalise import Scratch, prelude
 #    outputs before an overwrite and those used after an ignored one. FM-2.6 needs the
 #    delegate's own agent span missing, or another agent delivering. A restart counts after any
 #    checkpoint, each step once. Model families read Bedrock-style ids (us.anthropic.claude).
-VERSION = "4"
+# 5: from the same sweep: an approval on a parent covers one call of the tool; FM-3.1 sees success
+#    claimed over a failed hand-off never done again, or over a delegation still running; a
+#    `modified` decision counts before a first unit only where the trace records units (the flag
+#    defaults to false); coordinating roles match by word stem (orchestrating, planning,
+#    dispatcher); a redelivery under one idempotency key is no repetition; a failed hand-off's
+#    compensation scope takes in the hand-offs whose outputs it was given. Cascade evidence
+#    names each hop once.
+VERSION = "5"
 
 ACCEPTED = f"'{Act.ACCEPTED.value}'"
 OVERWROTE = f"'{Act.OVERWROTE.value}'"
@@ -56,10 +63,14 @@ DELEGATION = f"'{SpanType.DELEGATION.value}'"
 VERIFICATION = f"'{SpanType.VERIFICATION.value}'"
 
 # Roles that coordinate others; an agent declaring another role and acting like one of these
-# is out of its role (FM-1.2). Role names are free text, so this is a list of common spellings.
-COORDINATING_ROLES = ("supervisor", "manager", "orchestrator", "planner", "lead", "coordinator",
-                      "router", "triage", "boss", "director")
-_COORD = "[" + ",".join(f"'{r}'" for r in COORDINATING_ROLES) + "]"
+# is out of its role (FM-1.2). Role names are free text (read in lower case), so these are word
+# stems found anywhere in the role: "orchestrating agent", "planning", "dispatcher" and
+# "teamlead" coordinate as "orchestrator", "planner" and "lead" do. Each stem is long enough to
+# occur in no common worker role ("plann", not "plan" as in "explanation"; "delegator", not
+# "delegate", which may name the one delegated to).
+COORDINATING_ROLES = ("supervis", "manag", "orchestrat", "coordinat", "plann", "lead", "rout(er|ing)",
+                      "triag", "dispatch", "delegator", "direct(or|ing)", "boss")
+COORDINATING_ROLE = "(" + "|".join(COORDINATING_ROLES) + ")"
 
 # Whole words, with "_" and "-" as separators too (max_turns): written without backslashes,
 # which a ClickHouse string literal would read as escapes.
@@ -183,6 +194,10 @@ _REDELEGATED = f"""(
 _FAILING_TRACES = "(SELECT trace_id FROM s WHERE failed)"
 _PARENTS = "(SELECT trace_id, span_id, parent_id FROM s WHERE span_id IN (SELECT parent_id FROM s WHERE failed))"
 
+# Outputs given to hand-offs that failed: the only ones whose makers' side effects a failure
+# can leave behind in another hand-off.
+_BUILT_ON = f"(SELECT arrayJoin(input_ids) FROM s WHERE failed AND type = {DELEGATION})"
+
 # Traces with a checkpoint: the only ones that can restart instead of resuming.
 _CHECKPOINTED_TRACES = "(SELECT trace_id FROM checkpoints)"
 
@@ -202,7 +217,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         t.OVERWRITE, "overwrite",
         signal="a supervisor decision `overwrote` on a hand-off output, or `modified` before the "
-               "sub-agent completed its first logical unit (no output event with unit_complete yet)",
+               "sub-agent completed its first logical unit (no output event with unit_complete yet, in "
+               "a trace whose outputs record units: unit_complete defaults to false)",
         needs="delegation spans with handoff.output and handoff.decision events",
         blind_spots="a supervisor that silently rewrites without recording a decision; text logs "
                     "(use the text models)",
@@ -224,7 +240,10 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id,
 FROM decisions AS d
 INNER JOIN e AS x ON d.trace_id = x.trace_id AND d.span_id = x.span_id
 LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
-WHERE d.action = {OVERWROTE} OR (d.action = {MODIFIED} AND (o.units = 0 OR d.ts < o.first_unit))
+-- unit_complete defaults to False: a trace where no output completed a unit does not record
+-- units at all, and a modification there says nothing about cutting in before one.
+WHERE d.action = {OVERWROTE} OR (d.action = {MODIFIED} AND (d.ts < o.first_unit
+    OR (o.units = 0 AND x.trace_id IN (SELECT trace_id FROM outputs WHERE unit_complete))))
 GROUP BY x.trace_id, x.span_id
 """),
     Detector(
@@ -259,8 +278,8 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     Detector(
         t.STEP_REPETITION, "step_repetition",
         signal="the same agent repeating a successful tool call (same tool, same arguments hash) "
-               "that is not a retry; or the same task delegated again to the same agent after its "
-               "output was accepted (or modified and kept)",
+               "that is not a retry, nor a redelivery under one idempotency key; or the same task "
+               "delegated again to the same agent after its output was accepted (or modified and kept)",
         needs="tool spans with handoff.tool.args_hash and retry markers; delegations with task hashes",
         blind_spots="repetition with varied arguments or reworded tasks; text logs (text models)",
         sql=f"""
@@ -272,7 +291,10 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
         SELECT trace_id, agent, tool, arraySort(groupArray((ts, span_id, step))) AS calls
         FROM s
         WHERE type = {TOOL} AND args_hash != '' AND NOT failed AND retry_of = '' AND retry_attempt <= 1
-        GROUP BY trace_id, agent, tool, args_hash HAVING count() >= 2
+        GROUP BY trace_id, agent, tool, args_hash
+        -- Calls that all carry one idempotency key are one operation delivered again (an
+        -- at-least-once queue), which the key makes happen once: no step done twice.
+        HAVING count() >= 2 AND NOT (min(idempotency_key) != '' AND min(idempotency_key) = max(idempotency_key))
     )
     UNION ALL
     SELECT y.trace_id, y.span_id, y.delegator, y.step, 0.9,
@@ -449,10 +471,12 @@ HAVING (x.trace_id, x.span_id, x.delegate) NOT IN (SELECT trace_id, parent_id, a
         signal="the run terminated with delegations still open (a control transfer until its target "
                "took over and then ended the run or handed control on), or claimed success while a verification had failed and the same check "
                "never passed the work again (the same target, or its fix: another output of the same "
-               "hand-off, or of a hand-off given the failed output to revise)",
-        blind_spots="objectives nobody delegated or verified; a delegation that failed rather than "
-                    "stayed open; a fix delivered without consumes= naming the failed output; "
-                    "text logs (text models)",
+               "hand-off, or of a hand-off given the failed output to revise), while a hand-off had "
+               "failed and its delegator never had the task done again (by the same delegate or "
+               "another), or while a delegation the terminating agent handed out was still running",
+        blind_spots="objectives nobody delegated or verified; a fix delivered without consumes= naming "
+                    "the failed output; a failed hand-off made good by a different task; a termination "
+                    "that names no agent does not see delegations still running; text logs (text models)",
         needs="the handoff.termination event; delegation status; verification spans",
         sql=f"""
 SELECT m.trace_id AS trace_id, m.span_id AS span_id,
@@ -461,17 +485,38 @@ SELECT m.trace_id AS trace_id, m.span_id AS span_id,
     -- A control transfer never returns and gets no decision: it is settled once its target took
     -- over and then ended the run itself or handed control on; until then it is open.
     arrayFilter(x -> NOT (x.2 AND (x.3 OR x.1 = if(m.agent != '', m.agent, r.agent))), o.open) AS still_open,
-    if(length(still_open) > 0, 0.95, 0.9) AS confidence,
+    -- Success claimed over a hand-off that failed before the claim, or over one the terminating
+    -- agent handed out and was still running (in another thread); one it is working in itself
+    -- (it is the delegate) ends with it.
+    arrayFilter(h -> m.success_claimed AND h.2 <= m.ts
+                    AND NOT arrayExists(g -> g.1 = h.3 AND g.2 = h.4 AND g.3 > h.5, o.done), o.failed) AS failed_under,
+    arrayFilter(h -> m.success_claimed AND h.3 > m.ts AND h.2 = if(m.agent != '', m.agent, r.agent)
+                    AND h.1 != h.2, rn.running) AS running,
+    -- A hand-off left open is the surest sign; a failed or unfinished one may have been made
+    -- good by work the trace does not tie to it (a reworded task).
+    if(length(still_open) > 0, 0.95, if(m.success_claimed AND f.n > 0, 0.9, 0.8)) AS confidence,
     concat('terminated (', if(m.reason != '', m.reason, 'no reason'), ')',
         if(length(still_open) > 0, format(' with {{}} delegation(s) still open (to {{}})',
             toString(length(still_open)), arrayStringConcat(arrayDistinct(arrayMap(x -> x.1, still_open)), ', ')), ''),
+        if(length(running) > 0, format(' while {{}} delegation(s) were still running (to {{}})',
+            toString(length(running)), arrayStringConcat(arrayDistinct(arrayMap(h -> h.1, running)), ', ')), ''),
         if(m.success_claimed AND f.n > 0, format(' claiming success over {{}} failed check(s): {{}}',
-            toString(f.n), arrayStringConcat(f.checks, ', ')), '')) AS evidence
+            toString(f.n), arrayStringConcat(f.checks, ', ')), ''),
+        if(length(failed_under) > 0, format(' claiming success over {{}} failed hand-off(s) (to {{}})',
+            toString(length(failed_under)), arrayStringConcat(arrayDistinct(arrayMap(h -> h.1, failed_under)), ', ')),
+           '')) AS evidence
 FROM terminations AS m
 LEFT JOIN {_TERMINATING} AS r ON r.trace_id = m.trace_id AND r.span_id = m.span_id
+-- Hand-offs left open; and, in traces where one failed, the failed ones (not cancelled) and
+-- those completed, to tell whether a failed task was done again.
 LEFT JOIN (SELECT x.trace_id AS trace_id,
-               groupArray((x.delegate, x.mode = {TRANSFER} AND took.last_turn >= x.ts, onward.last > x.ts)) AS open
-           FROM (SELECT * FROM e WHERE status = {OPEN}) AS x
+               groupArrayIf((x.delegate, x.mode = {TRANSFER} AND took.last_turn >= x.ts, onward.last > x.ts),
+                            x.status = {OPEN}) AS open,
+               groupArrayIf((x.delegate, x.end_ts, x.delegator, x.task_hash, x.ts),
+                            x.failed AND NOT match(x.error, '{CANCELLED}')) AS failed,
+               groupArrayIf((x.delegator, x.task_hash, x.ts),
+                            NOT x.failed AND x.status = {COMPLETED} AND x.task_hash != '') AS done
+           FROM (SELECT * FROM e WHERE status = {OPEN} OR trace_id IN (SELECT trace_id FROM e WHERE failed)) AS x
            LEFT JOIN (SELECT trace_id, agent, max(ts) AS last_turn FROM s
                       WHERE type = {AGENT} AND trace_id IN {_OPEN_TRANSFER_TRACES}
                       GROUP BY trace_id, agent) AS took ON took.trace_id = x.trace_id AND took.agent = x.delegate
@@ -484,7 +529,15 @@ LEFT JOIN (SELECT x.trace_id AS trace_id, max(x.step) AS step FROM s AS x
            INNER JOIN (SELECT trace_id, min(ts) AS ts FROM terminations GROUP BY trace_id) AS mt
                ON mt.trace_id = x.trace_id
            WHERE x.ts <= mt.ts AND x.type != {RUN} GROUP BY x.trace_id) AS last ON last.trace_id = m.trace_id
-WHERE length(still_open) > 0 OR (m.success_claimed AND f.n > 0)
+-- Delegations (not transfers) that had started when the run first claimed success and were still
+-- running then.
+LEFT JOIN (SELECT x.trace_id AS trace_id, groupArray((x.delegate, x.delegator, x.end_ts)) AS running
+           FROM (SELECT trace_id, delegate, delegator, ts, end_ts FROM e
+                 WHERE mode = {DELEGATE} AND status != {OPEN}) AS x
+           INNER JOIN (SELECT trace_id, min(ts) AS ts FROM terminations WHERE success_claimed
+                       GROUP BY trace_id) AS mt ON mt.trace_id = x.trace_id
+           WHERE x.ts <= mt.ts AND x.end_ts > mt.ts GROUP BY x.trace_id) AS rn ON rn.trace_id = m.trace_id
+WHERE length(still_open) > 0 OR (m.success_claimed AND f.n > 0) OR length(failed_under) > 0 OR length(running) > 0
 """),
     Detector(
         t.MISSING_VERIFICATION, "missing_verification",
@@ -563,6 +616,8 @@ WHERE (f.trace_id, f.span_id) IN {_STANDING_FAILS}
     Detector(
         "FM-1.2", "role_violation",
         signal="an agent whose declared role (handoff.agent.role) is not a coordinating one "
+               "(supervisor, manager, orchestrator, coordinator, planner, lead, router, triage, "
+               "dispatcher, delegator, director, boss, in any inflection: orchestrating, planning) "
                "delegating work or deciding on another agent's output; handing a question back "
                "to the agent that delegated to it is not counted",
         needs="handoff.agent.role on agent spans",
@@ -596,7 +651,7 @@ FROM (
 ) AS x
 LEFT JOIN (SELECT trace_id, delegator, delegate, min(ts) AS first FROM e GROUP BY trace_id, delegator, delegate)
     AS back ON back.trace_id = x.trace_id AND back.delegator = x.other AND back.delegate = x.agent
-WHERE x.role != '' AND NOT arrayExists(k -> position(x.role, k) > 0, {_COORD})
+WHERE x.role != '' AND NOT match(x.role, '{COORDINATING_ROLE}')
     AND NOT (back.delegator != '' AND back.first < x.ts)
 GROUP BY x.trace_id, x.agent
 """),
@@ -626,8 +681,9 @@ FROM (
         "missing-compensation", "missing_compensation",
         signal="a failure that broke off an action (a failed side-effecting step, a failed agent or "
                "hand-off, or a failed read-only call its action did not carry on past) after "
-               "successful side effects in that action (same parent and before it, its children, or "
-               "the same agent one level up) that no compensation span undid; a failure is recovered, "
+               "successful side effects in that action (same parent and before it, its children, "
+               "the same agent one level up, or for a failed hand-off the earlier hand-offs whose "
+               "outputs it was given) that no compensation span undid; a failure is recovered, "
                "and needs none, when a later attempt of its retry chain succeeded or the same task was "
                "handed again to the same delegate and completed; a cancelled span did not fail",
         needs="side-effect markers on tool spans; compensation spans with handoff.compensation.of; "
@@ -650,11 +706,21 @@ FROM (
     FROM (
         SELECT f.trace_id AS trace_id, f.span_id AS span_id, f.parent_id AS parent_id, p.parent_id AS grand_id,
             f.ts AS ts, f.end_ts AS end_ts, f.step AS step, f.type AS type, f.agent AS agent, f.name AS name,
-            f.error AS error, f.delegator AS delegator, f.delegate AS delegate, f.task AS task, f.task_hash AS task_hash
+            f.error AS error, f.delegator AS delegator, f.delegate AS delegate, f.task AS task, f.task_hash AS task_hash,
+            up.handoffs AS builds_on
         -- The failed spans first: the joins below then run over them, not every span.
         FROM (SELECT * FROM s WHERE failed AND type IN ({TOOL}, {AGENT}, {DELEGATION})
               AND NOT match(error, '{CANCELLED}')) AS f
         LEFT JOIN {_PARENTS} AS p ON p.trace_id = f.trace_id AND p.span_id = f.parent_id
+        -- A failed hand-off that was given the outputs of earlier hand-offs is the next step of
+        -- their action (a VM provisioned by one worker, configured by another): their side
+        -- effects are in its scope.
+        LEFT JOIN (SELECT fd.trace_id AS trace_id, fd.span_id AS span_id, groupUniqArray(pr.span_id) AS handoffs
+                   FROM (SELECT trace_id, span_id, arrayJoin(input_ids) AS output_id FROM s
+                         WHERE failed AND type = {DELEGATION}) AS fd
+                   INNER JOIN (SELECT trace_id, span_id, output_id FROM produced WHERE output_id IN {_BUILT_ON}) AS pr
+                       ON pr.trace_id = fd.trace_id AND pr.output_id = fd.output_id
+                   GROUP BY fd.trace_id, fd.span_id) AS up ON up.trace_id = f.trace_id AND up.span_id = f.span_id
         -- A read-only call that failed changed nothing: if its action carried on past it (a
         -- fallback, the next step), it was handled.
         LEFT JOIN (SELECT trace_id, parent_id, max(ts) AS last FROM s
@@ -676,16 +742,19 @@ FROM (
               AND trace_id IN {_FAILING_TRACES}) AS se
         LEFT JOIN (SELECT DISTINCT trace_id, compensation_of FROM s WHERE compensation_of != '') AS comp
             ON comp.trace_id = se.trace_id AND comp.compensation_of = se.span_id
-        -- One level up only where a failure's grandparent is: the same agent's other turns there.
+        -- One level up only where a failure's grandparent is (the same agent's other turns
+        -- there), or a hand-off a failed one built on (the delegate's turn in it).
         LEFT JOIN (SELECT trace_id, span_id, parent_id FROM s WHERE type = {AGENT}
-                       AND parent_id IN (SELECT parent_id FROM {_PARENTS})) AS p
+                       AND (parent_id IN (SELECT parent_id FROM {_PARENTS})
+                            OR parent_id IN (SELECT span_id FROM produced WHERE output_id IN {_BUILT_ON}))) AS p
             ON p.trace_id = se.trace_id AND p.span_id = se.parent_id
         WHERE comp.compensation_of = ''
     ) AS se ON se.trace_id = f.trace_id
     WHERE se.span_id != f.span_id
         AND ((se.parent_id = f.parent_id AND se.ts < f.ts) OR se.parent_id = f.span_id
              OR (se.agent = f.agent AND f.agent != '' AND se.grand_id = f.grand_id AND f.grand_id != ''
-                 AND se.ts < f.ts))
+                 AND se.ts < f.ts)
+             OR (hasAny(f.builds_on, [se.parent_id, se.grand_id]) AND se.ts < f.ts))
     GROUP BY f.trace_id, f.span_id
 )
 GROUP BY trace_id
@@ -740,7 +809,8 @@ GROUP BY trace_id
     Detector(
         "unapproved-high-stakes-action", "unapproved_high_stakes",
         signal="a tool span marked high-stakes that ran with no `approved` approval event on it "
-               "(or on its parent naming it, given before the action started), or despite a `denied` one",
+               "(or on its parent naming it, given before the action started and used by no call of "
+               "that tool in between: one approval, one action), or despite a `denied` one",
         needs="handoff.tool.high_stakes on tool spans; handoff.approval events",
         blind_spots="high-stakes tools nobody marked",
         sql=f"""
@@ -749,12 +819,16 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.agent AS agent, x.step AS
     format('{{}} ran high-stakes {{}}{{}} {{}}', x.agent, if(x.tool != '', x.tool, x.name),
         if(x.tool_target != '', concat(' on ', x.tool_target), ''),
         if(countIf(ap.decision = 'denied') > 0, 'although a human denied it', 'without a human approval')) AS evidence
-FROM s AS x
+-- An approval on the parent is given for one action: the first call of the tool after it, so it
+-- must come after the call of the same tool there before this one (``before``).
+FROM (SELECT trace_id, span_id, parent_id, ts, agent, step, tool, name, tool_target,
+          lagInFrame(ts, 1, toDateTime64(0, 9)) OVER (PARTITION BY trace_id, parent_id, tool, name ORDER BY ts
+              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS before
+      FROM s WHERE high_stakes AND type = {TOOL}) AS x
 LEFT JOIN approvals AS ap ON ap.trace_id = x.trace_id
     AND (ap.span_id = x.span_id OR (ap.span_id = x.parent_id AND (ap.action = x.tool OR ap.action = x.name)))
-WHERE x.high_stakes AND x.type = {TOOL}
 GROUP BY x.trace_id, x.span_id, x.agent, x.step, x.tool, x.name, x.tool_target
-HAVING countIf(ap.decision = 'approved' AND (ap.span_id = x.span_id OR ap.ts <= x.ts)) = 0
+HAVING countIf(ap.decision = 'approved' AND (ap.span_id = x.span_id OR (ap.ts <= x.ts AND ap.ts > x.before))) = 0
 """),
     Detector(
         "conformity", "conformity",

@@ -39,3 +39,28 @@ def test_without_data_flow_only_a_failure_that_came_before_another_explains_it(s
     codes = {tf.run_id: tf.codes() for tf in detect(store)}
     assert "error-cascade" not in codes[parallel.run_id]
     assert "error-cascade" in codes[in_turn.run_id]
+
+
+def test_cascade_evidence_names_each_hop_once(store: Store, traced) -> None:
+    # The hand-off and the agent's turn under it both consumed the bad output and both erred:
+    # the evidence listed "fetcher -> analyst" twice.
+    with traced():
+        with sdk.run("cascade") as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("fetcher", task="fetch data") as d:
+                    with sdk.agent("fetcher", role="worker"):
+                        out = d.output("rows", tokens=10, unit_complete=True)
+                    with sup.verify("schema check", target=out) as v:
+                        v.verdict("fail")
+                    d.decision("accepted", output=out)
+                try:
+                    with sup.delegate("analyst", task="analyse", consumes=[out]), \
+                            sdk.agent("analyst", role="worker", consumes=[out]):
+                        raise ValueError("column missing")
+                except ValueError:
+                    pass
+            run.terminate("failed", success_claimed=False, agent="supervisor")
+    [tf] = detect(store)
+    [f] = [f for f in tf.findings if f.code == "error-cascade"]
+    assert f.evidence.count(" -> analyst ") == 1, f.evidence
+    assert "spread to 2 erroneous span(s)" in f.evidence and "ValueError: column missing" in f.evidence

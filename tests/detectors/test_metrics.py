@@ -42,6 +42,31 @@ def _by(rows: list[dict], run: str, scope: str, subject: str, metric: str) -> di
     return row
 
 
+def _modified(units_recorded: bool) -> str:
+    """A supervisor modifying an output that completed no unit; another output of the run
+    completes one when ``units_recorded``."""
+    with sdk.run("metrics-modified") as run:
+        with sdk.agent("sup", role="supervisor") as sup:
+            with sup.delegate("coder", task="f") as d:
+                out = d.output("def f(", tokens=10)
+                d.decision("modified", output=out, reason="typo", result="def f():")
+            with sup.delegate("tester", task="t") as d2:
+                d2.decision("accepted", output=d2.output("tests", tokens=5, unit_complete=units_recorded))
+        run.terminate("done", success_claimed=True, agent="sup")
+    return run.run_id
+
+
+def test_a_modification_counts_as_an_overwrite_only_where_the_trace_records_units(store: Store, traced) -> None:
+    """unit_complete defaults to false: with no output completing a unit the run says nothing
+    about units, and the detector (overwrite) does not flag the modification; the metric agrees."""
+    with traced():
+        silent, recorded = _modified(units_recorded=False), _modified(units_recorded=True)
+    compute_metrics(store)
+    rows = load(store)
+    assert _by(rows, silent, "run", silent, t.OVERWRITE_RATE)["value"] == 0.0
+    assert _by(rows, recorded, "run", recorded, t.OVERWRITE_RATE)["value"] == 0.5
+
+
 def test_seed_metrics(store: Store, traced) -> None:
     with traced():
         a = _team(overwrite=True, rewrite_fails=True)

@@ -665,3 +665,161 @@ def test_missing_compensation_scope_is_the_action_not_the_run(store: Store, trac
     codes = _codes(store)
     assert "missing-compensation" in codes[same.run_id]
     assert "missing-compensation" not in codes[earlier.run_id]
+
+
+# --- sweep 3: failures the sweep's scripted teams hid, and spellings read as failures ----------
+
+def test_one_approval_on_the_parent_covers_one_action(store: Store, traced) -> None:
+    # One approval naming drop_table covered every later drop_table under the same agent.
+    with traced():
+        with sdk.run("one approval, two drops") as run:
+            with sdk.agent("ops", role="worker") as ops:
+                sdk.approval("drop_table", "alice", "approved")
+                with ops.tool("drop_table", args={"t": "tmp"}, target="tmp", high_stakes=True):
+                    pass
+                with ops.tool("drop_table", args={"t": "users"}, target="users", high_stakes=True) as second:
+                    pass
+                sdk.approval("drop_table", "alice", "approved")
+                with ops.tool("drop_table", args={"t": "logs"}, target="logs", high_stakes=True):
+                    pass
+    flagged = [f.span_id for f in _findings(store)[run.run_id] if f.code == "unapproved-high-stakes-action"]
+    assert flagged == [second.span_id]
+
+
+def _delegation_still_running(sup) -> None:
+    """The supervisor claims success while a hand-off it made runs on in another thread."""
+    import threading
+
+    started, claimed = threading.Event(), threading.Event()
+
+    def work() -> None:
+        with sup.delegate("slow_worker", task="long analysis") as d:
+            with sdk.agent("slow_worker", role="worker"):
+                started.set()
+                claimed.wait(5)
+                out = d.output("late result", tokens=10, unit_complete=True)
+            with sup.verify("review", target=out) as v:
+                v.verdict("pass")
+            d.decision("accepted", output=out)
+
+    thread = threading.Thread(target=sdk.propagate(work))
+    thread.start()
+    started.wait(5)
+    sdk.current_run().terminate("all tasks done", success_claimed=True, agent="supervisor")
+    claimed.set()
+    thread.join()
+
+
+def test_success_claimed_over_a_failed_or_still_running_hand_off_is_premature(store: Store, traced) -> None:
+    def claims(name: str, body) -> str:
+        with sdk.run(name) as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                body(sup)
+            if name != "still running":
+                run.terminate("all tasks done", success_claimed=True, agent="supervisor")
+        return run.run_id
+
+    with traced():
+        crashed = claims("crashed", lambda sup: _delegation_crashes(sup, again=False))
+        redone = claims("delegated again", _delegation_crashes)
+        running = claims("still running", _delegation_still_running)
+    found = _findings(store)
+    [f] = [f for f in found[crashed] if f.code == "FM-3.1"]
+    assert f.agent == "supervisor" and "over 1 failed hand-off(s) (to coder)" in f.evidence, f.evidence
+    [f] = [f for f in found[running] if f.code == "FM-3.1"]
+    assert "1 delegation(s) were still running (to slow_worker)" in f.evidence, f.evidence
+    assert "FM-3.1" not in {f.code for f in found[redone]}
+
+
+def test_a_modification_reads_as_an_overwrite_only_where_the_trace_records_units(store: Store, traced) -> None:
+    # unit_complete defaults to False: a team that never sets it modified "before its first unit".
+    def modifies(name: str, unit_later: bool) -> str:
+        with sdk.run(name) as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("writer", task="draft the README") as d:
+                    with sdk.agent("writer", role="worker"):
+                        out = d.output("# Readme ...", tokens=300)
+                    with sup.verify("review", target=out) as v:
+                        v.verdict("pass")
+                    d.decision("modified", output=out, result="# README", reason="fixed a typo")
+                    if unit_later:
+                        with sdk.agent("writer", role="worker"):
+                            d.output("# Readme, section 2", tokens=300, unit_complete=True)
+            run.terminate("all tasks done", success_claimed=True, agent="supervisor")
+        return run.run_id
+
+    with traced():
+        unrecorded = modifies("no unit flags", unit_later=False)
+        cut_in = modifies("modified before the unit completed", unit_later=True)
+    codes = _codes(store)
+    assert "overwrite" not in codes[unrecorded] and "overwrite" in codes[cut_in]
+
+
+@pytest.mark.parametrize("role", ["orchestrating agent", "Planning", "dispatcher", "Team Lead", "routing"])
+def test_coordinating_roles_are_read_in_any_spelling(role: str, store: Store, traced) -> None:
+    with traced():
+        with sdk.run("role spellings") as run:
+            with sdk.agent("boss", role=role) as boss:
+                with boss.delegate("worker", task="job") as d:
+                    with sdk.agent("worker", role="worker"):
+                        out = d.output("done", tokens=10, unit_complete=True)
+                    with boss.verify("review", target=out) as v:
+                        v.verdict("pass")
+                    d.decision("accepted", output=out)
+            run.terminate("all tasks done", success_claimed=True, agent="boss")
+    assert "FM-1.2" not in _codes(store)[run.run_id]
+
+
+def test_a_redelivery_under_one_idempotency_key_is_no_step_repetition(store: Store, traced) -> None:
+    with traced():
+        with sdk.run("at-least-once") as run:
+            with sdk.agent("mailer", role="worker") as a:
+                for key in ("invoice:42", "invoice:42", "invoice:43", ""):
+                    with a.tool("send_invoice", {"order": 42}, side_effect=True, target="order-42",
+                                idempotency_key=key or None):
+                        pass
+            run.terminate("all tasks done", success_claimed=True, agent="mailer")
+        with sdk.run("redelivered") as redelivered:
+            with sdk.agent("mailer", role="worker") as a:
+                for _ in range(2):
+                    with a.tool("send_invoice", {"order": 42}, side_effect=True, target="order-42",
+                                idempotency_key="invoice:42"):
+                        pass
+            redelivered.terminate("all tasks done", success_claimed=True, agent="mailer")
+    found = _findings(store)
+    # Calls under different keys, or none, are still the same call made again.
+    assert "FM-1.3" in {f.code for f in found[run.run_id]}
+    assert "FM-1.3" not in {f.code for f in found[redelivered.run_id]}
+
+
+def test_a_failed_hand_off_leaves_the_side_effects_of_the_hand_offs_it_built_on(store: Store, traced) -> None:
+    # One worker provisions, the next configures what it made and fails: the action is split
+    # over two hand-offs, linked by the output the second was given.
+    def deploys(name: str, linked: bool) -> str:
+        with sdk.run(name) as run:
+            with sdk.agent("supervisor", role="supervisor") as sup:
+                with sup.delegate("provisioner", task="create the VM") as d:
+                    with sdk.agent("provisioner", role="worker") as w:
+                        with w.tool("create_vm", {"n": "web1"}, side_effect=True, target="vm:web1"):
+                            pass
+                        out = d.output("vm ready", tokens=10, unit_complete=True)
+                    with sup.verify("review", target=out) as v:
+                        v.verdict("pass")
+                    d.decision("accepted", output=out)
+                try:
+                    with sup.delegate("configurer", task="configure web1", consumes=[out] if linked else None):
+                        with sdk.agent("configurer", role="worker") as w:
+                            with w.tool("ssh_configure", {"n": "web1"}, side_effect=True, target="vm:web1"):
+                                raise RuntimeError("ssh refused")
+                except RuntimeError:
+                    pass
+            run.terminate("deployment failed", success_claimed=False, agent="supervisor")
+        return run.run_id
+
+    with traced():
+        linked = deploys("built on the VM", linked=True)
+        unlinked = deploys("no data flow", linked=False)
+    found = _findings(store)
+    [f] = [f for f in found[linked] if f.code == "missing-compensation"]
+    assert f.agent == "configurer" and "1 side effect(s) nobody undid: create_vm@" in f.evidence, f.evidence
+    assert "missing-compensation" not in {f.code for f in found[unlinked]}

@@ -32,7 +32,7 @@ from handoffs import taxonomy
 from handoffs.conventions import SpanType, Verdict
 from handoffs.store import Store
 
-from .normalise import Scratch, prelude
+from .normalise import RETRIED_OK, Scratch, prelude
 
 _BAD_VERDICTS = (Verdict.FAIL.value, Verdict.ERROR.value)
 # Plain strings: the graph compares span types millions of times on large chunks.
@@ -44,7 +44,7 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.parent_id AS parent_id,
     toUnixTimestamp64Nano(x.ts) AS ts, toUnixTimestamp64Nano(x.end_ts) AS end_ts, x.agent AS agent, x.step AS step, x.type AS type,
     x.failed AS failed, x.error AS error, x.input_ids AS input_ids, x.check_target AS check_target,
     x.verdict AS verdict, x.delegate AS delegate, x.delegation_id AS delegation_id,
-    x.retry_of AS retry_of, o.ids AS output_ids, o.steps AS output_steps
+    (x.trace_id, x.span_id) IN {RETRIED_OK} AS retried_ok, o.ids AS output_ids, o.steps AS output_steps
 FROM s AS x
 LEFT JOIN (SELECT trace_id, span_id, groupArray(output_id) AS ids, groupArray(step) AS steps
            FROM outputs GROUP BY trace_id, span_id) AS o
@@ -52,18 +52,15 @@ LEFT JOIN (SELECT trace_id, span_id, groupArray(output_id) AS ids, groupArray(st
 WHERE x.trace_id IN (
     -- Traces with an error that stands: a failure not retried successfully, or a failed check
     -- no later check of the same target passed. Transient, recovered errors need no graph.
-    SELECT f.trace_id FROM s AS f
-    LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed) AS r
-        ON r.trace_id = f.trace_id AND r.retry_of = f.span_id
-    WHERE f.failed AND r.retry_of = ''
+    SELECT trace_id FROM s WHERE failed AND (trace_id, span_id) NOT IN {RETRIED_OK}
     UNION DISTINCT
     SELECT b.trace_id FROM v AS b
     LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v WHERE verdict = '{Verdict.PASS.value}'
                GROUP BY trace_id, check_target) AS p ON p.trace_id = b.trace_id AND p.check_target = b.check_target
     WHERE b.verdict IN ('{_BAD_VERDICTS[0]}', '{_BAD_VERDICTS[1]}') AND p.last_pass < b.ts)
-    -- Leaves that neither failed, nor consumed an output, nor retried anything, nor delivered or
-    -- judged work cannot be in the graph or lead to it: most tool and model calls. Left out.
-    AND (x.failed OR length(x.input_ids) > 0 OR x.retry_of != ''
+    -- Leaves that neither failed, nor consumed an output, nor delivered or judged work cannot be
+    -- in the graph or lead to it: most tool and model calls. Left out.
+    AND (x.failed OR length(x.input_ids) > 0
          OR x.type IN ('{_DELEGATION}', '{_VERIFICATION}') OR x.span_id IN (SELECT parent_id FROM s))
 ORDER BY x.trace_id, x.ts
 """
@@ -87,7 +84,7 @@ class Node:
     verdict: str
     delegate: str
     delegation_id: str
-    retry_of: str
+    retried_ok: bool  # failed, and made good by a later attempt of its retry chain
     output_ids: list[str]
     bad_output: str = ""  # why this delegation's output is erroneous, if it is
 
@@ -145,42 +142,11 @@ def _agent_of(node: Node, nodes: dict[str, Node]) -> str:
     return ""
 
 
-def analyse(trace_id: str, rows: Sequence[dict[str, Any]]) -> TraceCascades:
-    """Build one trace's propagation graph from its span rows (``SPANS_SQL`` columns)."""
-    nodes = {r["span_id"]: Node(**{k: r[k] for k in Node.__dataclass_fields__ if k in r}) for r in rows}
-    for n in nodes.values():
-        n.input_ids = list(n.input_ids or [])
-        n.output_ids = list(n.output_ids or [])
-    return _analyse_nodes(trace_id, nodes)
-
-
-def _retried_ok(nodes: dict[str, Node]) -> set[str]:
-    """Failed spans a later attempt of their retry chain made good: each attempt names the first
-    (``retry_of``, as the SDK documents) or the one before it, so attempts share the chain's root."""
-    retries = [n for n in nodes.values() if n.retry_of]
-    if not retries:
-        return set()
-
-    def root(n: Node) -> str:
-        sid, hops = n.span_id, 0
-        while hops < 16 and (current := nodes.get(sid)) is not None and current.retry_of:
-            sid, hops = current.retry_of, hops + 1
-        return sid
-
-    last_ok: dict[str, int] = {}
-    for n in retries:
-        if not n.failed:
-            r = root(n)
-            last_ok[r] = max(last_ok.get(r, n.ts), n.ts)
-    return {sid for sid, n in nodes.items()
-            if n.failed and last_ok.get(root(n), n.ts) > n.ts}
-
-
 def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
     children: dict[str, list[Node]] = defaultdict(list)
     for n in nodes.values():
         children[n.parent_id].append(n)
-    failed = {sid for sid, n in nodes.items() if n.failed} - _retried_ok(nodes)
+    failed = {sid for sid, n in nodes.items() if n.failed and not n.retried_ok}
 
     # Which delegation delivered each output, and which checks judged each target.
     producer: dict[str, Node] = {}

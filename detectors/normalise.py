@@ -242,6 +242,22 @@ def prelude(scratch: Scratch | None = None, body: str | None = None) -> str:
     return "WITH\n" + ",\n".join(text for name, text in zip(_NAMES, _ALL, strict=True) if name in needed) + "\n"
 
 
+# (trace_id, span_id) of the failed spans of ``s`` that a later attempt of their retry chain
+# made good: the one rule the detectors and the cascade graph share. Each attempt names the
+# first one (retry_of, as the SDK documents) or the one before it: the chain's root is found by
+# following retry_of (16 hops; an attempt whose chain is longer is read as not recovered).
+RETRIED_OK = """(
+    SELECT trace_id, arrayJoin(arrayFilter((id, r, t, bad) -> bad AND arrayExists(
+            (r2, t2, bad2) -> r2 = r AND NOT bad2 AND t2 > t, roots, tss, bads), ids, roots, tss, bads)) AS span_id
+    FROM (
+        SELECT trace_id, groupArray(span_id) AS ids, groupArray(ts) AS tss, groupArray(failed) AS bads,
+            mapFromArrays(ids, groupArray(retry_of)) AS up,
+            arrayMap(x -> arrayFold((acc, i) -> if(up[acc] != '', up[acc], acc), range(16), x), ids) AS roots
+        FROM s WHERE retry_of != '' OR span_id IN (SELECT retry_of FROM s WHERE retry_of != '')
+        GROUP BY trace_id
+    )
+)"""
+
 SCRATCH_PREFIX = "handoffs_scratch_"
 # A scratch table older than this was left by a process that died without dropping it (SIGKILL,
 # a lost machine): no detection pass holds one so long (a day judges some 10 billion spans here).

@@ -18,7 +18,7 @@ from handoffs import taxonomy as t
 from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdict
 
-from .normalise import Scratch, prelude
+from .normalise import RETRIED_OK, Scratch, prelude
 
 # 2: judged traces keep their error amplification counts (stores judged by 1 lack them).
 # 3: traces normalised at ingest get their read-time facts (delegation status, source agent)
@@ -163,21 +163,6 @@ _TERMINATING = """(
 # A cancelled span did not fail: the loser of a hedged request, a task a timeout cancelled
 # (asyncio.CancelledError, trio.Cancelled: the SDK records the class name first in the status).
 CANCELLED = "^([A-Za-z_]+[.])*Cancel(led)?(Error|Exception)?(:|$)"
-
-# Failed spans that a later attempt of their retry chain made good. Each attempt names the first
-# one (retry_of, as the SDK documents) or the one before it: the chain's root is found by
-# following retry_of (16 hops; an attempt whose chain is longer is read as not recovered).
-_RETRIED_OK = """(
-    SELECT trace_id, arrayJoin(arrayFilter((id, r, t, bad) -> bad AND arrayExists(
-            (r2, t2, bad2) -> r2 = r AND NOT bad2 AND t2 > t, roots, tss, bads), ids, roots, tss, bads)) AS span_id
-    FROM (
-        SELECT trace_id, groupArray(span_id) AS ids, groupArray(ts) AS tss, groupArray(failed) AS bads,
-            mapFromArrays(ids, groupArray(retry_of)) AS up,
-            arrayMap(x -> arrayFold((acc, i) -> if(up[acc] != '', up[acc], acc), range(16), x), ids) AS roots
-        FROM s WHERE retry_of != '' OR span_id IN (SELECT retry_of FROM s WHERE retry_of != '')
-        GROUP BY trace_id
-    )
-)"""
 
 # Failed hand-offs made good: the same task handed again to the same delegate, which completed it.
 _REDELEGATED = f"""(
@@ -731,7 +716,7 @@ FROM (
         LEFT JOIN (SELECT trace_id, groupArray(span_id) AS ids FROM {_REDELEGATED} GROUP BY trace_id) AS rd
             ON rd.trace_id = f.trace_id
         WHERE NOT (f.type = {TOOL} AND NOT f.side_effect AND later.last >= f.end_ts)
-            AND (f.trace_id, f.span_id) NOT IN {_RETRIED_OK}
+            AND (f.trace_id, f.span_id) NOT IN {RETRIED_OK}
             -- The hand-off was done again and completed: it, and what failed in it, are recovered.
             AND NOT hasAny(rd.ids, [f.span_id, f.parent_id, p.parent_id])
     ) AS f
@@ -789,7 +774,7 @@ FROM (
     INNER JOIN (SELECT trace_id, ts, checkpoint_id FROM checkpoints) AS cp ON cp.trace_id = y.trace_id
     INNER JOIN (SELECT f.trace_id AS trace_id, f.ts AS ts, f.step AS step FROM s AS f
                 WHERE f.failed AND f.type != {RUN} AND f.trace_id IN {_CHECKPOINTED_TRACES}
-                    AND (f.trace_id, f.span_id) NOT IN {_RETRIED_OK}) AS fl
+                    AND (f.trace_id, f.span_id) NOT IN {RETRIED_OK}) AS fl
         ON fl.trace_id = y.trace_id
     INNER JOIN (
         SELECT trace_id, span_id, end_ts,

@@ -50,9 +50,13 @@ LEFT JOIN (SELECT trace_id, span_id, groupArray(output_id) AS ids, groupArray(st
            FROM outputs GROUP BY trace_id, span_id) AS o
     ON o.trace_id = x.trace_id AND o.span_id = x.span_id
 WHERE x.trace_id IN (
-    -- Traces with an error that stands: a failure not retried successfully, or a failed check
-    -- no later check of the same target passed. Transient, recovered errors need no graph.
-    SELECT trace_id FROM s WHERE failed AND (trace_id, span_id) NOT IN {RETRIED_OK}
+    -- Traces with an error that may stand: a failure no successful attempt names (a cheap
+    -- superset: retried_ok above decides for chained attempts), or a failed check no later
+    -- check of the same target passed. Transient, recovered errors need no graph.
+    SELECT f.trace_id FROM s AS f
+    LEFT JOIN (SELECT DISTINCT trace_id, retry_of FROM s WHERE retry_of != '' AND NOT failed) AS r
+        ON r.trace_id = f.trace_id AND r.retry_of = f.span_id
+    WHERE f.failed AND r.retry_of = ''
     UNION DISTINCT
     SELECT b.trace_id FROM v AS b
     LEFT JOIN (SELECT trace_id, check_target, max(ts) AS last_pass FROM v WHERE verdict = '{Verdict.PASS.value}'

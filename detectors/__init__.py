@@ -14,6 +14,6 @@ from __future__ import annotations
 
 from .findings import Finding, TraceFindings
 from .findings import load as load_findings
-from .pipeline import detect, detect_pending, version
+from .pipeline import detect, detect_current, detect_pending, version
 
-__all__ = ["Finding", "TraceFindings", "detect", "detect_pending", "load_findings", "version"]
+__all__ = ["Finding", "TraceFindings", "detect", "detect_current", "detect_pending", "load_findings", "version"]

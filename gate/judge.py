@@ -272,19 +272,25 @@ class GateResult:
         return 1 if self.verdict == FAIL else 0
 
 
-def refresh_detection(store: Store, run_ids: Sequence[str]) -> str | None:
-    """Bring findings and the metrics of ``run_ids`` up to date (both incremental where they
-    can be); return a note when the detectors are not installed."""
+def refresh_detection(store: Store, run_ids: Sequence[str], trace_ids: Sequence[str]) -> str | None:
+    """Bring the findings of ``trace_ids`` (the traces of ``run_ids``) and the metrics of
+    ``run_ids`` up to date, and the store's other findings when that is cheap (both incremental
+    where they can be); return a note when the detectors are not installed, or when the store's
+    other traces were left to ``handoffs detect``."""
     try:
-        from handoffs.detectors import detect_pending
+        from handoffs.detectors import detect_current, version
         from handoffs.detectors.metrics import compute_metrics
     except ImportError as exc:
         return f"detection skipped: the detectors are not available ({exc})"
     # Judges and stores what is new; reading every stored finding back, as detect() does for
     # its callers, would cost the gate more the larger the store (1.2 s at 3M spans, nothing new).
-    detect_pending(store)
+    left = detect_current(store, [t for t in trace_ids if t])
     if run_ids:
         compute_metrics(store, list(run_ids))
+    if left:
+        return (f"detection: judged the traces of the runs compared only; the store's other traces "
+                f"({left:,} spans) are left to `handoffs detect`: no full pass of detector set "
+                f"{version()} is recorded in this store, so finding what is new there means reading all of it")
     return None
 
 
@@ -308,7 +314,7 @@ def run_gate(store: Store, policy: Policy, baseline: str | None = None,
             _given_baseline(store, policy, baseline, [r.run_id for r in judged])
         base, base_text = [], "none (no regression checks)"
     if policy.detect if detect is None else detect:
-        note = refresh_detection(store, [r.run_id for r in judged + base])
+        note = refresh_detection(store, [r.run_id for r in judged + base], [r.trace_id for r in judged + base])
         if note:
             notes.append(note)
             log.warning(note)

@@ -80,6 +80,36 @@ def _otel_collector_tests():  # noqa: ANN202 (a module loaded from a path)
     return module
 
 
+def _judged(store: Store, ver: str) -> set[str]:
+    return {r["trace_id"] for r in store.query(
+        f"SELECT DISTINCT trace_id FROM {schema.DETECTED_TABLE} WHERE detector_version = {{v:String}}", {"v": ver})}
+
+
+def test_judging_some_traces_reads_the_rest_of_the_store_only_when_that_is_cheap(
+        store: Store, traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    with traced():
+        a, b = _run("a"), _run("b")
+    spans = int(store.scalar(f"SELECT count() FROM {schema.SPAN_TABLE}"))
+    # Never judged, and larger than a store judged whole in passing: only the traces asked for.
+    monkeypatch.setattr(pipeline, "PASSING_SPANS", spans - 1)
+    assert pipeline.detect_current(store, [a]) == spans
+    assert _judged(store, version()) == {a} and not watermark(store, version())
+    # Small enough: the rest is judged too, and the full pass recorded.
+    monkeypatch.setattr(pipeline, "PASSING_SPANS", spans)
+    assert pipeline.detect_current(store, []) == 0
+    assert _judged(store, version()) == {a, b} and watermark(store, version())
+    # From then on what arrives is judged, whatever the store's size.
+    monkeypatch.setattr(pipeline, "PASSING_SPANS", 0)
+    with traced():
+        new = _run("c")
+    assert pipeline.detect_current(store, []) == 0
+    assert _judged(store, version()) == {a, b, new}
+    # An upgrade: the next detector set has no full pass recorded, so only the traces asked for.
+    monkeypatch.setattr(pipeline, "version", lambda: "structural-next")
+    assert pipeline.detect_current(store, [new]) > 0
+    assert _judged(store, "structural-next") == {new}
+
+
 def test_foreign_traces_are_normalised_before_they_are_judged(store: Store) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider

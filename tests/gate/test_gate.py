@@ -360,10 +360,30 @@ def test_the_gate_judges_new_traces_without_reading_every_stored_finding_back(
         raise AssertionError("the gate read every stored finding back")
 
     monkeypatch.setattr(pipeline, "load", every_finding)  # what detect() reads every finding back with
-    assert refresh_detection(store, [run.run_id]) is None
+    assert refresh_detection(store, [run.run_id], [run.trace_id]) is None
     monkeypatch.undo()
     [stored] = load_findings(store, [run.trace_id])
     assert "overwrite" in stored.codes()
+
+
+def test_the_gate_judges_the_runs_it_compares_not_a_store_nobody_judged(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handoffs.demo import simulate
+    from handoffs.detectors import pipeline
+    from handoffs.store.schema import DETECTED_TABLE
+
+    runs = simulate(3, seed=5, inject="overwrite", failure_rate=1.0, store=store)
+    spans = int(store.scalar("SELECT count() FROM otel_traces"))
+    # Months of traces never judged by this detector set (a new store, or an upgrade): judging
+    # them all is a full pass, left to `handoffs detect`; the gate judges the runs it compares.
+    monkeypatch.setattr(pipeline, "PASSING_SPANS", spans - 1)
+    result = run_gate(store, parse_policy('[[check]]\nfailure_mode = "overwrite"\nmax_count = 0', "test.toml"),
+                      run_ids=[runs[0].run_id], detect=True)
+    judged = {r["trace_id"] for r in store.query(f"SELECT trace_id FROM {DETECTED_TABLE}")}
+    assert judged == {runs[0].trace_id}
+    assert result.checks[0].verdict == "fail"  # its overwrite was found
+    [note] = [n for n in result.notes if "handoffs detect" in n]
+    assert f"({spans:,} spans)" in note
 
 
 def test_agent_text_reaches_every_report_as_written(store: Store, seed: Seeder, tmp_path: Path) -> None:

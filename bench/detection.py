@@ -306,7 +306,7 @@ def by_detector(store: Store, out: list[str]) -> None:
     """Where one chunk's time goes (the first range chunk of a full pass): building its scratch,
     planning the structural statement, the statement, and each detector's query alone, best of 2."""
     from handoffs.detectors import structural
-    from handoffs.detectors.normalise import RANGE_FILTER, Scratch, prelude
+    from handoffs.detectors.normalise import RANGE_FILTER, Scratch, shaped
     from handoffs.detectors.pipeline import RANGE_TRACES
 
     ids = [r["t"] for r in store.query(f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE} "
@@ -321,7 +321,7 @@ def by_detector(store: Store, out: list[str]) -> None:
         alone = []
         for detector in structural.DETECTORS:
             if detector.sql:
-                sql = prelude(scratch, detector.sql) + detector.sql + structural.JOIN_SETTINGS
+                sql = shaped(detector.sql, scratch) + structural.JOIN_SETTINGS
                 alone.append((min(timed(store, sql) for _ in range(2)), detector.code))
     out.append(f"{'':>12}one chunk ({len(ids):,} traces, {spans:,} spans), best of 2: scratch built {built:.2f} s; "
                f"the structural statement {whole:.2f} s, of which planning it (EXPLAIN PLAN) {plan:.2f} s; "

@@ -34,7 +34,7 @@ from detection import bench_store, grown, seed
 from handoffs import taxonomy as t
 from handoffs.conventions import SpanType
 from handoffs.detectors import structural
-from handoffs.detectors.normalise import RANGE_FILTER, Scratch, prelude
+from handoffs.detectors.normalise import RANGE_FILTER, Scratch, shaped
 from handoffs.store import Store, schema
 
 RESULTS = Path(__file__).parent / "results" / "detection_design.txt"
@@ -118,7 +118,7 @@ def chunk(store: Store, traces: int, out: list[str]) -> None:
         per_mode, found = 0.0, set()
         for code in MODES:
             sql = mode_sql(code)
-            took, traces_of = best(store, prelude(scratch, sql) + sql + structural.JOIN_SETTINGS)
+            took, traces_of = best(store, shaped(sql, scratch) + structural.JOIN_SETTINGS)
             per_mode += took
             found |= traces_of
         one_pass, passed = best(store, _PER_TRACE.format(**tables))

@@ -32,7 +32,7 @@ from handoffs import taxonomy
 from handoffs.conventions import SpanType, Verdict
 from handoffs.store import Store
 
-from .normalise import RETRIED_OK, Scratch, prelude
+from .normalise import RETRIED_OK, Scratch, shaped
 
 _BAD_VERDICTS = (Verdict.FAIL.value, Verdict.ERROR.value)
 # Plain strings: the graph compares span types millions of times on large chunks.
@@ -279,7 +279,7 @@ def _analyse_nodes(trace_id: str, nodes: dict[str, Node]) -> TraceCascades:
 def nodes_table(store: Store, trace_ids: Sequence[str] | None, scratch: Scratch | None = None) -> pa.Table:
     """The spans that can be in a cascade graph, of every trace in ``trace_ids`` (or in
     ``scratch``) that has an error standing, ordered by trace and start."""
-    sql = prelude(scratch, _SPANS_BODY) + _SPANS_BODY
+    sql = shaped(_SPANS_BODY, scratch)
     params = {"traces": list(trace_ids)} if trace_ids is not None and scratch is None else None
     return store.query_arrow(sql, params)
 

@@ -42,7 +42,7 @@ from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, SpanType, Verdict
 from handoffs.store import Store, among, schema
 
-from .normalise import Scratch, ScratchTables, prelude
+from .normalise import Scratch, ScratchTables
 from .pipeline import chunks, detect_pending, version
 
 FIRST_STEPS = 5
@@ -269,7 +269,7 @@ def _over(scratch: Scratch, body: str, views: bool = False) -> str:
     """``body`` over a chunk's normalised shape, with ``tr`` (each trace's run) beside it;
     ``views``: the body starts with more views of its own (``name AS (...), ... SELECT``)."""
     body = _RUN_OF + (",\n" if views else "\n") + body
-    return prelude(scratch, body) + ", " + body
+    return "WITH " + scratch.bind(body)
 
 
 class MetricSums(ScratchTables):
@@ -299,7 +299,7 @@ class MetricSums(ScratchTables):
         """The contributions of one chunk's traces, from their normalised shape."""
         self.store.command(f"INSERT INTO {self.parts} " + _over(scratch, _CHUNK_CONTRIBUTIONS, views=True))
         self.store.command(f"INSERT INTO {self.traces} " + _over(scratch, _TRACE_RUNS))
-        self.store.command(f"INSERT INTO {self.pairs} " + prelude(scratch, _SPAN_PAIRS) + _SPAN_PAIRS)
+        self.store.command(f"INSERT INTO {self.pairs} " + scratch.bind(_SPAN_PAIRS))
 
     def write(self) -> int:
         """Total the contributions of every trace added (judged by now: failure rates count their

@@ -18,7 +18,7 @@ from handoffs import taxonomy as t
 from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdict
 
-from .normalise import RETRIED_OK, Scratch, prelude
+from .normalise import RETRIED_OK, Scratch, shaped
 
 # 2: judged traces keep their error amplification counts (stores judged by 1 lack them).
 # 3: traces normalised at ingest get their read-time facts (delegation status, source agent)
@@ -860,7 +860,7 @@ _ALL_MODES = "\nUNION ALL\n".join(
 def statement(scratch: Scratch | None = None) -> str:
     """Every SQL detector's rows (code, trace_id, span_id, agent, step, confidence, evidence)
     over ``{traces:Array(String)}``, or over a materialised scratch."""
-    return prelude(scratch, _ALL_MODES) + _ALL_MODES + JOIN_SETTINGS
+    return shaped(_ALL_MODES, scratch) + JOIN_SETTINGS
 
 
 def reference() -> str:

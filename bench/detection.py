@@ -21,10 +21,10 @@ At each size:
 
     python bench/detection.py                          # 1M, 3M, 10M spans
     python bench/detection.py --before 568bc79 --sizes 1000000 3000000 --rounds 2
-                       # full detection, then the command (a full pass, and with nothing new,
-                       # which reads every stored trace back), of an earlier revision and of
-                       # this one, alternating on the same store, in separate processes: the
-                       # ratio per round and each command's peak memory
+                       # full detection and one trace judged again, then the command (a full
+                       # pass, and with nothing new, which reads every stored trace back), of an
+                       # earlier revision and of this one, alternating on the same store, in
+                       # separate processes: the ratio per round and each command's peak memory
     python bench/detection.py --sizes 250000 1000000   # other sizes
     python bench/detection.py --sizes 1000000 --by-detector
                        # also: one chunk's cost by detector, and planning the structural statement
@@ -339,7 +339,14 @@ store = open_store("chdb://" + sys.argv[1])
 spans = store.scalar("SELECT count() FROM otel_traces")
 started = time.perf_counter()
 judged = detect_pending(store, incremental=False)
-print(spans, time.perf_counter() - started, sum(len(tf.findings) for tf in judged))
+took = time.perf_counter() - started
+# Then one trace at a time, judged again: what a pass costs when one new run arrived.
+one = []
+for tf in judged[:: max(1, len(judged) // 7)][:7]:
+    started = time.perf_counter()
+    detect_pending(store, [tf.trace_id], incremental=False)
+    one.append(time.perf_counter() - started)
+print(spans, took, sum(len(tf.findings) for tf in judged), sorted(one)[len(one) // 2])
 """
 
 # The command as a user runs it (with its default seed metrics), in a process of its own, from a
@@ -391,6 +398,7 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
             subprocess.run([sys.executable, __file__, "--build-only", "--sizes", str(size), "--seed-runs",
                             str(seed_runs), "--dir", str(store_dir), "--no-write"], check=True)
             times: dict[str, list[float]] = {"before": [], "now": []}
+            single: dict[str, list[float]] = {"before": [], "now": []}
             found: dict[str, set[int]] = {"before": set(), "now": set()}
             commands = {name: {"before": [], "now": []} for name in _COMMANDS}
             peaks = {name: {"before": [], "now": []} for name in _COMMANDS}
@@ -400,9 +408,10 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
                 for label, checkout in (("before", before), ("now", repo)):
                     done = subprocess.run([sys.executable, "-c", _TIMED, str(store_dir)], cwd=checkout,
                                           check=True, capture_output=True, text=True)
-                    count, seconds, findings = done.stdout.split()[-3:]
+                    count, seconds, findings, one_trace = done.stdout.split()[-4:]
                     spans = int(count)
                     times[label].append(float(seconds))
+                    single[label].append(float(one_trace))
                     found[label].add(int(findings))
                 for name, args in _COMMANDS.items():
                     for label, checkout in (("before", before), ("now", repo)):
@@ -415,6 +424,11 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
             report = [f"{size / 1e6:>9g}M  spans {spans:>10,}",
                       "  " + _ratio_line("full pass", rev, spans, times,
                                          f"findings {sorted(found['before'])} vs {sorted(found['now'])}")]
+            ratios = [b / n for b, n in zip(single["before"], single["now"], strict=True)]
+            report.append(f"  one trace judged again (what a pass costs for one new run; median of 7 traces): "
+                          f"{rev} {statistics.median(single['before']):.2f} s; now "
+                          f"{statistics.median(single['now']):.2f} s; now faster by {statistics.median(ratios):.2f}x "
+                          f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
             for name in _COMMANDS:
                 report.append("  " + _ratio_line(
                     f"the command ({name})", rev, spans, commands[name],

@@ -142,7 +142,9 @@ def judge(store: Store, trace_ids: Sequence[str] | None = None, ver: str | None 
             nodes = cascade.nodes_table(store, None, scratch)
         graphs = graph.submit(cascade.table_results, nodes)
         with _stage("structural queries"):
-            for row in store.query_arrow(structural.statement(scratch)).to_pylist():
+            detectors = structural.possible(store, scratch)
+            rows = store.query_arrow(structural.statement(scratch, detectors)).to_pylist() if detectors else []
+            for row in rows:
                 add(row["code"], structural.BY_CODE[row["code"]].name, row)
         if on_shape is not None:
             with _stage("shape hook"):

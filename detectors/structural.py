@@ -12,11 +12,13 @@ blind spots; ``docs/detectors.md`` is generated from the same text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from handoffs import taxonomy as t
 from handoffs.conventions import DecisionAction as Act
 from handoffs.conventions import DelegationStatus, HandoffMode, SpanType, Verdict
+from handoffs.store import Store
 
 from .normalise import RETRIED_OK, Scratch, shaped
 
@@ -97,7 +99,14 @@ JOIN_SETTINGS = "\nSETTINGS join_algorithm = 'full_sorting_merge,hash'"
 
 @dataclass(frozen=True)
 class Detector:
-    """One failure mode's structural detector: its code, its query, and what it can see."""
+    """One failure mode's structural detector: its code, its query, and what it can see.
+
+    ``present`` is what a chunk of traces must hold for the query to find anything, over the
+    counts of ``HOLDINGS`` (``failed_work > 0 AND effects > 0``): a chunk without it is not
+    asked, which spares analysing the query, most of a small chunk's cost. It must follow from
+    the query (never stricter: a detector whose condition misses a case it flags would miss it
+    in a small chunk); empty, the query always runs.
+    """
 
     code: str
     name: str
@@ -105,6 +114,44 @@ class Detector:
     needs: str
     blind_spots: str
     sql: str = ""  # empty: judged elsewhere (cascade graph, text models)
+    present: str = ""
+
+
+# What a chunk holds, counted in one read (name: view, count): what ``Detector.present`` reads.
+HOLDINGS: dict[str, tuple[str, str]] = {
+    "delegations": ("s", f"countIf(type = {DELEGATION})"),
+    "failed_delegations": ("s", f"countIf(type = {DELEGATION} AND failed)"),
+    "completed": ("s", f"countIf(type = {DELEGATION} AND status = {COMPLETED} AND mode = {DELEGATE} AND NOT failed)"),
+    "ambiguous": ("s", f"countIf(type = {DELEGATION} AND ambiguous)"),
+    "agents": ("s", f"countIf(type = {AGENT})"),
+    "roles": ("s", f"countIf(type = {AGENT} AND role != '' AND agent != '')"),
+    "roots": ("s", "countIf(parent_id = '')"),
+    "llm_calls": ("s", f"countIf(type = {LLM} AND input_tokens > 0)"),
+    "hashed_calls": ("s", f"countIf(type = {TOOL} AND args_hash != '')"),
+    "ok_hashed_calls": ("s", f"countIf(type = {TOOL} AND args_hash != '' AND NOT failed)"),
+    "effects": ("s", f"countIf(type = {TOOL} AND side_effect AND NOT failed)"),
+    "high_stakes": ("s", f"countIf(type = {TOOL} AND high_stakes)"),
+    "failed_work": ("s", f"countIf(failed AND type IN ({TOOL}, {AGENT}, {DELEGATION}))"),
+    "failed_steps": ("s", f"countIf(failed AND type != {RUN})"),
+    "uses": ("s", f"countIf(length(input_ids) > 0 AND type != {VERIFICATION})"),
+    "passes": ("s", f"countIf(type = {VERIFICATION} AND verdict = {PASS})"),
+    "thin_passes": ("s", f"countIf(type = {VERIFICATION} AND verdict = {PASS} AND coverage < {MIN_COVERAGE})"),
+    "fails": ("s", f"countIf(type = {VERIFICATION} AND verdict = {FAIL})"),
+    "accepted": ("decisions", f"countIf(action = {ACCEPTED})"),
+    "kept": ("decisions", f"countIf(action IN ({ACCEPTED}, {MODIFIED}))"),
+    "changed": ("decisions", f"countIf(action IN ({OVERWROTE}, {MODIFIED}))"),
+    "rederived": ("decisions", f"countIf(action = {REDERIVED})"),
+    "terminated": ("terminations", "count()"),
+    "checkpointed": ("checkpoints", "count()"),
+}
+
+
+def _holdings_sql() -> str:
+    """One row: every count of ``HOLDINGS``, one aggregate per view."""
+    views = dict.fromkeys(view for view, _ in HOLDINGS.values())
+    reads = [f"(SELECT {', '.join(f'{count} AS {name}' for name, (v, count) in HOLDINGS.items() if v == view)} "
+             f"FROM {view}) AS {view}_holds" for view in views]
+    return "SELECT * FROM " + " CROSS JOIN ".join(reads)
 
 
 # Traces with a control transfer left open: the only ones where its target may have taken over.
@@ -207,6 +254,7 @@ DETECTORS: tuple[Detector, ...] = (
         needs="delegation spans with handoff.output and handoff.decision events",
         blind_spots="a supervisor that silently rewrites without recording a decision; text logs "
                     "(use the text models)",
+        present="changed > 0",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id,
     if(any(d.agent) != '', any(d.agent), any(x.delegator)) AS agent,
@@ -237,6 +285,7 @@ GROUP BY x.trace_id, x.span_id
                "(same tool, same arguments hash) its delegate already ran successfully",
         needs="decision events; tool spans with gen_ai.tool.name and handoff.tool.args_hash",
         blind_spots="recomputation through a different tool or different arguments",
+        present="rederived > 0 OR (hashed_calls >= 2 AND delegations > 0)",
         sql=f"""
 SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     SELECT x.trace_id AS trace_id, x.span_id AS span_id,
@@ -267,6 +316,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
                "delegated again to the same agent after its output was accepted (or modified and kept)",
         needs="tool spans with handoff.tool.args_hash and retry markers; delegations with task hashes",
         blind_spots="repetition with varied arguments or reworded tasks; text logs (text models)",
+        present="ok_hashed_calls >= 2 OR (kept > 0 AND delegations > 0)",
         sql=f"""
 SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     SELECT trace_id, (calls[2]).2 AS span_id, agent, (calls[2]).3 AS step, 0.95 AS confidence,
@@ -304,6 +354,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
                "call's (at least 200 before): the context was truncated or reset",
         needs="LLM spans with gen_ai.usage.input_tokens under one parent",
         blind_spots="deliberate summarisation looks the same; facts re-asked without a token drop",
+        present="llm_calls >= 2",
         sql=f"""
 SELECT trace_id, (calls[i]).3 AS span_id, agent, (calls[i]).4 AS step, 0.6 AS confidence,
     format('{{}}: input tokens fell from {{}} to {{}} between two calls of one turn',
@@ -325,6 +376,7 @@ FROM (
                "LLM or delegation spans starting after the run's termination event",
         needs="the handoff.termination event on the run span",
         blind_spots="loops that end by themselves below the limit; runs that never record termination",
+        present="terminated > 0",
         sql=f"""
 SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     SELECT m.trace_id AS trace_id, m.span_id AS span_id, m.agent AS agent,
@@ -349,6 +401,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
                "conversation began again inside the same run",
         needs="parent links intact within the trace",
         blind_spots="a restart written to a new trace; text logs (text models)",
+        present="roots >= 2",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.agent AS agent, x.step AS step,
     0.6 AS confidence,
@@ -366,6 +419,7 @@ WHERE x.parent_id = '' AND x.ts > r.first AND x.type != {RUN}
         needs="the ambiguity marker on delegation spans",
         blind_spots="ambiguity nobody marked; text logs (text models read assumptions stated "
                     "without a question)",
+        present="ambiguous > 0",
         sql="""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegate AS agent, x.step AS step,
     0.8 AS confidence,
@@ -390,6 +444,7 @@ WHERE x.ambiguous AND NOT arrayExists(t -> t > x.ts AND t < o.first_out, q.asked
                "handed back to the delegator",
         needs="delegation status and handoff.output events",
         blind_spots="an output that omits part of what the worker found (needs content)",
+        present="completed > 0",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegate AS agent, x.step AS step,
     0.6 AS confidence,
@@ -407,6 +462,7 @@ WHERE x.status = {COMPLETED} AND x.mode = {DELEGATE} AND o.has = 0 AND NOT x.fai
                "(handoff.input.output_ids)",
         needs="data flow: handoff.input.output_ids on the spans that use outputs",
         blind_spots="systems that do not record data flow; use the text models on logs",
+        present="kept > 0 AND uses > 0",
         sql=f"""
 SELECT p.trace_id AS trace_id, p.span_id AS span_id, p.delegator AS agent, p.delegation_step AS step,
     0.6 AS confidence,
@@ -434,6 +490,7 @@ WHERE d.action IN ({ACCEPTED}, {MODIFIED}) AND p.output_id != '' AND later.last_
                "the delegate's own span is missing there, or the other agent delivered an output)",
         needs="the delegate's agent span nested under the delegation span",
         blind_spots="plan-versus-action inside one agent's reasoning (text models)",
+        present="delegations > 0 AND agents > 0",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.delegator AS agent, x.step AS step,
     0.7 AS confidence,
@@ -463,6 +520,7 @@ HAVING (x.trace_id, x.span_id, x.delegate) NOT IN (SELECT trace_id, parent_id, a
                     "the failed output; a failed hand-off made good by a different task; a termination "
                     "that names no agent does not see delegations still running; text logs (text models)",
         needs="the handoff.termination event; delegation status; verification spans",
+        present="terminated > 0",
         sql=f"""
 SELECT m.trace_id AS trace_id, m.span_id AS span_id,
     if(m.agent != '', m.agent, r.agent) AS agent,
@@ -531,6 +589,7 @@ WHERE length(still_open) > 0 OR (m.success_claimed AND f.n > 0) OR length(failed
                "the output (handoff.verification.coverage)",
         needs="decision events; verification spans naming their target",
         blind_spots="checks that are not recorded as verification spans",
+        present="accepted > 0 OR thin_passes > 0",
         sql=f"""
 SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     SELECT x.trace_id AS trace_id, x.span_id AS span_id,
@@ -561,6 +620,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
                "delegation ended in error",
         needs="verification spans with verdicts and targets",
         blind_spots="a wrong pass nobody checked again",
+        present="passes > 0 AND (fails > 0 OR failed_delegations > 0)",
         sql=f"""
 SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
     SELECT ok.trace_id AS trace_id, ok.span_id AS span_id, ok.agent AS agent, ok.step AS step,
@@ -587,6 +647,7 @@ SELECT trace_id, span_id, agent, step, confidence, evidence FROM (
                "the same check never passed the work again (the target, or its fix: see FM-3.1)",
         needs="verification spans whose check names say what they check",
         blind_spots="requirements nobody checks; check names in other words; text logs (text models)",
+        present="fails > 0",
         sql=f"""
 SELECT f.trace_id AS trace_id, f.span_id AS span_id,
     if(p.delegate != '', p.delegate, if(x.delegate != '', x.delegate, f.agent)) AS agent,
@@ -608,6 +669,7 @@ WHERE (f.trace_id, f.span_id) IN {_STANDING_FAILS}
         needs="handoff.agent.role on agent spans",
         blind_spots="agents without a declared role; a supervisor doing a worker's job itself "
                     "(see re-derivation and overwrite)",
+        present="delegations > 0 AND roles > 0",
         sql=f"""
 SELECT x.trace_id AS trace_id, argMin(x.span_id, x.ts) AS span_id, x.agent AS agent,
     argMin(x.step, x.ts) AS step, 0.7 AS confidence,
@@ -647,6 +709,7 @@ GROUP BY x.trace_id, x.agent
         needs="tool spans with handoff.tool.side_effect, handoff.tool.target or args_hash, "
               "handoff.idempotency_key",
         blind_spots="side effects not marked as such; a target the tool does not name",
+        present="effects >= 2",
         sql=f"""
 SELECT trace_id, (calls[2]).2 AS span_id, (calls[2]).4 AS agent, (calls[2]).3 AS step,
     if(arrayCount(c -> c.5 = '', calls) > 0, 0.95, 0.85) AS confidence,
@@ -675,6 +738,7 @@ FROM (
               "retry_of on retries",
         blind_spots="side effects not marked; rollbacks recorded as ordinary tool calls; a fallback "
                     "for a failed side-effecting step or hand-off (another tool, another delegate)",
+        present="failed_work > 0 AND effects > 0",
         sql=f"""
 SELECT trace_id, argMin(span_id, k) AS span_id, argMin(agent, k) AS agent, argMin(step, k) AS step,
     0.9 AS confidence, argMin(evidence, k) AS evidence
@@ -751,6 +815,7 @@ GROUP BY trace_id
                "event in between; any checkpoint of the run counts, and each step done again once",
         needs="handoff.checkpoint events; handoff.resume events or handoff.resume.checkpoint_id",
         blind_spots="a restart written to a new trace or run",
+        present="checkpointed > 0 AND failed_steps > 0",
         sql=f"""
 SELECT trace_id, argMin(redo, at) AS span_id, argMin(who, at) AS agent, argMin(redo_step, at) AS step,
     0.9 AS confidence,
@@ -798,6 +863,7 @@ GROUP BY trace_id
                "that tool in between: one approval, one action), or despite a `denied` one",
         needs="handoff.tool.high_stakes on tool spans; handoff.approval events",
         blind_spots="high-stakes tools nobody marked",
+        present="high_stakes > 0",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, x.agent AS agent, x.step AS step,
     if(countIf(ap.decision = 'denied') > 0, 1.0, 0.95) AS confidence,
@@ -821,6 +887,7 @@ HAVING countIf(ap.decision = 'approved' AND (ap.span_id = x.span_id OR (ap.ts <=
                "agent runs the same model family as the output's author",
         needs="decision events; verifications after acceptance; gen_ai.request.model on agent spans",
         blind_spots="acceptance of a flaw nobody checks later; agents whose model is not recorded",
+        present="accepted > 0 AND fails > 0",
         sql=f"""
 SELECT x.trace_id AS trace_id, x.span_id AS span_id, any(acc.agent) AS agent,
     if(min(acc.step) >= 0, min(acc.step), x.step) AS step, 0.8 AS confidence,
@@ -849,18 +916,27 @@ GROUP BY x.trace_id, x.span_id, x.step, x.delegate
 
 BY_CODE: dict[str, Detector] = {d.code: d for d in DETECTORS}
 
-# Every SQL detector in one statement, each row tagged with its mode's code. ClickHouse runs
-# the branches of a UNION ALL side by side on every core, where twenty statements run one after
-# the other, each mostly on one core (1.2-1.35x on a chunk of 645k spans, same rows).
-_ALL_MODES = "\nUNION ALL\n".join(
-    f"SELECT '{d.code}' AS code, trace_id, span_id, agent, step, confidence, evidence FROM ({d.sql})"
-    for d in DETECTORS if d.sql)
+SQL_DETECTORS: tuple[Detector, ...] = tuple(d for d in DETECTORS if d.sql)
 
 
-def statement(scratch: Scratch | None = None) -> str:
-    """Every SQL detector's rows (code, trace_id, span_id, agent, step, confidence, evidence)
-    over ``{traces:Array(String)}``, or over a materialised scratch."""
-    return shaped(_ALL_MODES, scratch) + JOIN_SETTINGS
+def possible(store: Store, scratch: Scratch) -> tuple[Detector, ...]:
+    """The SQL detectors whose ``present`` condition the chunk in ``scratch`` meets."""
+    conditions = ", ".join(f"{d.present or 'true'} AS c{i}" for i, d in enumerate(SQL_DETECTORS))
+    [row] = store.query(f"SELECT {conditions} FROM ({shaped(_holdings_sql(), scratch)})")
+    return tuple(d for i, d in enumerate(SQL_DETECTORS) if row[f"c{i}"])
+
+
+def statement(scratch: Scratch | None = None, detectors: Sequence[Detector] = SQL_DETECTORS) -> str:
+    """The rows of ``detectors`` (code, trace_id, span_id, agent, step, confidence, evidence)
+    over ``{traces:Array(String)}``, or over a materialised scratch, in one statement.
+
+    ClickHouse runs the branches of a UNION ALL side by side on every core, where twenty
+    statements run one after the other, each mostly on one core (1.2-1.35x on a chunk of 645k
+    spans, same rows)."""
+    body = "\nUNION ALL\n".join(
+        f"SELECT '{d.code}' AS code, trace_id, span_id, agent, step, confidence, evidence FROM ({d.sql})"
+        for d in detectors)
+    return shaped(body, scratch) + JOIN_SETTINGS
 
 
 def reference() -> str:

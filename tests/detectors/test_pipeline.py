@@ -103,3 +103,46 @@ def test_a_pass_stopped_by_sigterm_drops_its_scratch_tables(demo: tuple[Store, l
     assert _scratch_tables(store) == set()
     assert capsys.readouterr().err.strip().endswith("terminated")
     assert signal.getsignal(signal.SIGTERM) is before  # main() puts back the handler it found
+
+
+def _found(judged: list) -> dict[str, list[tuple]]:
+    return {tf.trace_id: sorted((f.code, f.span_id, f.agent, f.step, f.confidence, f.evidence) for f in tf.findings)
+            for tf in judged}
+
+
+def test_a_trace_judged_alone_gets_what_it_gets_among_others(store: Store, traced) -> None:
+    # Alone, a trace meets few detectors' conditions (Detector.present) and the rest are not
+    # asked; among every structural mode, with a healthy team's noise around, all are asked.
+    from handoffs.detectors import scenarios, structural
+    from handoffs.detectors.normalise import TRACE_FILTER, Scratch
+
+    with traced():
+        scenarios.simulate(40, seed=37)  # a seed whose runs inject every mode of the suite
+    simulate(15, seed=4, failure_rate=1.0, store=store)
+    ids = [r["t"] for r in store.query("SELECT DISTINCT TraceId AS t FROM otel_traces ORDER BY t")]
+    with Scratch(store, TRACE_FILTER, {"traces": ids}) as scratch:
+        assert structural.possible(store, scratch) == structural.SQL_DETECTORS
+    together = _found(pipeline.judge(store, ids))
+    codes = {f[0] for found in together.values() for f in found}
+    # Every structural mode but a conversation reset, which neither suite plays.
+    assert codes >= {d.code for d in structural.SQL_DETECTORS} - {"FM-2.1"}
+    alone = {tid: found for tid in ids for tid, found in _found(pipeline.judge(store, [tid])).items()}
+    assert alone == together
+
+
+def test_a_chunk_is_not_asked_what_it_cannot_show(store: Store, traced) -> None:
+    from handoffs import sdk
+    from handoffs.detectors import structural
+    from handoffs.detectors.normalise import TRACE_FILTER, Scratch
+
+    with traced(), sdk.run("clean", run_id="clean") as run:
+        with sdk.agent("supervisor", role="supervisor") as sup:
+            with sup.delegate("worker", task="write it") as d:
+                d.decision("accepted", output=d.output("done"))
+        run.terminate("done", success_claimed=True, agent="supervisor")
+    with Scratch(store, TRACE_FILTER, {"traces": [run.trace_id]}) as scratch:
+        asked = {d.code for d in structural.possible(store, scratch)}
+    # No failure, check, checkpoint, side effect or high-stakes call: nothing for these to find.
+    assert asked.isdisjoint({"missing-compensation", "restart-instead-of-resume", "conformity", "FM-1.1",
+                             "FM-3.3", "duplicate-side-effect", "unapproved-high-stakes-action", "FM-2.1"})
+    assert {"FM-3.1", "FM-3.2", "FM-2.6"} <= asked

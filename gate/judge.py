@@ -288,9 +288,9 @@ def refresh_detection(store: Store, run_ids: Sequence[str], trace_ids: Sequence[
     if run_ids:
         compute_metrics(store, list(run_ids))
     if left:
-        return (f"detection: judged the traces of the runs compared only; the store's other traces "
-                f"({left:,} spans) are left to `handoffs detect`: no full pass of detector set "
-                f"{version()} is recorded in this store, so finding what is new there means reading all of it")
+        return (f"detection: judged the traces of the runs compared only; the rest of the store "
+                f"({left:,} spans stored) is left to `handoffs detect`: no full pass of detector set "
+                f"{version()} is recorded in it, so finding what is new there means reading all of it")
     return None
 
 

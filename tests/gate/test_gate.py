@@ -383,7 +383,7 @@ def test_the_gate_judges_the_runs_it_compares_not_a_store_nobody_judged(
     assert judged == {runs[0].trace_id}
     assert result.checks[0].verdict == "fail"  # its overwrite was found
     [note] = [n for n in result.notes if "handoffs detect" in n]
-    assert f"({spans:,} spans)" in note
+    assert f"({spans:,} spans stored)" in note
 
 
 def test_agent_text_reaches_every_report_as_written(store: Store, seed: Seeder, tmp_path: Path) -> None:

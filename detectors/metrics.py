@@ -44,6 +44,7 @@ from handoffs.store import Store, among, schema
 
 from .normalise import Scratch, ScratchTables
 from .pipeline import chunks, detect_pending, version
+from .structural import BEFORE_FIRST_UNIT
 
 FIRST_STEPS = 5
 _INTERVENTIONS = "('" + "','".join(a.value for a in (Act.OVERWROTE, Act.MODIFIED, Act.REJECTED,
@@ -61,11 +62,7 @@ SELECT tr.rid AS run_id, any(tr.project) AS project, x.span_id AS span_id, any(x
     any(x.delegate) AS delegate,
     any(x.status) = '{DelegationStatus.COMPLETED.value}' AS completed,
     countIf(d.action IN {_INTERVENTIONS}) > 0 AS intervened,
-    -- As the overwrite detector reads it: unit_complete defaults to false, so a modification
-    -- with no unit yet counts only in traces whose outputs record units at all.
-    countIf(d.action IN {_REWRITES} AND d.step - x.step <= {FIRST_STEPS} AND (d.ts < o.first_unit
-            OR (o.units = 0 AND (d.action = '{Act.OVERWROTE.value}'
-                                 OR x.trace_id IN (SELECT trace_id FROM outputs WHERE unit_complete)))))
+    countIf(d.action IN {_REWRITES} AND d.step - x.step <= {FIRST_STEPS} AND {BEFORE_FIRST_UNIT})
         > 0 AS early_overwrite,
     any(o.tokens_before) AS tokens_before
 FROM e AS x

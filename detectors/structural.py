@@ -146,13 +146,19 @@ HOLDINGS: dict[str, tuple[str, str]] = {
 }
 
 
-def _holdings_sql() -> str:
-    """One row: every count of ``HOLDINGS``, one aggregate per view."""
-    views = dict.fromkeys(view for view, _ in HOLDINGS.values())
-    reads = [f"(SELECT {', '.join(f'{count} AS {name}' for name, (v, count) in HOLDINGS.items() if v == view)} "
-             f"FROM {view}) AS {view}_holds" for view in views]
-    return "SELECT * FROM " + " CROSS JOIN ".join(reads)
+# One row: every count of ``HOLDINGS``, one aggregate per view.
+_HOLDINGS_SQL = "SELECT * FROM " + " CROSS JOIN ".join(
+    f"(SELECT {', '.join(f'{count} AS {name}' for name, (v, count) in HOLDINGS.items() if v == view)} "
+    f"FROM {view}) AS {view}_holds" for view in dict.fromkeys(view for view, _ in HOLDINGS.values()))
 
+
+# A rewrite (decision ``d`` on delegation ``x``, whose output stats ``o`` have ``units`` and
+# ``first_unit``) made before the delegate completed its first logical unit, as far as the trace
+# tells: ``unit_complete`` defaults to false, so with no unit completed an overwrite counts, and a
+# modification only in traces whose outputs record units at all. The overwrite detector and the
+# ``overwrite_rate`` metric read it alike.
+BEFORE_FIRST_UNIT = f"""(d.ts < o.first_unit OR (o.units = 0 AND (d.action = {OVERWROTE}
+    OR x.trace_id IN (SELECT trace_id FROM outputs WHERE unit_complete))))"""
 
 # Traces with a control transfer left open: the only ones where its target may have taken over.
 _OPEN_TRANSFER_TRACES = f"(SELECT trace_id FROM e WHERE status = {OPEN} AND mode = {TRANSFER})"
@@ -273,10 +279,7 @@ SELECT x.trace_id AS trace_id, x.span_id AS span_id,
 FROM decisions AS d
 INNER JOIN e AS x ON d.trace_id = x.trace_id AND d.span_id = x.span_id
 LEFT JOIN {_OUTPUT_STATS} AS o ON o.trace_id = x.trace_id AND o.span_id = x.span_id
--- unit_complete defaults to False: a trace where no output completed a unit does not record
--- units at all, and a modification there says nothing about cutting in before one.
-WHERE d.action = {OVERWROTE} OR (d.action = {MODIFIED} AND (d.ts < o.first_unit
-    OR (o.units = 0 AND x.trace_id IN (SELECT trace_id FROM outputs WHERE unit_complete))))
+WHERE d.action = {OVERWROTE} OR (d.action = {MODIFIED} AND {BEFORE_FIRST_UNIT})
 GROUP BY x.trace_id, x.span_id
 """),
     Detector(
@@ -922,7 +925,7 @@ SQL_DETECTORS: tuple[Detector, ...] = tuple(d for d in DETECTORS if d.sql)
 def possible(store: Store, scratch: Scratch) -> tuple[Detector, ...]:
     """The SQL detectors whose ``present`` condition the chunk in ``scratch`` meets."""
     conditions = ", ".join(f"{d.present or 'true'} AS c{i}" for i, d in enumerate(SQL_DETECTORS))
-    [row] = store.query(f"SELECT {conditions} FROM ({shaped(_holdings_sql(), scratch)})")
+    [row] = store.query(f"SELECT {conditions} FROM ({shaped(_HOLDINGS_SQL, scratch)})")
     return tuple(d for i, d in enumerate(SQL_DETECTORS) if row[f"c{i}"])
 
 

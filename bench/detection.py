@@ -13,7 +13,9 @@ At each size:
   metrics it computes by default, in seconds and spans per second; then, one more run added,
   ``handoffs detect --format jsonl`` (incremental) as a CI job runs it after each build, and with
   ``--new`` (only the traces judged now reported); and the gate's detection step (``handoffs
-  gate`` runs the detectors first by default), with one new run and with nothing new;
+  gate`` runs the detectors first by default), with one new run and with nothing new, and for a
+  build of 20 runs against the previous build's 20, against computing every compared run's
+  metrics again (as it did before 2026-12-03);
 - incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
   (the target is a cost that does not grow with the store);
 - for scale, what the engine alone takes to read one attribute of every span and to group every
@@ -272,6 +274,8 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     print(out[-1], flush=True)
     out.append(f"{'':>12}{upgraded_gate(store)}")
     print(out[-1], flush=True)
+    out.append(f"{'':>12}{gate_builds(store)}")
+    print(out[-1], flush=True)
     out.append(f"{'':>12}engine alone, best of 3: one attribute of every span {one_key:.2f} s "
                f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "
                f"(= {spans / by_trace:,.0f} spans/s)")
@@ -300,6 +304,45 @@ def upgraded_gate(store: Store) -> str:
     return (f"the gate's detection step after a detector upgrade, one new run: {now:.2f} s (the runs' "
             f"traces; the rest left to `handoffs detect`), against {before:.1f} s judging every stored "
             f"trace as it did before: {before / now:.0f}x")
+
+
+def gate_builds(store: Store, runs: int = 20, rounds: int = 3) -> str:
+    """The gate's detection step as CI meets it: a build's ``runs`` new runs compared with the
+    previous build's (the baseline, judged by the previous gate), build after build; as it is
+    (only runs whose metrics are out of date computed) and as it was before 2026-12-03 (every
+    compared run's metrics computed again), alternating which goes first, each with builds of
+    its own; and the same gate run again with nothing new (a CI job retried)."""
+    from handoffs.demo import simulate
+    from handoffs.detectors import detect_current
+    from handoffs.detectors.metrics import compute_metrics
+    from handoffs.gate.judge import refresh_detection
+
+    def now(compared: list) -> None:
+        refresh_detection(store, [r.run_id for r in compared], [r.trace_id for r in compared])
+
+    def before(compared: list) -> None:
+        detect_current(store, [r.trace_id for r in compared])
+        compute_metrics(store, [r.run_id for r in compared])
+
+    ways = {"now": now, "before": before}
+    times: dict[str, dict[str, list[float]]] = {k: {w: [] for w in ways} for k in ("new", "again")}
+    previous = simulate(runs, seed=700, store=store)
+    now(previous)
+    for rnd in range(rounds):
+        for i, way in enumerate(sorted(ways, reverse=rnd % 2 == 1)):
+            compared = simulate(runs, seed=701 + 2 * rnd + i, store=store) + previous
+            for case in ("new", "again"):
+                started = time.perf_counter()
+                ways[way](compared)
+                times[case][way].append(time.perf_counter() - started)
+            previous = compared[:runs]
+    med = {k: {w: statistics.median(v) for w, v in by.items()} for k, by in times.items()}
+    return (f"the gate's detection step, a build of {runs} new runs against the previous build's {runs} "
+            f"(median of {rounds} builds each way, alternating): {med['new']['now']:.2f} s, against "
+            f"{med['new']['before']:.2f} s computing every compared run's metrics again "
+            f"({med['new']['before'] / med['new']['now']:.2f}x); the same gate again, nothing new: "
+            f"{med['again']['now']:.2f} s against {med['again']['before']:.2f} s "
+            f"({med['again']['before'] / med['again']['now']:.2f}x)")
 
 
 def by_detector(store: Store, out: list[str]) -> None:

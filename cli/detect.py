@@ -150,9 +150,10 @@ def detect(store_url: str | None, fmt: str, trace_ids: tuple[str, ...], full: bo
         _check_found(trace_ids, {tf.trace_id for tf in results})
         runs = {tf.run_id or tf.trace_id for tf in results}
     if metrics and not together and runs:
-        # The runs judged now (or asked for): no other run's metrics can have changed, and
-        # recomputing every run made one new run cost as much as the whole store.
-        compute_metrics(store, sorted(runs))
+        # The runs judged now (or asked for) whose metrics are older than that: no other run's
+        # metrics can have changed, and recomputing every run made one new run cost as much as
+        # the whole store.
+        compute_metrics(store, sorted(runs), out_of_date=True)
     if asked is not None:
         report.add(results)
     elif not (only_new or judged_all):

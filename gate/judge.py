@@ -286,7 +286,7 @@ def refresh_detection(store: Store, run_ids: Sequence[str], trace_ids: Sequence[
     # its callers, would cost the gate more the larger the store (1.2 s at 3M spans, nothing new).
     left = detect_current(store, [t for t in trace_ids if t])
     if run_ids:
-        compute_metrics(store, list(run_ids))
+        compute_metrics(store, list(run_ids), out_of_date=True)
     if left:
         return (f"detection: judged the traces of the runs compared only; the rest of the store "
                 f"({left:,} spans stored) is left to `handoffs detect`: no full pass of detector set "

@@ -149,9 +149,9 @@ def test_an_incremental_detect_recomputes_the_metrics_of_new_runs_only(
     computed: list[list[str]] = []
     compute = metrics.compute_metrics
 
-    def spy(store_: Store, run_ids: list[str] | None = None) -> int:
+    def spy(store_: Store, run_ids: list[str] | None = None, **kwargs: bool) -> int:
         computed.append(list(run_ids or []) if run_ids is not None else ["<every run>"])
-        return compute(store_, run_ids)
+        return compute(store_, run_ids, **kwargs)
 
     monkeypatch.setattr(metrics, "compute_metrics", spy)
     code, out, err = _run(["detect", "--store", _url(store, chdb_dir), "--format", "jsonl"], capsys)

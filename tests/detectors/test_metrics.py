@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handoffs import conventions as c
 from handoffs import sdk
 from handoffs import taxonomy as t
 from handoffs.detectors.metrics import compute_metrics, load
@@ -254,3 +255,38 @@ def test_runs_totalled_a_slice_at_a_time_give_the_same_metrics(store: Store, tra
     assert sorted((r["run_id"], r["scope"], r["subject"], r["metric"], r["value"]) for r in load(store)) == whole
     assert compute_metrics(store) == at_once  # again, replacing every row
     assert sorted((r["run_id"], r["scope"], r["subject"], r["metric"], r["value"]) for r in load(store)) == whole
+
+
+def test_out_of_date_computes_only_runs_whose_traces_were_judged_since(store: Store, traced,
+                                                                        monkeypatch) -> None:
+    """``out_of_date``: a run with no metrics, or a trace judged after its metrics were stored
+    (again, or by a new detector set), is computed; the others keep their rows untouched."""
+    from handoffs.detectors import metrics, pipeline
+
+    def computed_at(run: str) -> list:
+        return sorted(r["at"] for r in store.query(
+            f"SELECT computed_at AS at FROM {schema.METRICS_TABLE} FINAL WHERE run_id = {{r:String}}", {"r": run}))
+
+    with traced():
+        a = _team(overwrite=True, rewrite_fails=True)
+        b = _team(overwrite=False, rewrite_fails=False)
+    assert compute_metrics(store, [a], out_of_date=True) == len(load(store, [a])) > 0  # none stored yet
+    assert not load(store, [b])
+    rows_b = compute_metrics(store, [a, b], out_of_date=True)  # a is current: b only
+    assert rows_b == len(load(store, [b])) > 0
+    before = {run: computed_at(run) for run in (a, b)}
+    assert compute_metrics(store, [a, b], out_of_date=True) == 0
+    assert {run: computed_at(run) for run in (a, b)} == before
+
+    [trace_b] = [r["t"] for r in store.query(
+        f"SELECT DISTINCT TraceId AS t FROM {schema.SPAN_TABLE} WHERE SpanAttributes['{c.RUN_ID}'] = {{r:String}}",
+        {"r": b})]
+    pipeline.detect_pending(store, [trace_b], incremental=False)  # judged again, after its metrics
+    assert compute_metrics(store, [a, b], out_of_date=True) == rows_b
+    assert computed_at(a) == before[a] and computed_at(b) > before[b]
+
+    for module in (pipeline, metrics):  # every trace pending again
+        monkeypatch.setattr(module, "version", lambda: "a-new-detector-set")
+    assert compute_metrics(store, [a, b], out_of_date=True) == len(load(store))
+    assert computed_at(a) > before[a]
+    assert compute_metrics(store, [a, b]) == len(load(store))  # without it: every run, always

@@ -386,6 +386,28 @@ def test_the_gate_judges_the_runs_it_compares_not_a_store_nobody_judged(
     assert f"({spans:,} spans stored)" in note
 
 
+def test_the_gate_computes_again_only_the_metrics_of_runs_judged_since(store: Store) -> None:
+    from handoffs.demo import simulate
+    from handoffs.gate.judge import refresh_detection
+    from handoffs.store.schema import METRICS_TABLE
+
+    def computed() -> dict[str, object]:
+        return {r["run_id"]: r["at"] for r in store.query(
+            f"SELECT run_id, max(computed_at) AS at FROM {METRICS_TABLE} GROUP BY run_id")}
+
+    base = simulate(2, seed=5, inject="overwrite", failure_rate=1.0, store=store)
+    assert refresh_detection(store, [r.run_id for r in base], [r.trace_id for r in base]) is None
+    stored = computed()
+    assert set(stored) == {r.run_id for r in base}
+    # The next build: its runs are new, the baseline's metrics were stored by the last gate.
+    build = simulate(2, seed=6, inject="overwrite", failure_rate=1.0, store=store)
+    runs = build + base
+    assert refresh_detection(store, [r.run_id for r in runs], [r.trace_id for r in runs]) is None
+    now = computed()
+    assert set(now) == {r.run_id for r in runs}
+    assert {r.run_id: now[r.run_id] for r in base} == stored
+
+
 def test_agent_text_reaches_every_report_as_written(store: Store, seed: Seeder, tmp_path: Path) -> None:
     import io
     import xml.etree.ElementTree as ET

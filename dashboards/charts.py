@@ -147,7 +147,8 @@ def side_by_side(data: pd.DataFrame) -> alt.Chart:
 
 
 def _rate_color(rate: float) -> str:
-    """Green below 20 % overwrites, amber to 50 %, red above (the seeds report 65-81 %)."""
+    """Green below 20 % (of overwrites, or failures), amber to 50 %, red above (the seeds report
+    65-81 % overwrites)."""
     if rate >= 0.5:
         return "#e5484d"
     if rate >= 0.2:
@@ -165,7 +166,8 @@ def handoff_graph(edges: pd.DataFrame, cascade_roots: dict[str, int]) -> str:
     """Agents as nodes, delegations as edges, in DOT.
 
     An edge is labelled with its delegations, overwrite rate and failures and coloured by the
-    overwrite rate; an agent whose errors started a cascade is drawn red with the count.
+    worse of its overwrite rate and its failure rate (failed / delegations), dashed when any
+    delegation on it failed; an agent whose errors started a cascade is drawn red with the count.
     """
     lines = [
         "digraph handoffs {",
@@ -184,12 +186,14 @@ def handoff_graph(edges: pd.DataFrame, cascade_roots: dict[str, int]) -> str:
             attrs += ', fillcolor="#e5484d", color="#e5484d"'
         lines.append(f"  {_quote(agent)} [{attrs}];")
     for e in edges.itertuples(index=False):
-        rate = float(e.overwrite_rate)
-        label = f"{int(e.delegations)}× · overwrite {rate:.0%}"
-        if int(e.failures):
-            label += f" · {int(e.failures)} failed"
-        width = 1 + min(4, int(e.delegations) // 5)
+        rate, failed, delegations = float(e.overwrite_rate), int(e.failures), int(e.delegations)
+        label = f"{delegations}× · overwrite {rate:.0%}"
+        if failed:
+            label += f" · {failed} failed"
+        width = 1 + min(4, delegations // 5)
+        # A hand-off that fails every time was drawn green when nobody overwrote it.
+        color = _rate_color(max(rate, failed / delegations if delegations else 0.0))
         lines.append(f"  {_quote(e.source)} -> {_quote(e.target)} [label={_quote(label)}, "
-                     f'color="{_rate_color(rate)}", penwidth={width}];')
+                     f'color="{color}", penwidth={width}{", style=dashed" if failed else ""}];')
     lines.append("}")
     return "\n".join(lines)

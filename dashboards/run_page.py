@@ -171,6 +171,7 @@ with graph_tab:
         st.info("No delegation spans in this run, so no hand-off graph.")
     else:
         st.graphviz_chart(charts.handoff_graph(edges, roots), width="stretch")
-        st.caption("Edges: delegations, coloured by overwrite rate (green < 20 % ≤ amber < 50 % ≤ "
-                   "red). Red agents: roots of error cascades.")
+        st.caption("Edges: delegations, coloured by the worse of overwrite rate and failure rate "
+                   "(green < 20 % ≤ amber < 50 % ≤ red), dashed where a delegation failed. "
+                   "Red agents: roots of error cascades.")
         st.dataframe(edges, hide_index=True, width="stretch", placeholder=ui.MISSING)

@@ -31,3 +31,16 @@ def test_a_long_agent_name_is_cut_in_the_graph_and_whole_in_its_tooltip() -> Non
     label = f'"{long[:charts.MAX_NODE_LABEL - 1]}…\\n1 cascade root(s)"'
     assert f'"{long}" [label={label}, tooltip="{long}"' in dot
     assert '"coder" [label="coder", tooltip="coder"]' in dot
+
+
+def test_an_edge_is_coloured_by_its_failures_as_by_its_overwrites() -> None:
+    # A hand-off that failed every time, never overwritten, was drawn green like a healthy one.
+    edges = pd.DataFrame({"source": ["sup", "sup", "sup"], "target": ["coder", "tester", "writer"],
+                          "delegations": [2, 4, 10], "overwrites": [0, 3, 0],
+                          "overwrite_rate": [0.0, 0.75, 0.0], "failures": [2, 0, 3]})
+    edge = {line.split(" [")[0].strip(): line for line in charts.handoff_graph(edges, {}).splitlines()
+            if " -> " in line}
+    assert 'color="#e5484d"' in edge['"sup" -> "coder"'] and "style=dashed" in edge['"sup" -> "coder"']
+    assert "2 failed" in edge['"sup" -> "coder"']
+    assert 'color="#e5484d"' in edge['"sup" -> "tester"'] and "dashed" not in edge['"sup" -> "tester"']
+    assert 'color="#f5a524"' in edge['"sup" -> "writer"'] and "style=dashed" in edge['"sup" -> "writer"']

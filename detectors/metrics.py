@@ -244,12 +244,18 @@ _RUN_ID = f"SpanAttributes['{c.RUN_ID}']"
 def _run_traces(store: Store, run_ids: Sequence[str]) -> list[tuple[str, str]]:
     """Each (run, trace) pair of a run of ``run_ids`` and a trace of it: the traces whose spans
     carry the run id, and a trace that stands for its own run (no run id). Two reads, not one
-    with OR: each side prunes by its own index (the attribute-value bloom filter, the sort key),
-    where OR read every granule (0.7 s at 1M spans against 0.03 s)."""
+    with OR: each side prunes by its own index (the run id's bloom filter, the sort key), where
+    OR read every granule (0.7 s at 1M spans against 0.03 s).
+
+    The engine reads ``SpanAttributes['...']`` as a subcolumn of the map unless told not to, and
+    then no longer matches it with the run id's index (``idx_run_id``), which is written on the
+    expression: 40 runs among 10M spans took 0.47 s, reading a third of the table, against
+    0.03 s with the index."""
     rows = store.query(
         f"SELECT {_RUN_ID} AS r, TraceId AS t FROM {schema.SPAN_TABLE} WHERE {among(_RUN_ID, 'runs', len(run_ids))} "
         f"UNION DISTINCT SELECT TraceId AS r, TraceId AS t FROM {schema.SPAN_TABLE} "
-        f"WHERE {among('TraceId', 'runs', len(run_ids))}", {"runs": list(run_ids)})
+        f"WHERE {among('TraceId', 'runs', len(run_ids))} SETTINGS optimize_functions_to_subcolumns = 0",
+        {"runs": list(run_ids)})
     return sorted((r["r"], r["t"]) for r in rows)
 
 

@@ -24,7 +24,11 @@ from handoffs.store import Store, schema
 from handoffs.store.spans import SPAN_FAILED_SQL
 
 TRACES_PARAM = "{traces:Array(String)}"
-TRACE_FILTER = f"WHERE TraceId IN {TRACES_PARAM}"
+# PREWHERE, not WHERE: under FINAL the engine does not move a condition to PREWHERE by itself,
+# so it read every column of each granule the key could not rule out (one per part and
+# trace: 20 traces among 10M spans read 142 granules of attribute maps, 0.40 s against 0.045 s).
+# Filtering before FINAL is exact here: every version of a span shares its TraceId (sort key).
+TRACE_FILTER = f"PREWHERE TraceId IN {TRACES_PARAM}"
 
 
 def _a(key: str) -> str:
@@ -113,7 +117,7 @@ SPANS = f"""s AS (
         {_a(c.SPAN_TYPE)} != '' AND ({_a(c.NORMALISED_FROM)} = '' OR {_a(c.NORMALISED_RESOLVED)} != '')
             AS resolved
     FROM {schema.SPAN_TABLE} FINAL
-    WHERE TraceId IN {TRACES_PARAM}
+    {TRACE_FILTER}
 )"""
 
 EVENTS = f"""ev AS (
@@ -125,7 +129,7 @@ EVENTS = f"""ev AS (
         Events.Attributes AS a
     FROM {schema.SPAN_TABLE} FINAL
     ARRAY JOIN Events
-    WHERE TraceId IN {TRACES_PARAM}
+    {TRACE_FILTER}
 )"""
 
 OUTPUTS = f"""outputs AS (
@@ -201,7 +205,7 @@ _ALL = (SPANS, EVENTS, OUTPUTS, DECISIONS, TERMINATIONS, CHECKPOINTS, RESUMES, A
         PRODUCED, VERIFICATIONS)
 
 
-RANGE_FILTER = "WHERE TraceId >= {lo:String} AND TraceId <= {hi:String}"
+RANGE_FILTER = "PREWHERE TraceId >= {lo:String} AND TraceId <= {hi:String}"  # as TRACE_FILTER
 
 
 # Which views each view reads, in definition order.

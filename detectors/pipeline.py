@@ -40,7 +40,7 @@ SELECT TraceId AS trace_id, toInt32OrDefault(SpanAttributes['{c.STEP}'], toInt32
     SpanAttributes['{c.GEN_AI_AGENT_NAME}'] AS agent, SpanAttributes['{c.MESSAGE_ROLE}'] AS role,
     SpanAttributes['{c.MESSAGE_CONTENT}'] AS content, SpanId AS span_id
 FROM {schema.SPAN_TABLE} FINAL
-WHERE TraceId IN {{traces:Array(String)}} AND SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}'
+{TRACE_FILTER} WHERE SpanAttributes['{c.SPAN_TYPE}'] = '{c.SpanType.MESSAGE.value}'
 ORDER BY trace_id, step
 """
 

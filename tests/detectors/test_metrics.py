@@ -290,3 +290,25 @@ def test_out_of_date_computes_only_runs_whose_traces_were_judged_since(store: St
     assert compute_metrics(store, [a, b], out_of_date=True) == len(load(store))
     assert computed_at(a) > before[a]
     assert compute_metrics(store, [a, b]) == len(load(store))  # without it: every run, always
+
+
+def test_a_runs_traces_are_found_through_the_run_id_index(store: Store, traced, monkeypatch) -> None:
+    # The engine read SpanAttributes['handoff.run.id'] as a map subcolumn and skipped the index
+    # written on that expression: every gate read a third of the span table to find 40 runs.
+    from handoffs.detectors import metrics
+
+    with traced():
+        a = _team(overwrite=False, rewrite_fails=False)
+    asked: list[tuple[str, dict]] = []
+    query = Store.query
+
+    def spy(self: Store, sql: str, params: dict | None = None) -> list[dict]:
+        asked.append((sql, params or {}))
+        return query(self, sql, params)
+
+    monkeypatch.setattr(Store, "query", spy)
+    assert [r for r, _ in metrics._run_traces(store, [a])] == [a]
+    monkeypatch.undo()
+    [(sql, params)] = asked
+    plan = "\n".join(str(next(iter(r.values()))) for r in store.query("EXPLAIN indexes = 1 " + sql, params))
+    assert "idx_run_id" in plan

@@ -146,3 +146,16 @@ def test_a_chunk_is_not_asked_what_it_cannot_show(store: Store, traced) -> None:
     assert asked.isdisjoint({"missing-compensation", "restart-instead-of-resume", "conformity", "FM-1.1",
                              "FM-3.3", "duplicate-side-effect", "unapproved-high-stakes-action", "FM-2.1"})
     assert {"FM-3.1", "FM-3.2", "FM-2.6"} <= asked
+
+
+def test_a_chunk_reads_its_traces_spans_before_final_merges_them(store: Store) -> None:
+    # Under FINAL the engine keeps a WHERE on the trace id as it is, reading every column of
+    # each granule the key cannot rule out; the shape's reads filter first (PREWHERE).
+    from handoffs.demo import simulate
+    from handoffs.detectors.normalise import SPANS, TRACE_FILTER
+
+    [run] = simulate(1, seed=3, store=store)
+    assert TRACE_FILTER in SPANS
+    plan = "\n".join(str(next(iter(r.values()))) for r in store.query(
+        f"EXPLAIN actions = 1 WITH {SPANS} SELECT * FROM s", {"traces": [run.trace_id]}))
+    assert "Prewhere filter" in plan and "TraceId" in plan.split("Prewhere filter", 1)[1]

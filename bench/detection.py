@@ -24,9 +24,10 @@ At each size:
     python bench/detection.py                          # 1M, 3M, 10M spans
     python bench/detection.py --before 568bc79 --sizes 1000000 3000000 --rounds 2
                        # full detection and one trace judged again, then the command (a full
-                       # pass, and with nothing new, which reads every stored trace back), of an
-                       # earlier revision and of this one, alternating on the same store, in
-                       # separate processes: the ratio per round and each command's peak memory
+                       # pass, and with nothing new, which reads every stored trace back), then
+                       # the gate's detection step on builds of 20 runs, of an earlier revision
+                       # and of this one, alternating on the same store, in separate processes:
+                       # the ratio per round and each command's peak memory
     python bench/detection.py --sizes 250000 1000000   # other sizes
     python bench/detection.py --sizes 1000000 --by-detector
                        # also: one chunk's cost by detector, and planning the structural statement
@@ -416,6 +417,23 @@ took = time.perf_counter() - started
 peak = [l for l in pathlib.Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
 print(lines.n, took, int(peak[0].split()[1]) / 1024)
 """
+# The gate's detection step on a CI build: 20 new runs (simulated with the seed given) compared
+# with the 20 runs stored before them, which the previous build's gate judged: seconds taken.
+_GATE_BUILD = """
+import sys, time
+from handoffs.store import open_store
+from handoffs.demo import simulate
+from handoffs.gate.judge import refresh_detection
+store = open_store("chdb://" + sys.argv[1])
+previous = [(r["run_id"], r["trace_id"]) for r in store.query(
+    "SELECT run_id, trace_id FROM handoffs_runs FINAL ORDER BY updated_at DESC, run_id LIMIT 20")]
+compared = [(r.run_id, r.trace_id) for r in simulate(20, seed=int(sys.argv[2]), store=store)] + previous
+started = time.perf_counter()
+refresh_detection(store, [r for r, _ in compared], [t for _, t in compared])
+print(time.perf_counter() - started)
+"""
+GATE_BUILDS = 3  # per revision and round, alternating
+
 # The two commands compared: a full pass, then (nothing new) every stored trace read back.
 _COMMANDS = {"detect --full --format jsonl": ["--full"], "detect --format jsonl, nothing new": []}
 
@@ -446,7 +464,8 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
             commands = {name: {"before": [], "now": []} for name in _COMMANDS}
             peaks = {name: {"before": [], "now": []} for name in _COMMANDS}
             lines = {name: {"before": set(), "now": set()} for name in _COMMANDS}
-            spans = 0
+            gate: dict[str, list[float]] = {"before": [], "now": []}
+            spans = builds = 0
             for _ in range(rounds):
                 for label, checkout in (("before", before), ("now", repo)):
                     done = subprocess.run([sys.executable, "-c", _TIMED, str(store_dir)], cwd=checkout,
@@ -464,6 +483,12 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
                         commands[name][label].append(float(seconds))
                         peaks[name][label].append(float(peak))
                         lines[name][label].add(int(written))
+                for _ in range(GATE_BUILDS):
+                    for label, checkout in (("before", before), ("now", repo)):
+                        builds += 1
+                        done = subprocess.run([sys.executable, "-c", _GATE_BUILD, str(store_dir), str(900 + builds)],
+                                              cwd=checkout, check=True, capture_output=True, text=True)
+                        gate[label].append(float(done.stdout.split()[-1]))
             report = [f"{size / 1e6:>9g}M  spans {spans:>10,}",
                       "  " + _ratio_line("full pass", rev, spans, times,
                                          f"findings {sorted(found['before'])} vs {sorted(found['now'])}")]
@@ -478,6 +503,12 @@ def versus(rev: str, sizes: list[int], seed_runs: int, rounds: int, out: list[st
                     f"JSON lines {sorted(lines[name]['before'])} vs {sorted(lines[name]['now'])}; "
                     f"peak memory {statistics.median(peaks[name]['before']):,.0f} MiB vs "
                     f"{statistics.median(peaks[name]['now']):,.0f} MiB"))
+            ratios = [b / n for b, n in zip(gate["before"], gate["now"], strict=True)]
+            report.append(f"  the gate's detection step, a build of 20 new runs against the 20 before them "
+                          f"({GATE_BUILDS} builds per revision and round): {rev} "
+                          f"{statistics.median(gate['before']):.2f} s; now {statistics.median(gate['now']):.2f} s; "
+                          f"now faster by {statistics.median(ratios):.2f}x "
+                          f"(per build: {', '.join(f'{r:.2f}' for r in ratios)})")
             for line in report:
                 print(line, flush=True)
                 out.append(line)

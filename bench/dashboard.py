@@ -14,6 +14,8 @@ the embedded engine (chDB in this process) and through the store's ClickHouse HT
 
     python bench/dashboard.py                                  # 1M, 2M, 4M spans; both engines
     python bench/dashboard.py --sizes 200000 --repeat 3 --no-write
+    python bench/dashboard.py --sizes 1000000,4000000,16000000 --before REV
+        # also each query as it was at REV, alternating with this checkout's: the ratio
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -244,8 +248,9 @@ class Generator:
 Query = tuple[str, Callable[[Store], object]]
 
 
-def page_queries(store: Store) -> dict[str, list[Query]]:
-    """What each page runs on first load with the default filters (all time, all projects)."""
+def page_queries(store: Store, q: ModuleType = queries) -> dict[str, list[Query]]:
+    """What each page runs on first load with the default filters (all time, all projects), with
+    the query functions of ``q`` (this checkout's, or an earlier revision's: ``queries_at``)."""
     latest = queries.runs(store, limit=100)
     # The run detail of the most flagged of the latest runs; compare: the two latest commits.
     run = latest.sort_values("findings", ascending=False).iloc[0]
@@ -253,34 +258,62 @@ def page_queries(store: Store) -> dict[str, list[Query]]:
     side_b, side_a = (queries.runs_of_commit(store, "", c) for c in commits)
     return {
         "runs": [
-            ("store_state", queries.store_state),
-            ("filter_options", lambda s: queries.filter_options(s, "")),
-            ("runs (latest 100)", lambda s: queries.runs(s)),
+            ("store_state", q.store_state),
+            ("filter_options", lambda s: q.filter_options(s, "")),
+            ("runs (latest 100)", lambda s: q.runs(s)),
         ],
         "run detail": [
-            ("run_list (picker)", lambda s: queries.run_list(s, "", 200)),
-            ("runs (the run)", lambda s: queries.runs(s, run=run["run_id"], limit=1)),
-            ("run_checks", lambda s: queries.run_checks(s, run["run_id"])),
-            ("run_findings", lambda s: queries.run_findings(s, run["run_id"], run["trace_id"])),
-            ("trace_spans", lambda s: queries.trace_spans(s, run["trace_id"])),
-            ("handoff_edges", lambda s: queries.handoff_edges(s, [run["trace_id"]])),
+            ("run_list (picker)", lambda s: q.run_list(s, "", 200)),
+            ("runs (the run)", lambda s: q.runs(s, run=run["run_id"], limit=1)),
+            ("run_checks", lambda s: q.run_checks(s, run["run_id"])),
+            ("run_findings", lambda s: q.run_findings(s, run["run_id"], run["trace_id"])),
+            ("trace_spans", lambda s: q.trace_spans(s, run["trace_id"])),
+            ("handoff_edges", lambda s: q.handoff_edges(s, [run["trace_id"]])),
         ],
         "agents": [
-            ("supervisor_overwrites", lambda s: queries.supervisor_overwrites(s, "", 0)),
-            ("cascade_roots", lambda s: queries.cascade_roots(s, "", 0)),
-            ("agent_modes", lambda s: queries.agent_modes(s, "", 0)),
-            ("agent_metrics", lambda s: queries.agent_metrics(s, "", 0, T.SCOPE_AGENT)),
+            ("supervisor_overwrites", lambda s: q.supervisor_overwrites(s, "", 0)),
+            ("cascade_roots", lambda s: q.cascade_roots(s, "", 0)),
+            ("agent_modes", lambda s: q.agent_modes(s, "", 0)),
+            ("agent_metrics", lambda s: q.agent_metrics(s, "", 0, T.SCOPE_AGENT)),
         ],
         "failure modes": [
-            ("mode_heatmap", lambda s: queries.mode_heatmap(s, "", 0, "system")),
-            ("mode_trend", lambda s: queries.mode_trend(s, "", 0)),
+            ("mode_heatmap", lambda s: q.mode_heatmap(s, "", 0, "system")),
+            ("mode_trend", lambda s: q.mode_trend(s, "", 0)),
         ],
         "compare (2 commits)": [
-            ("commits", lambda s: queries.commits(s, "", 0)),
-            ("runs_of_commit x2", lambda s: [queries.runs_of_commit(s, "", c) for c in commits]),
-            ("compare_sides", lambda s: queries.compare_sides(s, side_a, side_b)),
+            ("commits", lambda s: q.commits(s, "", 0)),
+            ("runs_of_commit x2", lambda s: [q.runs_of_commit(s, "", c) for c in commits]),
+            ("compare_sides", lambda s: q.compare_sides(s, side_a, side_b)),
         ],
     }
+
+
+def queries_at(rev: str) -> ModuleType:
+    """``dashboards/queries.py`` as it was at ``rev``, loaded beside this checkout's (what it
+    imports is this checkout's): the page queries of both, timed in the same run."""
+    source = subprocess.run(["git", "-C", str(Path(__file__).parent), "show", f"{rev}:dashboards/queries.py"],
+                            check=True, capture_output=True, text=True).stdout
+    module = ModuleType(f"queries_at_{rev}")
+    exec(compile(source, f"{rev}:dashboards/queries.py", "exec"), module.__dict__)
+    return module
+
+
+def versus(store: Store, now: dict[str, list[Query]], before: dict[str, list[Query]], repeat: int
+           ) -> list[tuple[str, str, list[float], list[float]]]:
+    """Per query: ``repeat`` wall times in ms of this checkout's and an earlier revision's, the
+    two alternating (which goes first alternates too)."""
+    out = []
+    for page, qs in now.items():
+        for (name, fn), (_, old) in zip(qs, before[page], strict=True):
+            fn(store), old(store)  # warm-up
+            times: dict[str, list[float]] = {"now": [], "before": []}
+            for i in range(repeat):
+                for label, run in sorted((("now", fn), ("before", old)), reverse=i % 2 == 1):
+                    t0 = time.perf_counter()
+                    run(store)
+                    times[label].append((time.perf_counter() - t0) * 1000)
+            out.append((page, name, times["before"], times["now"]))
+    return out
 
 
 def measure(store: Store, pages: dict[str, list[Query]], repeat: int
@@ -316,6 +349,8 @@ def main() -> None:
     parser.add_argument("--engines", default="chdb,http", help="chdb and/or http")
     parser.add_argument("--dir", default=None, help="chDB directory (default: a temp dir, removed)")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--before", metavar="REV", help="also time each query as it was at this git revision, "
+                        "alternating with this checkout's")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     engines = args.engines.split(",")
@@ -361,6 +396,15 @@ def main() -> None:
                        f"   cpu p50 {np.percentile(cpu, 50):8.1f}")
                 print(row, flush=True)
                 lines.append(row)
+        if args.before:
+            earlier = page_queries(store, queries_at(args.before))
+            for engine in engines:
+                for page, name, old, now in versus(stores[engine], pages, earlier, args.repeat):
+                    ratio = np.median([b / n for b, n in zip(old, now, strict=True)])
+                    row = (f"{engine:5} {page:20} {name:24} {args.before} p50 {np.median(old):8.1f}  now p50 "
+                           f"{np.median(now):8.1f}  now faster by {ratio:.2f}x")
+                    print(row, flush=True)
+                    lines.append(row)
     if not args.no_write:
         record.append(RESULTS, lines)  # earlier runs stay in the file beside this one
         print(f"\nwrote {RESULTS}")

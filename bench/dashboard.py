@@ -2,7 +2,8 @@
 
 Data: runs of about 100 spans in our conventions (a run span, a supervisor, 6-14 delegations
 each with an output and a decision event, a worker with model calls, tools, a verification),
-with findings (about 1.5 per run), run/agent/pair metrics, detection state and gate results
+with findings (about 1.5 per run), run/agent/pair metrics (33 rows a run, every mode's failure
+rate among them, as ``compute_metrics`` stores them), detection state and gate results
 (one gate per commit of 4 runs), spread over 30 days on 4 branches. Span rows are built with
 ``SpanBatch``: 40 template runs, then replicated column-wise with new trace ids and start
 times (generation in Python per span would take longer than the benchmark), and each run's
@@ -221,6 +222,10 @@ class Generator:
             for worker in WORKERS[:3]:
                 add(run_id, T.SCOPE_PAIR, f"supervisor->{worker}", T.OVERWRITE_RATE, r.randrange(0, 3), 3)
                 add(run_id, T.SCOPE_AGENT, worker, T.ERROR_AMPLIFICATION, r.random() * 4, 1)
+            # Every mode's failure rate, zeros included, as compute_metrics stores them: most of
+            # a run's metric rows (44 a run on a store judged by `handoffs detect --full`).
+            for mode in T.MODES:
+                add(run_id, T.SCOPE_RUN, run_id, T.failure_rate_metric(mode.code), float(r.random() < 0.07), 1)
         self.store.insert(schema.METRICS_TABLE, pa.table(rows))
 
     def _gates(self, run_ids: list[str], commits: list[str], branches: list[str]) -> None:

@@ -419,8 +419,9 @@ print(lines.n, took, int(peak[0].split()[1]) / 1024)
 """
 # The gate's detection step on a CI build: 20 new runs (simulated with the seed given) compared
 # with the 20 runs stored before them, which the previous build's gate judged: seconds taken.
+# Before b7b4b19 the step took run ids only.
 _GATE_BUILD = """
-import sys, time
+import inspect, sys, time
 from handoffs.store import open_store
 from handoffs.demo import simulate
 from handoffs.gate.judge import refresh_detection
@@ -428,8 +429,9 @@ store = open_store("chdb://" + sys.argv[1])
 previous = [(r["run_id"], r["trace_id"]) for r in store.query(
     "SELECT run_id, trace_id FROM handoffs_runs FINAL ORDER BY updated_at DESC, run_id LIMIT 20")]
 compared = [(r.run_id, r.trace_id) for r in simulate(20, seed=int(sys.argv[2]), store=store)] + previous
+args = [[r for r, _ in compared], [t for _, t in compared]]
 started = time.perf_counter()
-refresh_detection(store, [r for r, _ in compared], [t for _, t in compared])
+refresh_detection(store, *args[:len(inspect.signature(refresh_detection).parameters) - 1])
 print(time.perf_counter() - started)
 """
 GATE_BUILDS = 3  # per revision and round, alternating

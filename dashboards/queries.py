@@ -17,9 +17,10 @@ Run status, as the runs page shows it:
 
 Reads of a ReplacingMergeTree with ``FINAL`` put their conditions on sort-key columns in
 ``PREWHERE``: under ``FINAL`` the engine does not move them there itself and reads every
-column asked for of every granule, where ``PREWHERE`` reads the filter's columns first (the
-Agents page's overwrite and cascade rankings, 2-3x at 10M spans). It is exact only on the
-sort key, which every version of a row shares.
+column asked for of every granule into the merge, where ``PREWHERE`` reads the filter's columns
+first (the Agents page's rankings, 2-2.4x on a 10M-span store whose rows stood in several
+versions awaiting merges; BENCHMARKS.md, dashboard). It is exact only on the sort key, which
+every version of a row shares.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def test_a_delegation_failed_by_its_attribute_is_failed_in_the_trace_and_graph(s
 
 def test_the_agents_rankings_filter_before_final_merges_rows(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     # Under FINAL the engine keeps a WHERE where it is and reads every column asked for of every
-    # granule; the rankings' conditions on the sort key are PREWHERE (2-3x at 10M spans).
+    # granule into the merge; the rankings' conditions on the sort key are PREWHERE.
     seed(store)
     issued: list[tuple[str, dict]] = []
     query_arrow = Store.query_arrow

@@ -266,8 +266,8 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     # The gate runs the detectors first (its default): with one new run, and with nothing new.
     from handoffs.gate.judge import refresh_detection
     [run] = simulate(1, seed=96, store=store)
-    one_new = seconds(lambda: refresh_detection(store, [run.run_id], [run.trace_id]))
-    nothing_new = seconds(lambda: refresh_detection(store, [run.run_id], [run.trace_id]))
+    one_new = seconds(lambda: refresh_detection(store, [run.run_id]))
+    nothing_new = seconds(lambda: refresh_detection(store, [run.run_id]))
     read_back = seconds(lambda: detect(store))
     out.append(f"{'':>12}the gate's detection step (`handoffs gate` with detect on): one new run {one_new:.2f} s, "
                f"nothing new {nothing_new:.2f} s; for scale, `detect()` with nothing new, which also reads "
@@ -297,7 +297,7 @@ def upgraded_gate(store: Store) -> str:
     installed = pipeline.version
     try:
         pipeline.version = lambda: "bench-upgrade-now"
-        now = seconds(lambda: refresh_detection(store, [run.run_id], [run.trace_id]))
+        now = seconds(lambda: refresh_detection(store, [run.run_id]))
         pipeline.version = lambda: "bench-upgrade-before"
         before = seconds(lambda: (detect_pending(store), compute_metrics(store, [run.run_id])))
     finally:
@@ -319,7 +319,7 @@ def gate_builds(store: Store, runs: int = 20, rounds: int = 3) -> str:
     from handoffs.gate.judge import refresh_detection
 
     def now(compared: list) -> None:
-        refresh_detection(store, [r.run_id for r in compared], [r.trace_id for r in compared])
+        refresh_detection(store, [r.run_id for r in compared])
 
     def before(compared: list) -> None:
         detect_current(store, [r.trace_id for r in compared])
@@ -419,7 +419,7 @@ print(lines.n, took, int(peak[0].split()[1]) / 1024)
 """
 # The gate's detection step on a CI build: 20 new runs (simulated with the seed given) compared
 # with the 20 runs stored before them, which the previous build's gate judged: seconds taken.
-# Before b7b4b19 the step took run ids only.
+# From b7b4b19 to 527438f the step also took the runs' trace ids.
 _GATE_BUILD = """
 import inspect, sys, time
 from handoffs.store import open_store

@@ -272,11 +272,11 @@ class GateResult:
         return 1 if self.verdict == FAIL else 0
 
 
-def refresh_detection(store: Store, run_ids: Sequence[str], trace_ids: Sequence[str]) -> str | None:
-    """Bring the findings of ``trace_ids`` (the traces of ``run_ids``) and the metrics of
-    ``run_ids`` up to date, and the store's other findings when that is cheap (both incremental
-    where they can be); return a note when the detectors are not installed, or when the store's
-    other traces were left to ``handoffs detect``."""
+def refresh_detection(store: Store, run_ids: Sequence[str]) -> str | None:
+    """Bring the findings of the traces of ``run_ids`` and their metrics up to date, and the
+    store's other findings when that is cheap (both incremental where they can be); return a
+    note when the detectors are not installed, or when the store's other traces were left to
+    ``handoffs detect``."""
     try:
         from handoffs.detectors import detect_current, version
         from handoffs.detectors.metrics import compute_metrics
@@ -284,7 +284,8 @@ def refresh_detection(store: Store, run_ids: Sequence[str], trace_ids: Sequence[
         return f"detection skipped: the detectors are not available ({exc})"
     # Judges and stores what is new; reading every stored finding back, as detect() does for
     # its callers, would cost the gate more the larger the store (1.2 s at 3M spans, nothing new).
-    left = detect_current(store, [t for t in trace_ids if t])
+    # The runs' own traces are judged by compute_metrics, which judges what it reads first.
+    left = detect_current(store, [])
     if run_ids:
         compute_metrics(store, list(run_ids), out_of_date=True)
     if left:
@@ -314,7 +315,7 @@ def run_gate(store: Store, policy: Policy, baseline: str | None = None,
             _given_baseline(store, policy, baseline, [r.run_id for r in judged])
         base, base_text = [], "none (no regression checks)"
     if policy.detect if detect is None else detect:
-        note = refresh_detection(store, [r.run_id for r in judged + base], [r.trace_id for r in judged + base])
+        note = refresh_detection(store, [r.run_id for r in judged + base])
         if note:
             notes.append(note)
             log.warning(note)

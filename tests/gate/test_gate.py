@@ -360,7 +360,7 @@ def test_the_gate_judges_new_traces_without_reading_every_stored_finding_back(
         raise AssertionError("the gate read every stored finding back")
 
     monkeypatch.setattr(pipeline, "load", every_finding)  # what detect() reads every finding back with
-    assert refresh_detection(store, [run.run_id], [run.trace_id]) is None
+    assert refresh_detection(store, [run.run_id]) is None
     monkeypatch.undo()
     [stored] = load_findings(store, [run.trace_id])
     assert "overwrite" in stored.codes()
@@ -396,13 +396,13 @@ def test_the_gate_computes_again_only_the_metrics_of_runs_judged_since(store: St
             f"SELECT run_id, max(computed_at) AS at FROM {METRICS_TABLE} GROUP BY run_id")}
 
     base = simulate(2, seed=5, inject="overwrite", failure_rate=1.0, store=store)
-    assert refresh_detection(store, [r.run_id for r in base], [r.trace_id for r in base]) is None
+    assert refresh_detection(store, [r.run_id for r in base]) is None
     stored = computed()
     assert set(stored) == {r.run_id for r in base}
     # The next build: its runs are new, the baseline's metrics were stored by the last gate.
     build = simulate(2, seed=6, inject="overwrite", failure_rate=1.0, store=store)
     runs = build + base
-    assert refresh_detection(store, [r.run_id for r in runs], [r.trace_id for r in runs]) is None
+    assert refresh_detection(store, [r.run_id for r in runs]) is None
     now = computed()
     assert set(now) == {r.run_id for r in runs}
     assert {r.run_id: now[r.run_id] for r in base} == stored

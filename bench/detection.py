@@ -19,7 +19,9 @@ At each size:
 - incremental: one newly simulated run added on top, then ``detect_pending()``: seconds taken
   (the target is a cost that does not grow with the store);
 - for scale, what the engine alone takes to read one attribute of every span and to group every
-  span by trace: the floor under any detector that reads attributes at detection time.
+  span by trace, and to compute the normalised shape of every span (its span and event views,
+  into a Null table: no detector runs, nothing is kept): the floor under any detector set that
+  reads the attribute maps at detection time, against the CPU a pass at 1M spans/s may spend.
 
     python bench/detection.py                          # 1M, 3M, 10M spans
     python bench/detection.py --before 568bc79 --sizes 1000000 3000000 --rounds 2
@@ -205,7 +207,7 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
     logger = logging.getLogger("handoffs.detectors")
     logger.addHandler(stages)
     logger.setLevel(logging.DEBUG)
-    cpu = os.times()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     try:
         with PeakRss() as memory:
@@ -214,9 +216,7 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
         logger.removeHandler(stages)
         logger.setLevel(logging.NOTSET)  # the commands below log as a user's would
     full = time.perf_counter() - started
-    used = os.times()
-    cpu_s = (used.user + used.system + used.children_user + used.children_system
-             - cpu.user - cpu.system - cpu.children_user - cpu.children_system)
+    cpu_s = cpu_seconds() - cpu
     findings = sum(len(tf.findings) for tf in judged)
     simulate(1, seed=99, store=store)
     started = time.perf_counter()
@@ -240,6 +240,7 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
                   for _ in range(3))
     by_trace = min(timed(store, f"SELECT count() FROM (SELECT TraceId, count() FROM {schema.SPAN_TABLE} "
                                 "GROUP BY TraceId)") for _ in range(3))
+    floor = shape_floor(store, spans, full, cpu_s)
     # The command a user runs: detection of every trace, the seed metrics of every run (its
     # default) and one JSON line per trace.
     url = f"chdb://{store.url.path}?database={store.url.database}"
@@ -281,6 +282,49 @@ def measure(store: Store, size_label: str, out: list[str], detectors: bool = Fal
                f"(= {spans / one_key:,.0f} spans/s), every span grouped by trace {by_trace:.2f} s "
                f"(= {spans / by_trace:,.0f} spans/s)")
     print(out[-1], flush=True)
+    out.append(f"{'':>12}{floor}")
+    print(out[-1], flush=True)
+
+
+def cpu_seconds() -> float:
+    """CPU used by this process so far, chDB's threads included (the engine runs in it)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def shape_floor(store: Store, spans: int, full: float, full_cpu: float) -> str:
+    """What the engine alone takes to compute the normalised shape of every stored span, as a
+    full pass's chunks read it (``RANGE_FILTER``, ``FINAL``), into a Null table: the attribute
+    lookups every detector set reading the maps pays, with no detector run and nothing kept.
+    Best of 3 in wall time, with its CPU, against the full pass measured just before."""
+    from handoffs.detectors.normalise import RANGE_FILTER, TRACE_FILTER, prelude
+
+    params = {"lo": "", "hi": "~"}  # every hex trace id
+    cores = os.cpu_count() or 1
+    parts = []
+    for view in ("s", "ev"):
+        query = prelude(f"SELECT * FROM {view}").replace(TRACE_FILTER, RANGE_FILTER) + f"SELECT * FROM {view}"
+        sink = f"bench_shape_sink_{view}"
+        store.command(f"DROP TABLE IF EXISTS {sink}")
+        store.command(f"CREATE TABLE {sink} ENGINE = Null AS {query} LIMIT 0", params)
+        try:
+            runs = []
+            for _ in range(3):
+                before = cpu_seconds()
+                took = seconds(lambda q=f"INSERT INTO {sink} {query}": store.command(q, params))
+                runs.append((took, cpu_seconds() - before))
+        finally:
+            store.command(f"DROP TABLE IF EXISTS {sink}")
+        parts.append(min(runs))
+    (s_wall, s_cpu), (e_wall, e_cpu) = parts
+    keys = float(store.scalar(f"SELECT avg(length(SpanAttributes)) FROM {schema.SPAN_TABLE}") or 0)
+    wall, cpu = s_wall + e_wall, s_cpu + e_cpu
+    return (f"the normalised shape alone, best of 3 (every span's views computed from the attribute "
+            f"maps, {keys:.1f} attributes a span on average, FINAL, into a Null table; no detector, nothing "
+            f"kept): spans {s_wall:.2f} s, events "
+            f"{e_wall:.2f} s = {spans / wall:,.0f} spans/s, CPU {cpu:.2f} s = {cpu / spans * 1e6:.2f} us a "
+            f"span; 1M spans/s on {cores} cores allows {cores:.1f} us a span, the full pass used "
+            f"{full_cpu / spans * 1e6:.2f} ({full / wall:.1f}x the shape's time)")
 
 
 def upgraded_gate(store: Store) -> str:

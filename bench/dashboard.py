@@ -17,6 +17,10 @@ the embedded engine (chDB in this process) and through the store's ClickHouse HT
     python bench/dashboard.py --sizes 200000 --repeat 3 --no-write
     python bench/dashboard.py --sizes 1000000,4000000,16000000 --before REV
         # also each query as it was at REV, alternating with this checkout's: the ratio
+    python bench/dashboard.py --sizes 1000000,4000000,16000000 --rejudged
+        # at each size, every finding and metric written again first, as `handoffs detect
+        # --full` on a judged store writes them: the pages' FINAL reads merge two versions of
+        # each row until the engine's background merges have (the rows awaiting them are counted)
 """
 
 from __future__ import annotations
@@ -248,6 +252,26 @@ class Generator:
         self.store.insert(schema.GATE_TABLE, pa.table(rows))
 
 
+def rejudge(store: Store) -> None:
+    """Every finding and metric row written again with a newer version, as a full pass of
+    ``handoffs detect`` over a judged store writes them (same keys, same values)."""
+    for table in (schema.FINDINGS_TABLE, schema.METRICS_TABLE):
+        columns = ", ".join(r["name"] for r in store.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
+            "AND default_kind = '' ORDER BY position", {"t": table}))
+        store.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table} FINAL")
+
+
+def awaiting_merges(store: Store) -> str:
+    """How many finding and metric rows are older versions that FINAL still has to merge away."""
+    parts = []
+    for table, label in ((schema.FINDINGS_TABLE, "finding"), (schema.METRICS_TABLE, "metric")):
+        rows = int(store.scalar(f"SELECT count() FROM {table}"))
+        kept = int(store.scalar(f"SELECT count() FROM {table} FINAL"))
+        parts.append(f"{rows - kept:,} of {rows:,} {label} rows")
+    return "older versions awaiting merges: " + ", ".join(parts)
+
+
 # --- pages -----------------------------------------------------------------------------------
 
 Query = tuple[str, Callable[[Store], object]]
@@ -356,6 +380,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
     parser.add_argument("--before", metavar="REV", help="also time each query as it was at this git revision, "
                         "alternating with this checkout's")
+    parser.add_argument("--rejudged", action="store_true", help="at each size, write every finding and metric "
+                        "again first (a full `handoffs detect` pass over a judged store)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     engines = args.engines.split(",")
@@ -388,9 +414,13 @@ def main() -> None:
             per_run = max(1, gen.spans // max(gen.runs, 1)) if gen.runs else 100
             gen.add_runs(max(1, min(CHUNK_RUNS * 5, (size - gen.spans) // per_run + 1)))
         store.command(f"OPTIMIZE TABLE {schema.RUNS_TABLE} FINAL")
+        if args.rejudged:
+            rejudge(store)
         header = (f"\n## {gen.spans:,} spans, {gen.runs:,} runs "
                   f"(generated and inserted in {time.perf_counter() - t0:.0f} s; "
                   f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        if args.rejudged:
+            header += f"\n# every finding and metric written again; {awaiting_merges(store)}"
         print(header, flush=True)
         lines.append(header)
         pages = page_queries(store)
@@ -410,6 +440,9 @@ def main() -> None:
                            f"{np.median(now):8.1f}  now faster by {ratio:.2f}x")
                     print(row, flush=True)
                     lines.append(row)
+        if args.rejudged:
+            lines.append(f"# after the measures above, {awaiting_merges(store)}")
+            print(lines[-1], flush=True)
     if not args.no_write:
         record.append(RESULTS, lines)  # earlier runs stay in the file beside this one
         print(f"\nwrote {RESULTS}")

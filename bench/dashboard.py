@@ -19,8 +19,9 @@ the embedded engine (chDB in this process) and through the store's ClickHouse HT
         # also each query as it was at REV, alternating with this checkout's: the ratio
     python bench/dashboard.py --sizes 1000000,4000000,16000000 --rejudged
         # at each size, every finding and metric written again first, as `handoffs detect
-        # --full` on a judged store writes them: the pages' FINAL reads merge two versions of
-        # each row until the engine's background merges have (the rows awaiting them are counted)
+        # --full` on a judged store writes them (findings in a second version, metrics deleted
+        # and written again), the pages timed as that leaves the store (the rows awaiting the
+        # engine's merges are counted), then again once versions are merged as the pass now does
 """
 
 from __future__ import annotations
@@ -253,23 +254,38 @@ class Generator:
 
 
 def rejudge(store: Store) -> None:
-    """Every finding and metric row written again with a newer version, as a full pass of
-    ``handoffs detect`` over a judged store writes them (same keys, same values)."""
-    for table in (schema.FINDINGS_TABLE, schema.METRICS_TABLE):
+    """Every finding and metric row written again, as a full pass of ``handoffs detect`` over a
+    judged store writes them, before it merges versions: findings and detection marks in a
+    newer version (same keys, same values), metrics deleted and inserted again (``MetricSums``
+    deletes the old rows outright when it writes more than ``_FEW_RUNS`` runs)."""
+    for table in (schema.FINDINGS_TABLE, schema.DETECTED_TABLE, schema.METRICS_TABLE):
         columns = ", ".join(r["name"] for r in store.query(
             "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
             "AND default_kind = '' ORDER BY position", {"t": table}))
-        store.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table} FINAL")
+        if table != schema.METRICS_TABLE:
+            store.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table} FINAL")
+            continue
+        copy = f"{table}_bench_copy"
+        store.command(f"CREATE TABLE {copy} ENGINE = Memory AS SELECT {columns} FROM {table} FINAL")
+        try:
+            store.command(f"DELETE FROM {table} WHERE run_id IN (SELECT DISTINCT run_id FROM {copy})")
+            store.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {copy}")
+        finally:
+            store.command(f"DROP TABLE {copy}")
 
 
 def awaiting_merges(store: Store) -> str:
-    """How many finding and metric rows are older versions that FINAL still has to merge away."""
+    """What reads still have to skip in the finding and metric tables: older versions (FINAL
+    merges them away) and deleted rows (the delete's mask hides them), until the engine merges."""
     parts = []
     for table, label in ((schema.FINDINGS_TABLE, "finding"), (schema.METRICS_TABLE, "metric")):
         rows = int(store.scalar(f"SELECT count() FROM {table}"))
         kept = int(store.scalar(f"SELECT count() FROM {table} FINAL"))
-        parts.append(f"{rows - kept:,} of {rows:,} {label} rows")
-    return "older versions awaiting merges: " + ", ".join(parts)
+        stored = int(store.scalar("SELECT sum(rows) FROM system.parts WHERE active AND database = currentDatabase() "
+                                  "AND table = {t:String}", {"t": table}) or 0)
+        parts.append(f"{label} rows: {kept:,} current, {rows - kept:,} older versions, "
+                     f"{stored - rows:,} deleted")
+    return "; ".join(parts)
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -420,17 +436,29 @@ def main() -> None:
                   f"(generated and inserted in {time.perf_counter() - t0:.0f} s; "
                   f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         if args.rejudged:
-            header += f"\n# every finding and metric written again; {awaiting_merges(store)}"
+            header += f"\n# every finding and metric written again, as a full pass writes them: {awaiting_merges(store)}"
         print(header, flush=True)
         lines.append(header)
         pages = page_queries(store)
-        for engine in engines:
-            for page, name, wall, cpu in measure(stores[engine], pages, args.repeat):
-                p50, p95 = np.percentile(wall, [50, 95])
-                row = (f"{engine:5} {page:20} {name:24} p50 {p50:8.1f}  p95 {p95:8.1f}"
-                       f"   cpu p50 {np.percentile(cpu, 50):8.1f}")
-                print(row, flush=True)
-                lines.append(row)
+        states = ["as written ", "merged "] if args.rejudged else [""]
+        width = max(map(len, states))
+        for state in states:
+            if state == "merged ":
+                t1 = time.perf_counter()
+                merged = store.merge_versions(schema.FINDINGS_TABLE, schema.DETECTED_TABLE, schema.METRICS_TABLE)
+                lines.append(f"# versions merged as the pass now does ({', '.join(merged)}) in "
+                             f"{time.perf_counter() - t1:.1f} s: {awaiting_merges(store)}")
+                print(lines[-1], flush=True)
+            for engine in engines:
+                for page, name, wall, cpu in measure(stores[engine], pages, args.repeat):
+                    p50, p95 = np.percentile(wall, [50, 95])
+                    row = (f"{engine:5} {state:{width}}{page:20} {name:24} p50 {p50:8.1f}  p95 {p95:8.1f}"
+                           f"   cpu p50 {np.percentile(cpu, 50):8.1f}")
+                    print(row, flush=True)
+                    lines.append(row)
+            if state == "as written ":
+                lines.append(f"# after the measures above, {awaiting_merges(store)}")
+                print(lines[-1], flush=True)
         if args.before:
             earlier = page_queries(store, queries_at(args.before))
             for engine in engines:
@@ -440,9 +468,6 @@ def main() -> None:
                            f"{np.median(now):8.1f}  now faster by {ratio:.2f}x")
                     print(row, flush=True)
                     lines.append(row)
-        if args.rejudged:
-            lines.append(f"# after the measures above, {awaiting_merges(store)}")
-            print(lines[-1], flush=True)
     if not args.no_write:
         record.append(RESULTS, lines)  # earlier runs stay in the file beside this one
         print(f"\nwrote {RESULTS}")

@@ -360,6 +360,10 @@ class MetricSums(ScratchTables):
             self.store.command(f"INSERT INTO {schema.METRICS_TABLE} ({_METRIC_COLUMNS}) "
                                f"SELECT {_METRIC_COLUMNS} FROM {self.totals} SETTINGS optimize_on_insert = 0")
             self.store.command(f"DROP TABLE {self.totals}")
+        if many:
+            # Every row of these runs deleted and written again: merged now, not read through
+            # the delete's mask (and FINAL) until the engine's merges get to them.
+            self.store.merge_versions(schema.METRICS_TABLE)
         return stored
 
 

@@ -134,6 +134,21 @@ class Store:
         self.engine.insert_arrow(schema.SPAN_TABLE, table, settings=settings)
         return table.num_rows
 
+    def merge_versions(self, *tables: str) -> list[str]:
+        """Merge each table's rows down to their latest version now (``OPTIMIZE ... FINAL``);
+        return the tables merged.
+
+        For after a pass that wrote every row of a ReplacingMergeTree again (every trace judged
+        anew): the engine's background merges may leave the old versions for hours, and every
+        ``FINAL`` read merges them meanwhile (the Agents page at 16M spans: 0.8 -> 1.9 s). Tables
+        of other engines (a cluster's Distributed tables) are left to the engine's merges.
+        """
+        engines = {r["name"]: r["engine"] for r in self.query(schema.TABLE_ENGINES_SQL, {"tables": list(tables)})}
+        merged = [t for t in tables if engines.get(t, "").endswith("MergeTree")]
+        for table in merged:
+            self.engine.command(f"OPTIMIZE TABLE `{table}` FINAL")
+        return merged
+
     def close(self) -> None:
         self.engine.close()
 

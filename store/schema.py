@@ -455,6 +455,12 @@ def ttl_statement(ttl_days: int | None, cluster: str | None = None, cloud: bool 
     return f"ALTER TABLE {table}{on_cluster} REMOVE TTL"
 
 
+# The engine of each of some tables in the store's database (ReplacingMergeTree, Distributed...).
+TABLE_ENGINES_SQL = (
+    "SELECT name, engine FROM system.tables "
+    "WHERE database = currentDatabase() AND name IN {tables:Array(String)}"
+)
+
 # The CREATE statement of a table as the server holds it; ``ttl_days_of`` reads the TTL from it.
 CREATE_QUERY_SQL = (
     "SELECT create_table_query FROM system.tables "

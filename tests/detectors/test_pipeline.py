@@ -159,3 +159,30 @@ def test_a_chunk_reads_its_traces_spans_before_final_merges_them(store: Store) -
     plan = "\n".join(str(next(iter(r.values()))) for r in store.query(
         f"EXPLAIN actions = 1 WITH {SPANS} SELECT * FROM s", {"traces": [run.trace_id]}))
     assert "Prewhere filter" in plan and "TraceId" in plan.split("Prewhere filter", 1)[1]
+
+
+def _stored(store: Store, table: str) -> tuple[int, int, int]:
+    """(active parts, rows they hold, rows FINAL keeps) of ``table``."""
+    parts = store.query("SELECT count() AS n, sum(rows) AS rows FROM system.parts WHERE active "
+                        "AND database = currentDatabase() AND table = {t:String}", {"t": table})[0]
+    return int(parts["n"]), int(parts["rows"] or 0), int(store.scalar(f"SELECT count() FROM {table} FINAL"))
+
+
+def test_a_pass_judging_every_trace_again_leaves_one_version_of_each_row(
+        demo: tuple[Store, list[str]], chdb_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every finding and mark written again, and the metrics of many runs deleted and written
+    again, would stay as they are until the engine's merges, which every FINAL read (the
+    dashboard's pages) merges meanwhile; the pass merges them."""
+    from handoffs.detectors import metrics
+    from handoffs.store import schema
+
+    store, _ = demo
+    monkeypatch.setattr(metrics, "_FEW_RUNS", 0)  # these 40 runs written as a large store's are
+    for _ in range(2):
+        try:
+            main(["detect", "--full", "--format", "jsonl", "--store", f"chdb://{chdb_dir}?database={store.url.database}"])
+        except SystemExit as exc:
+            assert not exc.code
+    for table in (schema.FINDINGS_TABLE, schema.DETECTED_TABLE, schema.METRICS_TABLE):
+        parts, rows, kept = _stored(store, table)
+        assert kept > 0 and (parts, rows) == (1, kept), table

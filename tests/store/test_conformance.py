@@ -124,3 +124,29 @@ def test_an_insert_from_a_select_reads_its_parameters(any_store: Store) -> None:
 def test_bad_sql_is_a_store_error(any_store: Store) -> None:
     with pytest.raises(StoreError, match="UNKNOWN_FUNCTION|Unknown function|does not exist"):
         any_store.query("SELECT no_such_function()")
+
+
+def _parts(store: Store, table: str) -> tuple[int, int]:
+    """(active parts, rows they hold, deleted rows included)."""
+    row = store.query("SELECT count() AS parts, sum(rows) AS rows FROM system.parts WHERE active "
+                      "AND database = currentDatabase() AND table = {t:String}", {"t": table})[0]
+    return int(row["parts"]), int(row["rows"] or 0)
+
+
+def test_merge_versions_leaves_the_latest_row_of_each_key_in_one_part(any_store: Store) -> None:
+    def metric(value: float) -> pa.Table:
+        return pa.table({"project": ["p"], "run_id": ["r1"], "scope": ["run"], "subject": ["r1"],
+                         "metric": ["overwrite_rate"], "value": [value], "numerator": [value],
+                         "denominator": [1.0]})
+
+    any_store.insert(schema.METRICS_TABLE, metric(0.5))
+    time.sleep(0.01)  # a later version (computed_at has milliseconds)
+    any_store.insert(schema.METRICS_TABLE, metric(0.25))
+    any_store.insert(schema.METRICS_TABLE, metric(0.25).set_column(1, "run_id", pa.array(["r2"])))
+    any_store.command(f"DELETE FROM {schema.METRICS_TABLE} WHERE run_id = 'r2'")
+    assert _parts(any_store, schema.METRICS_TABLE)[1] == 3  # two versions of r1, r2 masked
+
+    merged = any_store.merge_versions(schema.METRICS_TABLE, schema.RUNS_VIEW, "no_such_table")
+    assert merged == [schema.METRICS_TABLE]  # a view, and a table that does not exist, are skipped
+    assert _parts(any_store, schema.METRICS_TABLE) == (1, 1)
+    assert any_store.query(f"SELECT run_id, value FROM {schema.METRICS_TABLE}") == [{"run_id": "r1", "value": 0.25}]

@@ -139,9 +139,11 @@ class Store:
         return the tables merged.
 
         For after a pass that wrote every row of a ReplacingMergeTree again (every trace judged
-        anew): the engine's background merges may leave the old versions for hours, and every
-        ``FINAL`` read merges them meanwhile (the Agents page at 16M spans: 0.8 -> 1.9 s). Tables
-        of other engines (a cluster's Distributed tables) are left to the engine's merges.
+        anew): the engine's background merges may leave the old versions (or deleted rows) in
+        place for long (a findings table of 3 parts stayed so for the 107 s watched), and every
+        ``FINAL`` read merges them meanwhile: at 16M spans the dashboard's pages took 1.1-2.3x
+        as long (``bench/dashboard.py --rejudged``). Tables of other engines (a cluster's
+        Distributed tables) are left to the engine's merges.
         """
         engines = {r["name"]: r["engine"] for r in self.query(schema.TABLE_ENGINES_SQL, {"tables": list(tables)})}
         merged = [t for t in tables if engines.get(t, "").endswith("MergeTree")]

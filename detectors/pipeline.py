@@ -229,9 +229,9 @@ def judge_pending(store: Store, trace_ids: Sequence[str] | None = None, incremen
         yield judged
     mark(store, ver, blocks)  # only after every chunk is stored: an interrupted run stays pending
     if every:
-        # Every stored trace judged again wrote each finding and mark in a second version; the
-        # engine may leave the old ones unmerged for hours, and every FINAL read (the dashboard's
-        # pages, the next pass's pending traces) would merge them meanwhile.
+        # Every stored trace judged: those judged before have each finding and mark in a second
+        # version now, which the engine may leave unmerged for long, and every FINAL read (the
+        # dashboard's pages, the next pass's pending traces) would merge them meanwhile.
         with _stage("versions merged"):
             store.merge_versions(schema.FINDINGS_TABLE, schema.DETECTED_TABLE)
     log.info("judged %d trace(s) with detector set %s", done, ver)

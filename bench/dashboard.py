@@ -440,10 +440,10 @@ def main() -> None:
         print(header, flush=True)
         lines.append(header)
         pages = page_queries(store)
-        states = ["as written ", "merged "] if args.rejudged else [""]
-        width = max(map(len, states))
+        states = ["as written", "merged"] if args.rejudged else [""]
+        width = len("as written ") if args.rejudged else 0  # a column of its own before the page
         for state in states:
-            if state == "merged ":
+            if state == "merged":
                 t1 = time.perf_counter()
                 merged = store.merge_versions(schema.FINDINGS_TABLE, schema.DETECTED_TABLE, schema.METRICS_TABLE)
                 lines.append(f"# versions merged as the pass now does ({', '.join(merged)}) in "
@@ -456,7 +456,7 @@ def main() -> None:
                            f"   cpu p50 {np.percentile(cpu, 50):8.1f}")
                     print(row, flush=True)
                     lines.append(row)
-            if state == "as written ":
+            if state == "as written":
                 lines.append(f"# after the measures above, {awaiting_merges(store)}")
                 print(lines[-1], flush=True)
         if args.before:
